@@ -1,0 +1,116 @@
+# SEAL KM-S provisioning service.
+#
+#   make                      build every binary into build/
+#   make SANITIZE=address,undefined   the same with sanitizers, into build/san/
+#   make test                 install what is missing, start the stack, run
+#                             every test layer, stop the stack
+#   make run / make stop      the service and a demo on the local stack
+#   make bench                the benchmark
+#   make fuzz FUZZ_SECONDS=N  each libFuzzer target for N seconds
+#   make format-check         clang-format, without changing anything
+
+CC ?= cc
+SANITIZE ?=
+ifeq ($(SANITIZE),)
+BUILD ?= build
+else
+BUILD ?= build/san
+endif
+OBJ := $(BUILD)/obj
+GEN := $(BUILD)/gen
+
+PKGS := rdkafka avro-c jansson libpq libmicrohttpd openssl
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null | sed 's/-I/-isystem /g')
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wformat=2 -Wstrict-prototypes \
+	-Wmissing-prototypes -Wvla -Werror
+CPPFLAGS += -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iservices/common -Iservices/kms
+CFLAGS ?= -O2 -g
+ALL_CFLAGS := $(WARN) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP
+LDLIBS += $(PKG_LIBS) -lm -lpthread
+ifneq ($(SANITIZE),)
+ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+COMMON_SRC := $(wildcard services/common/*.c)
+KMS_LIB_SRC := $(filter-out services/kms/main.c,$(wildcard services/kms/*.c))
+CORE_SRC := $(COMMON_SRC) $(KMS_LIB_SRC)
+CORE_OBJ := $(CORE_SRC:%.c=$(OBJ)/%.o) $(OBJ)/gen/schemas.o $(OBJ)/gen/migrations.o
+CORE_LIB := $(BUILD)/libkmscore.a
+
+SCHEMAS := $(sort $(wildcard schemas/*.avsc))
+MIGRATIONS := $(sort $(wildcard services/kms/migrations/*.sql))
+
+PROGRAMS := $(BUILD)/kms $(BUILD)/kmsctl $(BUILD)/valctl
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all test unit run stop bench fuzz format format-check clean
+all: $(PROGRAMS) $(UNIT_BIN)
+
+$(OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(GEN)/schemas.c: $(SCHEMAS) scripts/embed.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed.sh embedded_schemas $(SCHEMAS) > $@.tmp && mv $@.tmp $@
+
+$(GEN)/migrations.c: $(MIGRATIONS) scripts/embed.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed.sh embedded_migrations $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+
+$(OBJ)/gen/%.o: $(GEN)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(CORE_LIB): $(CORE_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/kms: $(OBJ)/services/kms/main.o $(CORE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/kmsctl: $(patsubst %.c,$(OBJ)/%.o,$(wildcard services/kmsctl/*.c)) $(CORE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/valctl: $(patsubst %.c,$(OBJ)/%.o,$(wildcard services/valctl/*.c)) $(CORE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# C unit tests only (no stack needed).
+unit: $(UNIT_BIN)
+	@scripts/run-unit.sh $(UNIT_BIN)
+
+test:
+	@scripts/test.sh
+
+run:
+	@scripts/run.sh
+
+stop:
+	@scripts/run.sh stop
+
+bench: all
+	@scripts/bench.sh
+
+FUZZ_SECONDS ?= 60
+fuzz:
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
+
+FORMAT_SRC = $(wildcard services/*/*.c services/*/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c)
+format:
+	clang-format -i $(FORMAT_SRC)
+
+format-check:
+	@clang-format --dry-run --Werror $(FORMAT_SRC)
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

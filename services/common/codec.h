@@ -1,0 +1,187 @@
+/*
+ * codec: the wire format of the provisioning topics.
+ *
+ * Values are Avro single-object encoded (C3 01, the 8-byte little-endian
+ * CRC-64-AVRO fingerprint of the writer schema's Parsing Canonical Form, then
+ * the Avro binary datum). The schemas are those kept in schemas/, compiled into
+ * the binary; every version there is known by its fingerprint.
+ *
+ * Decoding treats every byte as hostile: the datum is walked against the
+ * writer schema and checked (lengths within the value, UTF-8, union and enum
+ * indexes, no trailing bytes, configured limits) before avro-c builds a value
+ * from it.
+ */
+#ifndef KMS_CODEC_H
+#define KMS_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* KeyFormatType, in the order of the schema's symbols. */
+typedef enum {
+	CODEC_KF_RAW = 0,
+	CODEC_KF_OPAQUE,
+	CODEC_KF_PKCS1,
+	CODEC_KF_PKCS8,
+	CODEC_KF_X509,
+	CODEC_KF_EC_PRIVATE_KEY,
+	CODEC_KF_TRANSPARENT_SYMMETRIC_KEY,
+	CODEC_KF_JWK,
+	CODEC_KF_MIKEY_SAKKE,
+	CODEC_KF__COUNT
+} codec_key_format_type;
+
+/* Result, in the order of the schema's symbols. */
+typedef enum { CODEC_RESULT_SUCCESS = 0, CODEC_RESULT_FAILURE = 1 } codec_result;
+
+/* FailureCause, in the order of the schema's symbols; CODEC_CAUSE_NONE is the
+ * null branch of the union. */
+typedef enum {
+	CODEC_CAUSE_NONE = -1,
+	CODEC_CAUSE_INVALID_REQUEST = 0,
+	CODEC_CAUSE_UNAUTHORIZED,
+	CODEC_CAUSE_NOT_ALLOWED_BY_SLA,
+	CODEC_CAUSE_KEY_FORMAT_NOT_ALLOWED,
+	CODEC_CAUSE_REQUEST_ID_CONFLICT,
+	CODEC_CAUSE_INTERNAL_ERROR,
+	CODEC_CAUSE__COUNT
+} codec_cause;
+
+/* Symbol names; NULL for an out-of-range value. */
+const char *codec_key_format_type_name(codec_key_format_type t);
+const char *codec_result_name(codec_result r);
+const char *codec_cause_name(codec_cause c); /* "" for CODEC_CAUSE_NONE */
+/* Parse a symbol name; returns 0 and sets *out, or -1 if unknown. */
+int codec_key_format_type_parse(const char *name, codec_key_format_type *out);
+int codec_cause_parse(const char *name, codec_cause *out);
+
+typedef struct {
+	char *key;
+	char *value;
+} codec_kv;
+
+typedef struct {
+	char *val_service_id;
+	codec_key_format_type format_type;
+	char *format_version; /* NULL for the null branch */
+	codec_kv *content;    /* map entries, in wire order */
+	size_t content_count;
+} codec_val_service;
+
+/* A decoded ValServerProvisioningRequest. Every string is NUL-terminated and
+ * owned by the request; strings are valid UTF-8 without NUL bytes (the decoder
+ * refuses the value otherwise). */
+typedef struct {
+	char *request_id;
+	char *requester_identity;
+	char *endpoint;
+	char *access_token;
+	codec_val_service *services;
+	size_t service_count;
+	int64_t sent_at; /* timestamp-millis */
+	char *supp_feat; /* NULL for the null branch */
+} codec_request;
+
+/* A ValServerProvisioningResponse to encode. Borrowed strings. */
+typedef struct {
+	const char *request_id;
+	const char *requester_identity;
+	codec_result result;
+	codec_cause cause;  /* CODEC_CAUSE_NONE on success */
+	const char *detail; /* NULL for the null branch */
+	const char *kms_id;
+	int64_t processed_at; /* timestamp-millis */
+} codec_response;
+
+/* A decoded response (used by the VAL-server command and the tests). Owned
+ * strings; free with codec_response_owned_free(). */
+typedef struct {
+	char *request_id;
+	char *requester_identity;
+	codec_result result;
+	codec_cause cause;
+	char *detail; /* NULL for the null branch */
+	char *kms_id;
+	int64_t processed_at;
+} codec_response_owned;
+
+/* Limits applied while decoding, before anything is allocated. */
+typedef struct {
+	size_t max_value_bytes;  /* default 1 MiB */
+	size_t max_services;     /* default 1000; above: CODEC_ERR_LIMIT */
+	size_t max_string_bytes; /* default 64 KiB per string */
+	size_t max_map_entries;  /* default 256 per content map */
+} codec_limits;
+
+void codec_limits_default(codec_limits *l);
+
+/* Why a value could not be decoded. The stage names are used in the DLQ's
+ * __connect.errors.stage header. */
+typedef enum {
+	CODEC_OK = 0,
+	CODEC_ERR_EMPTY,       /* zero-length value */
+	CODEC_ERR_TOO_LARGE,   /* over max_value_bytes */
+	CODEC_ERR_MAGIC,       /* not C3 01 */
+	CODEC_ERR_FINGERPRINT, /* unknown schema fingerprint */
+	CODEC_ERR_DATUM,       /* datum breaks the schema (truncated, trailing bytes,
+	                          bad length, bad UTF-8, NUL in a string, bad union
+	                          or enum index) */
+	CODEC_ERR_LIMIT,       /* a configured limit other than the value size */
+	CODEC_ERR_WRONG_SCHEMA /* a known schema, but not a request */
+} codec_status;
+
+const char *codec_status_name(codec_status s);
+
+/* What could still be read of an undecodable request: its first two fields,
+ * when both are well-formed strings. Owned; free with codec_salvage_free(). */
+typedef struct {
+	char *request_id;         /* NULL if not readable */
+	char *requester_identity; /* NULL if not readable */
+} codec_salvage;
+
+typedef struct codec codec;
+
+/* Load every schema compiled in from schemas/. Caller frees with
+ * codec_destroy(). NULL on failure with errstr filled. */
+codec *codec_new(const codec_limits *limits, char *errstr, size_t errstr_size);
+void codec_destroy(codec *c); /* NULL is a no-op */
+
+/* Fingerprint (CRC-64-AVRO of the Parsing Canonical Form) of the current
+ * request and response schemas. */
+uint64_t codec_request_fingerprint(const codec *c);
+uint64_t codec_response_fingerprint(const codec *c);
+
+/* Parsing Canonical Form of a schema given as JSON text. Returns a malloc'd
+ * string the caller frees, or NULL with errstr filled. */
+char *codec_canonical_form(const char *schema_json, char *errstr, size_t errstr_size);
+/* CRC-64-AVRO (Rabin) fingerprint of bytes. */
+uint64_t codec_crc64_avro(const void *data, size_t len);
+
+/* Decode a request value. On CODEC_OK *out is a new request the caller frees
+ * with codec_request_free(). On any other status, errstr says what is wrong
+ * (one sentence, no payload bytes) and, when salvage is not NULL, it is filled
+ * with what could still be read. */
+codec_status codec_decode_request(const codec *c, const void *value, size_t len,
+				  codec_request **out, codec_salvage *salvage,
+				  char *errstr, size_t errstr_size);
+void codec_request_free(codec_request *r); /* NULL is a no-op */
+void codec_salvage_free(codec_salvage *s); /* frees the members; NULL ok */
+
+/* Encode a request (valctl and tests). Returns 0 and a malloc'd buffer in
+ * *out / *out_len, or -1 with errstr filled. */
+int codec_encode_request(const codec *c, const codec_request *r, unsigned char **out,
+			 size_t *out_len, char *errstr, size_t errstr_size);
+
+/* Encode a response. Deterministic: the same fields give the same bytes.
+ * Returns 0 and a malloc'd buffer, or -1 with errstr filled. */
+int codec_encode_response(const codec *c, const codec_response *r, unsigned char **out,
+			  size_t *out_len, char *errstr, size_t errstr_size);
+
+/* Decode a response value. Returns CODEC_OK and *out (free with
+ * codec_response_owned_free()), or another status with errstr filled. */
+codec_status codec_decode_response(const codec *c, const void *value, size_t len,
+				   codec_response_owned **out, char *errstr,
+				   size_t errstr_size);
+void codec_response_owned_free(codec_response_owned *r); /* NULL ok */
+
+#endif

@@ -1,0 +1,108 @@
+/*
+ * jwt: compact JWS access tokens, signed (for development and tests) and
+ * verified (by the KM-S), with OpenSSL and jansson.
+ *
+ * Verification is strict: the header must name an algorithm from the
+ * allow-list and, when several keys are trusted, a kid; "none" and HMAC
+ * algorithms are never accepted, whatever the allow-list says; the key's type
+ * must match the algorithm (no algorithm confusion); header and payload must be
+ * JSON objects without duplicate members; base64url must be canonical and
+ * unpadded; the whole token is bounded in size.
+ */
+#ifndef KMS_JWT_H
+#define KMS_JWT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Supported asymmetric algorithms. */
+typedef enum {
+	JWT_ALG_ES256 = 0,
+	JWT_ALG_ES384,
+	JWT_ALG_RS256,
+	JWT_ALG_PS256,
+	JWT_ALG_EDDSA, /* Ed25519 */
+	JWT_ALG__COUNT
+} jwt_alg;
+
+const char *jwt_alg_name(jwt_alg a);
+/* Returns 0 and *out, or -1 for an unknown or unsupported name. */
+int jwt_alg_parse(const char *name, jwt_alg *out);
+
+/* ---- signing (valctl token, tests) ---- */
+
+/* Sign a token: header {"alg","typ":"JWT","kid"} (kid omitted when NULL) and
+ * the given payload, a JSON object as text, used verbatim. key_pem is a PEM
+ * private key whose type fits alg. Returns a malloc'd token the caller frees,
+ * or NULL with errstr filled. */
+char *jwt_sign(const char *key_pem, jwt_alg alg, const char *kid, const char *payload_json,
+               char *errstr, size_t errstr_size);
+
+/* Sign header_json and payload_json exactly as given, neither checked (so
+ * that tests can build tokens with odd headers or payloads): the header's
+ * "alg" need not match alg, which is what the signature is made with. Returns
+ * a malloc'd token the caller frees, or NULL with errstr filled. */
+char *jwt_sign_raw(const char *key_pem, jwt_alg alg, const char *header_json,
+                   const char *payload_json, char *errstr, size_t errstr_size);
+
+/* base64url without padding (RFC 4648 section 5). encode returns a malloc'd
+ * NUL-terminated string the caller frees, or NULL when out of memory. decode
+ * is strict (alphabet only, no padding or whitespace, no length 4n+1, unused
+ * trailing bits zero): returns 0 with *out malloc'd (caller frees) and
+ * *out_len, or -1 with *out NULL. */
+char *jwt_base64url_encode(const void *data, size_t len);
+int jwt_base64url_decode(const char *in, size_t in_len, unsigned char **out, size_t *out_len);
+
+/* ---- verification (kms) ---- */
+
+typedef struct jwt_verifier jwt_verifier;
+
+/* An empty verifier: allow_mask is a bit set of (1u << jwt_alg);
+ * max_token_bytes bounds the whole token (default 8192 when 0). Caller frees
+ * with jwt_verifier_destroy(). */
+jwt_verifier *jwt_verifier_new(unsigned allow_mask, size_t max_token_bytes, char *errstr,
+                               size_t errstr_size);
+void jwt_verifier_destroy(jwt_verifier *v); /* NULL is a no-op */
+
+/* Trust a public key (PEM, SubjectPublicKeyInfo) for issuer iss, under key id
+ * kid (NULL: the issuer's only key, matched when the token has no kid).
+ * The key must be EC P-256 or P-384 (named curve), RSA of at least 2048 bits
+ * or Ed25519. An issuer with several keys needs a kid on each; a token
+ * without kid is matched to its issuer's key only when there is one. The
+ * strings and the PEM are copied. Returns 0, or -1 with errstr filled. */
+int jwt_verifier_add_key(jwt_verifier *v, const char *iss, const char *kid,
+                         const char *public_key_pem, char *errstr, size_t errstr_size);
+
+/* Load trusted keys from a JSON file: an array of objects
+ * {"iss": "...", "kid": "..." (optional), "public_key_file": "path"}; a
+ * relative path is taken from the file's folder; other members are refused.
+ * Returns the number of keys added, or -1 with errstr filled and no key of
+ * the file added. */
+int jwt_verifier_load_file(jwt_verifier *v, const char *path, char *errstr, size_t errstr_size);
+
+/* The verified claims that authorization needs. Strings are owned; free with
+ * jwt_claims_free(). A claim absent from the token is NULL / has_x == 0. */
+typedef struct {
+	char *iss;
+	char *client_id;
+	char *scope;
+	char *vsp_id;
+	int has_skeyprov;   /* SKeyProv present */
+	int skeyprov_false; /* SKeyProv is false, 0, "false" (any case), "0", "" or null */
+	int has_exp, has_nbf, has_iat;
+	int64_t exp, nbf, iat; /* seconds since the epoch */
+} jwt_claims;
+
+void jwt_claims_free(jwt_claims *c); /* frees the members; NULL ok */
+
+/* Verify the token's form and signature and the time claims at now_s with
+ * leeway_s seconds, capped at 30 (exp required, numeric; nbf and iat numeric
+ * when present). iss, client_id, scope and vsp_id must be strings when
+ * present. Returns 0 and fills *claims (caller frees with jwt_claims_free()),
+ * or -1 with *claims zeroed and errstr filled with one sentence that never
+ * contains the token or a part of it. Safe to call from several threads on
+ * one verifier. */
+int jwt_verify(const jwt_verifier *v, const char *token, int64_t now_s, int64_t leeway_s,
+               jwt_claims *claims, char *errstr, size_t errstr_size);
+
+#endif

@@ -1,0 +1,118 @@
+/*
+ * authz: the token half of the contract's authorization rules (1 to 3). The
+ * token is verified by jwt (issuer, algorithm, signature, exp/nbf/iat), then
+ * its claims are held against the request: client_id is the requester,
+ * scope holds the configured scope as a whole word, SKeyProv is present and
+ * not false, and vsp_id names the VAL service provider whose SLA the store
+ * checks next. Pure: no I/O and no clock (now is passed in), so every branch
+ * is tested in-process. Every denial is one short sentence for the Result's
+ * detail, never quoting the token.
+ */
+#include "authz.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define AUTHZ_DEFAULT_SCOPE "ss-kpp"
+
+static void set_detail(char *detail, size_t detail_size, const char *msg)
+{
+	if (detail == NULL || detail_size == 0)
+		return;
+	/* A cut sentence still names the cause; the Result wants no more. */
+	(void)snprintf(detail, detail_size, "%s", msg);
+}
+
+/* Whether the space-separated list holds want as one whole token (RFC 6749
+ * section 3.3), so "ss-kppx" or "xss-kpp" do not count as "ss-kpp". */
+static int scope_has(const char *list, const char *want)
+{
+	size_t want_len = strlen(want);
+	const char *p = list;
+
+	while (*p != '\0') {
+		const char *end;
+		while (*p == ' ')
+			p++;
+		end = strchr(p, ' ');
+		if (end == NULL)
+			end = p + strlen(p);
+		if ((size_t)(end - p) == want_len && memcmp(p, want, want_len) == 0)
+			return 1;
+		p = end;
+	}
+	return 0;
+}
+
+authz_decision authz_check(const authz_policy *p, const char *token,
+			   const char *requester_identity, int64_t now_s, char *vsp_id,
+			   size_t vsp_id_size, char *detail, size_t detail_size)
+{
+	jwt_claims c;
+	char why[256];
+	const char *scope;
+	authz_decision d = AUTHZ_DENY;
+
+	memset(&c, 0, sizeof c);
+	if (vsp_id != NULL && vsp_id_size > 0)
+		vsp_id[0] = '\0';
+	if (detail != NULL && detail_size > 0)
+		detail[0] = '\0';
+	if (p == NULL || p->verifier == NULL) {
+		set_detail(detail, detail_size, "token verification is not configured");
+		goto out;
+	}
+	scope = p->scope != NULL ? p->scope : AUTHZ_DEFAULT_SCOPE;
+	if (scope[0] == '\0' || strchr(scope, ' ') != NULL) {
+		set_detail(detail, detail_size, "the required scope is not a single word");
+		goto out;
+	}
+	if (token == NULL || token[0] == '\0') {
+		set_detail(detail, detail_size, "request has no access token");
+		goto out;
+	}
+	if (jwt_verify(p->verifier, token, now_s, p->leeway_s, &c, why, sizeof why) != 0) {
+		set_detail(detail, detail_size, why);
+		goto out;
+	}
+	if (c.client_id == NULL) {
+		set_detail(detail, detail_size, "token has no client_id");
+		goto out;
+	}
+	if (requester_identity == NULL || strcmp(c.client_id, requester_identity) != 0) {
+		set_detail(detail, detail_size, "client_id does not match requesterIdentity");
+		goto out;
+	}
+	if (c.scope == NULL) {
+		set_detail(detail, detail_size, "token has no scope");
+		goto out;
+	}
+	if (!scope_has(c.scope, scope)) {
+		if (detail != NULL && detail_size > 0)
+			(void)snprintf(detail, detail_size, "token scope does not include %s",
+				       scope);
+		goto out;
+	}
+	if (!c.has_skeyprov) {
+		set_detail(detail, detail_size, "token has no SKeyProv claim");
+		goto out;
+	}
+	if (c.skeyprov_false) {
+		set_detail(detail, detail_size, "token SKeyProv is false");
+		goto out;
+	}
+	if (c.vsp_id == NULL || c.vsp_id[0] == '\0') {
+		set_detail(detail, detail_size, "token has no vsp_id");
+		goto out;
+	}
+	/* Fail closed: a cut vsp_id would name another provider's SLAs. */
+	if (vsp_id == NULL || strlen(c.vsp_id) >= vsp_id_size) {
+		set_detail(detail, detail_size, "token vsp_id is too long");
+		goto out;
+	}
+	memcpy(vsp_id, c.vsp_id, strlen(c.vsp_id) + 1);
+	d = AUTHZ_ALLOW;
+out:
+	jwt_claims_free(&c);
+	return d;
+}

@@ -1,0 +1,29 @@
+/*
+ * authz: the token half of the contract's authorization rules (1 to 3). Pure:
+ * no I/O, so it is tested without Kafka or PostgreSQL. The SLA half (rules 4
+ * and 5) needs the database and lives in the store.
+ */
+#ifndef KMS_AUTHZ_H
+#define KMS_AUTHZ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "jwt.h"
+
+typedef enum { AUTHZ_ALLOW = 0, AUTHZ_DENY = 1 } authz_decision;
+
+typedef struct {
+	const jwt_verifier *verifier; /* borrowed */
+	const char *scope;            /* required scope, "ss-kpp" by default */
+	int64_t leeway_s;             /* at most 30 */
+} authz_policy;
+
+/* Decide whether the token authorizes requester_identity. On AUTHZ_ALLOW,
+ * vsp_id (size vsp_id_size) receives the token's vsp_id claim. On AUTHZ_DENY,
+ * detail receives one sentence for the Result (never the token). */
+authz_decision authz_check(const authz_policy *p, const char *token,
+			   const char *requester_identity, int64_t now_s, char *vsp_id,
+			   size_t vsp_id_size, char *detail, size_t detail_size);
+
+#endif

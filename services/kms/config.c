@@ -1,0 +1,454 @@
+/*
+ * config: every KM-S setting is one row of the table below (name, type,
+ * default, offset into kms_config, help). Loading walks the sources in
+ * order of precedence: defaults, the file, the environment, the flags.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "jwt.h"
+
+typedef enum { OPT_STR, OPT_INT } opt_type;
+
+typedef struct {
+	const char *name;
+	opt_type type;
+	const char *def;
+	size_t offset;
+	int64_t min, max;
+	const char *help;
+} opt;
+
+#define STR(field, def, help) {#field, OPT_STR, def, offsetof(kms_config, field), 0, 0, help}
+#define INT(field, def, lo, hi, help)                                                          \
+	{#field, OPT_INT, def, offsetof(kms_config, field), lo, hi, help}
+
+static const opt opts[] = {
+    STR(bootstrap, "127.0.0.1:19092", "Kafka bootstrap servers"),
+    STR(dsn, "postgresql://postgres@127.0.0.1:15432/kms", "PostgreSQL connection string"),
+    STR(group_id, "seal-kms", "consumer group of the KM-S instances"),
+    STR(kms_id, "", "this KM-S's identity in Results (default kms-HOSTNAME)"),
+    STR(requests_topic, "seal.km.provisioning.requests", "topic of requests"),
+    STR(results_topic, "seal.km.provisioning.results", "default topic of Results"),
+    STR(dlq_topic, "seal.km.provisioning.dlq", "dead-letter topic"),
+    STR(reply_topic_pattern, "",
+	"regex a kafka_replyTopic must match (default: any but requests, DLQ and __ topics)"),
+    STR(issuers_file, "", "JSON file of trusted token issuers and their public keys"),
+    STR(jwt_algs, "ES256,ES384,RS256,PS256,EdDSA", "allowed token signature algorithms"),
+    STR(scope, "ss-kpp", "scope the access token must carry"),
+    STR(log_level, "info", "debug, info, warn or error"),
+    INT(leeway_s, "30", 0, 30, "clock skew leeway for exp, nbf, iat (seconds, at most 30)"),
+    INT(max_value_bytes, "1048576", 64, 64 * 1048576, "largest request value accepted"),
+    INT(max_services, "1000", 1, 100000, "most VAL services in one request"),
+    INT(max_token_bytes, "8192", 256, 1048576, "largest access token accepted"),
+    INT(batch_max, "500", 1, 100000, "most requests decided in one transaction"),
+    INT(batch_wait_ms, "20", 0, 10000, "how long a batch waits to fill"),
+    INT(health_port, "0", 0, 65535, "HTTP port of /livez and /readyz on 127.0.0.1 (0: off)"),
+    INT(shutdown_timeout_ms, "30000", 100, 3600000, "bound on a graceful shutdown"),
+    INT(max_poll_interval_ms, "300000", 10000, 86400000, "librdkafka max.poll.interval.ms"),
+    INT(retry_backoff_max_ms, "5000", 10, 600000, "longest wait between retries"),
+};
+
+#define NOPTS (sizeof opts / sizeof opts[0])
+
+static char **str_field(kms_config *cfg, const opt *o)
+{
+	return (char **)(void *)((char *)cfg + o->offset);
+}
+
+static int64_t *int_field(kms_config *cfg, const opt *o)
+{
+	return (int64_t *)(void *)((char *)cfg + o->offset);
+}
+
+static const opt *find_opt(const char *name, size_t len)
+{
+	for (size_t i = 0; i < NOPTS; i++) {
+		const char *n = opts[i].name;
+		if (strlen(n) != len)
+			continue;
+		size_t j = 0;
+		/* flags spell '_' as '-'; both are accepted */
+		for (; j < len; j++) {
+			char c = name[j] == '-' ? '_' : name[j];
+			if (c != n[j])
+				break;
+		}
+		if (j == len)
+			return &opts[i];
+	}
+	return NULL;
+}
+
+static int parse_int(const char *s, int64_t *out)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int set_opt(kms_config *cfg, const opt *o, const char *value, const char *source,
+		   char *errstr, size_t errstr_size)
+{
+	if (o->type == OPT_STR) {
+		char *copy = strdup(value);
+		if (copy == NULL) {
+			snprintf(errstr, errstr_size, "out of memory");
+			return -1;
+		}
+		free(*str_field(cfg, o));
+		*str_field(cfg, o) = copy;
+		return 0;
+	}
+	int64_t v;
+	if (parse_int(value, &v) != 0 || v < o->min || v > o->max) {
+		snprintf(errstr, errstr_size, "%s: %s must be a whole number from %lld to %lld",
+			 source, o->name, (long long)o->min, (long long)o->max);
+		return -1;
+	}
+	*int_field(cfg, o) = v;
+	return 0;
+}
+
+static int add_rdkafka(kms_config *cfg, const char *kv, const char *source, char *errstr,
+		       size_t errstr_size)
+{
+	const char *eq = strchr(kv, '=');
+	if (eq == NULL || eq == kv) {
+		snprintf(errstr, errstr_size, "%s: -X takes key=value", source);
+		return -1;
+	}
+	if (cfg->rdkafka_count == CONFIG_MAX_RDKAFKA) {
+		snprintf(errstr, errstr_size, "%s: too many -X properties", source);
+		return -1;
+	}
+	char *k = strndup(kv, (size_t)(eq - kv));
+	char *v = strdup(eq + 1);
+	if (k == NULL || v == NULL) {
+		free(k);
+		free(v);
+		snprintf(errstr, errstr_size, "out of memory");
+		return -1;
+	}
+	cfg->rdkafka_keys[cfg->rdkafka_count] = k;
+	cfg->rdkafka_values[cfg->rdkafka_count] = v;
+	cfg->rdkafka_count++;
+	return 0;
+}
+
+static char *trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	size_t n = strlen(s);
+	while (n > 0 && isspace((unsigned char)s[n - 1]))
+		s[--n] = '\0';
+	return s;
+}
+
+static int load_file(kms_config *cfg, const char *path, char *errstr, size_t errstr_size)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL) {
+		snprintf(errstr, errstr_size, "cannot open config file %s: %s", path,
+			 strerror(errno));
+		return -1;
+	}
+	char line[4096];
+	int lineno = 0, rc = 0;
+	while (rc == 0 && fgets(line, sizeof line, f) != NULL) {
+		lineno++;
+		char source[64];
+		snprintf(source, sizeof source, "config line %d", lineno);
+		char *s = trim(line);
+		if (*s == '\0' || *s == '#')
+			continue;
+		char *eq = strchr(s, '=');
+		if (eq == NULL) {
+			snprintf(errstr, errstr_size, "%s: expected name = value", source);
+			rc = -1;
+			break;
+		}
+		*eq = '\0';
+		char *name = trim(s), *value = trim(eq + 1);
+		if (strncmp(name, "rdkafka.", 8) == 0) {
+			char kv[4096];
+			int n = snprintf(kv, sizeof kv, "%s=%s", name + 8, value);
+			if (n < 0 || (size_t)n >= sizeof kv) {
+				snprintf(errstr, errstr_size, "%s: too long", source);
+				rc = -1;
+				break;
+			}
+			rc = add_rdkafka(cfg, kv, source, errstr, errstr_size);
+			continue;
+		}
+		const opt *o = find_opt(name, strlen(name));
+		if (o == NULL) {
+			snprintf(errstr, errstr_size, "%s: unknown setting '%s'", source, name);
+			rc = -1;
+			break;
+		}
+		rc = set_opt(cfg, o, value, source, errstr, errstr_size);
+	}
+	fclose(f);
+	return rc;
+}
+
+void config_usage(void *file)
+{
+	FILE *f = file;
+	fprintf(f, "settings (flag --name VALUE, environment KMS_NAME, file 'name = value'):\n");
+	for (size_t i = 0; i < NOPTS; i++) {
+		char flag[64];
+		snprintf(flag, sizeof flag, "%s", opts[i].name);
+		for (char *p = flag; *p; p++)
+			if (*p == '_')
+				*p = '-';
+		fprintf(f, "  --%-22s %s (default: %s)\n", flag, opts[i].help,
+			*opts[i].def ? opts[i].def : "none");
+	}
+	fprintf(f, "  --config FILE            read settings from FILE (or KMS_CONFIG)\n"
+		   "  -X key=value             librdkafka property (file: rdkafka.key = value)\n"
+		   "  -h, --help               this text\n");
+}
+
+int config_load(kms_config *cfg, int argc, char **argv, char *errstr, size_t errstr_size)
+{
+	memset(cfg, 0, sizeof *cfg);
+	for (size_t i = 0; i < NOPTS; i++)
+		if (set_opt(cfg, &opts[i], opts[i].def, "default", errstr, errstr_size) != 0)
+			return -1;
+
+	/* The file first: it comes lowest after the defaults. */
+	const char *file = getenv("KMS_CONFIG");
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+			file = argv[i + 1];
+		else if (strncmp(argv[i], "--config=", 9) == 0)
+			file = argv[i] + 9;
+	}
+	if (file != NULL && *file != '\0' && load_file(cfg, file, errstr, errstr_size) != 0)
+		return -1;
+
+	for (size_t i = 0; i < NOPTS; i++) {
+		char env[80] = "KMS_";
+		size_t k = 4;
+		for (const char *p = opts[i].name; *p && k + 1 < sizeof env; p++)
+			env[k++] = (char)toupper((unsigned char)*p);
+		env[k] = '\0';
+		const char *v = getenv(env);
+		if (v != NULL && set_opt(cfg, &opts[i], v, env, errstr, errstr_size) != 0)
+			return -1;
+	}
+
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			config_usage(stdout);
+			return 1;
+		}
+		if (strcmp(a, "-X") == 0) {
+			if (i + 1 >= argc) {
+				snprintf(errstr, errstr_size, "-X needs key=value");
+				return -1;
+			}
+			if (add_rdkafka(cfg, argv[++i], "-X", errstr, errstr_size) != 0)
+				return -1;
+			continue;
+		}
+		if (strncmp(a, "--", 2) != 0) {
+			snprintf(errstr, errstr_size, "unexpected argument '%s'", a);
+			return -1;
+		}
+		const char *name = a + 2, *eq = strchr(name, '=');
+		size_t len = eq ? (size_t)(eq - name) : strlen(name);
+		const char *value;
+		if (eq != NULL) {
+			value = eq + 1;
+		} else if (i + 1 < argc) {
+			value = argv[++i];
+		} else {
+			snprintf(errstr, errstr_size, "--%s needs a value", name);
+			return -1;
+		}
+		if (len == 6 && strncmp(name, "config", 6) == 0)
+			continue;
+		const opt *o = find_opt(name, len);
+		if (o == NULL) {
+			snprintf(errstr, errstr_size, "unknown flag '%.*s'", (int)len, a);
+			return -1;
+		}
+		if (set_opt(cfg, o, value, "flag", errstr, errstr_size) != 0)
+			return -1;
+	}
+
+	if (cfg->kms_id[0] == '\0') {
+		char host[256] = "localhost";
+		gethostname(host, sizeof host - 1);
+		host[sizeof host - 1] = '\0';
+		char id[300];
+		snprintf(id, sizeof id, "kms-%s", host);
+		free(cfg->kms_id);
+		cfg->kms_id = strdup(id);
+		if (cfg->kms_id == NULL) {
+			snprintf(errstr, errstr_size, "out of memory");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int config_alg_mask(const kms_config *cfg, unsigned *mask, char *errstr, size_t errstr_size)
+{
+	*mask = 0;
+	const char *p = cfg->jwt_algs;
+	while (*p != '\0') {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		char name[32];
+		jwt_alg a;
+		if (len == 0 || len >= sizeof name) {
+			snprintf(errstr, errstr_size, "jwt_algs: empty or overlong algorithm name");
+			return -1;
+		}
+		memcpy(name, p, len);
+		name[len] = '\0';
+		if (jwt_alg_parse(name, &a) != 0) {
+			snprintf(errstr, errstr_size, "jwt_algs: '%s' is not an allowed algorithm",
+				 name);
+			return -1;
+		}
+		*mask |= 1u << a;
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	if (*mask == 0) {
+		snprintf(errstr, errstr_size, "jwt_algs names no algorithm");
+		return -1;
+	}
+	return 0;
+}
+
+int config_validate(const kms_config *cfg, char *errstr, size_t errstr_size)
+{
+	if (cfg->bootstrap[0] == '\0' || cfg->dsn[0] == '\0' || cfg->group_id[0] == '\0') {
+		snprintf(errstr, errstr_size, "bootstrap, dsn and group_id must not be empty");
+		return -1;
+	}
+	if (strlen(cfg->kms_id) > 120) {
+		snprintf(errstr, errstr_size, "kms_id is longer than 120 bytes");
+		return -1;
+	}
+	if (cfg->reply_topic_pattern[0] != '\0') {
+		regex_t re;
+		if (regcomp(&re, cfg->reply_topic_pattern, REG_EXTENDED | REG_NOSUB) != 0) {
+			snprintf(errstr, errstr_size, "reply_topic_pattern is not a valid regex");
+			return -1;
+		}
+		regfree(&re);
+	}
+	unsigned mask;
+	if (config_alg_mask(cfg, &mask, errstr, errstr_size) != 0)
+		return -1;
+	return 0;
+}
+
+void config_mask_dsn(const char *dsn, char *out, size_t out_size)
+{
+	if (out_size == 0)
+		return;
+	out[0] = '\0';
+	size_t o = 0;
+	const char *scheme = strstr(dsn, "://");
+	if (scheme != NULL) {
+		/* URI form: postgresql://user:password@host/... */
+		const char *auth = scheme + 3;
+		const char *at = strchr(auth, '@');
+		const char *colon = memchr(auth, ':', at ? (size_t)(at - auth) : 0);
+		if (at != NULL && colon != NULL) {
+			snprintf(out, out_size, "%.*s:****%s", (int)(colon - dsn), dsn, at);
+			return;
+		}
+		snprintf(out, out_size, "%s", dsn);
+		return;
+	}
+	/* key=value form: mask the value of password=... */
+	const char *p = dsn;
+	while (*p && o + 1 < out_size) {
+		if (strncmp(p, "password", 8) == 0 && (p == dsn || isspace((unsigned char)p[-1]))) {
+			const char *q = p + 8;
+			while (isspace((unsigned char)*q))
+				q++;
+			if (*q == '=') {
+				q++;
+				while (isspace((unsigned char)*q))
+					q++;
+				int n = snprintf(out + o, out_size - o, "password=****");
+				o += (n > 0 && (size_t)n < out_size - o) ? (size_t)n : 0;
+				if (*q == '\'') {
+					for (q++; *q && *q != '\''; q++)
+						if (*q == '\\' && q[1])
+							q++;
+					if (*q)
+						q++;
+				} else {
+					while (*q && !isspace((unsigned char)*q))
+						q++;
+				}
+				p = q;
+				continue;
+			}
+		}
+		out[o++] = *p++;
+	}
+	out[o] = '\0';
+}
+
+void config_print(const kms_config *cfg, void *file)
+{
+	FILE *f = file;
+	kms_config *c = (kms_config *)(void *)cfg;
+	for (size_t i = 0; i < NOPTS; i++) {
+		if (opts[i].type == OPT_INT) {
+			fprintf(f, "%s = %lld\n", opts[i].name, (long long)*int_field(c, &opts[i]));
+		} else if (strcmp(opts[i].name, "dsn") == 0) {
+			char masked[1024];
+			config_mask_dsn(cfg->dsn, masked, sizeof masked);
+			fprintf(f, "%s = %s\n", opts[i].name, masked);
+		} else {
+			fprintf(f, "%s = %s\n", opts[i].name, *str_field(c, &opts[i]));
+		}
+	}
+	for (size_t i = 0; i < cfg->rdkafka_count; i++) {
+		const char *k = cfg->rdkafka_keys[i];
+		int secret = strstr(k, "password") != NULL || strstr(k, "secret") != NULL;
+		fprintf(f, "rdkafka.%s = %s\n", k, secret ? "****" : cfg->rdkafka_values[i]);
+	}
+}
+
+void config_free(kms_config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	for (size_t i = 0; i < NOPTS; i++)
+		if (opts[i].type == OPT_STR)
+			free(*str_field(cfg, &opts[i]));
+	for (size_t i = 0; i < cfg->rdkafka_count; i++) {
+		free(cfg->rdkafka_keys[i]);
+		free(cfg->rdkafka_values[i]);
+	}
+	memset(cfg, 0, sizeof *cfg);
+}

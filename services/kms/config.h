@@ -1,0 +1,69 @@
+/*
+ * config: the KM-S's settings, from one table of name, type and default.
+ * Sources, later ones winning: the defaults, a file (`--config FILE` or
+ * KMS_CONFIG), the environment (KMS_<NAME>), then command-line flags
+ * (--name value or --name=value). `-X key=value` and file lines
+ * `rdkafka.key = value` go to librdkafka unchanged.
+ */
+#ifndef KMS_CONFIG_H
+#define KMS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_MAX_RDKAFKA 64
+
+typedef struct {
+	char *bootstrap;
+	char *dsn;
+	char *group_id;
+	char *kms_id;
+	char *requests_topic;
+	char *results_topic;
+	char *dlq_topic;
+	char *reply_topic_pattern; /* POSIX extended regex; "" = the default rule */
+	char *issuers_file;
+	char *jwt_algs;  /* comma-separated allow-list */
+	char *scope;
+	char *log_level;
+	int64_t leeway_s;
+	int64_t max_value_bytes;
+	int64_t max_services;
+	int64_t max_token_bytes;
+	int64_t batch_max;
+	int64_t batch_wait_ms;
+	int64_t health_port; /* 0: no health endpoint */
+	int64_t shutdown_timeout_ms;
+	int64_t max_poll_interval_ms;
+	int64_t retry_backoff_max_ms;
+	/* librdkafka properties, applied to consumer and producer */
+	size_t rdkafka_count;
+	char *rdkafka_keys[CONFIG_MAX_RDKAFKA];
+	char *rdkafka_values[CONFIG_MAX_RDKAFKA];
+} kms_config;
+
+/* Build the configuration from all sources. argv holds only the flags (the
+ * subcommand removed). Returns 0, 1 when --help was asked (usage printed to
+ * stdout), or -1 with errstr filled (misuse). Caller frees with
+ * config_free(). */
+int config_load(kms_config *cfg, int argc, char **argv, char *errstr, size_t errstr_size);
+void config_free(kms_config *cfg);
+
+/* Check values once: ranges, the regex, the algorithm list. */
+int config_validate(const kms_config *cfg, char *errstr, size_t errstr_size);
+
+/* The allow-list of token algorithms as a bit set of (1u << jwt_alg). */
+int config_alg_mask(const kms_config *cfg, unsigned *mask, char *errstr, size_t errstr_size);
+
+/* Print every setting as "name = value" to f, passwords in connection strings
+ * masked. */
+void config_print(const kms_config *cfg, void *file);
+
+/* Copy a libpq connection string (key=value or URI form) with its password
+ * replaced by "****". */
+void config_mask_dsn(const char *dsn, char *out, size_t out_size);
+
+/* Print the flags' help to f. */
+void config_usage(void *file);
+
+#endif

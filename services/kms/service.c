@@ -1,0 +1,987 @@
+/*
+ * service: the KM-S loop. One thread consumes the requests topic as a member
+ * of the consumer group and works in batches:
+ *
+ *   1. collect up to batch_max messages (waiting at most batch_wait_ms for
+ *      the batch to fill);
+ *   2. decide what can be decided without I/O: decode, validate, verify the
+ *      token, route the reply;
+ *   3. decide the rest in one PostgreSQL transaction (SLA, idempotency,
+ *      storage, audit), retried whole with bounded backoff while the
+ *      database is unreachable;
+ *   4. publish every Result (and DLQ record) with the idempotent producer and
+ *      wait until each is acknowledged;
+ *   5. only then store the batch's offsets for the next commit.
+ *
+ * A crash between 3 and 5 redelivers the batch; the audit trail, keyed by the
+ * messages' coordinates, turns every redelivered message into the very Result
+ * it got the first time. While any step waits (database or broker away), the
+ * assigned partitions are paused and the consumer keeps polling, so the group
+ * membership outlives the outage.
+ */
+#include "service.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <openssl/evp.h>
+#include <regex.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "authz.h"
+#include "codec.h"
+#include "health.h"
+#include "jwt.h"
+#include "log.h"
+#include "store.h"
+#include "validate.h"
+
+#define RESULT_CE_TYPE "org.threegpp.seal.km.provisioning.result.v1"
+#define DLQ_EXCEPTION  "org.apache.kafka.connect.errors.DataException"
+
+static volatile sig_atomic_t run = 1;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	if (!run)
+		_exit(SERVICE_EXIT_SIGNAL); /* second signal: stop at once */
+	run = 0;
+}
+
+typedef enum { SEND_NONE = 0, SEND_PENDING, SEND_DONE, SEND_FAILED } send_state;
+
+/* One consumed message and everything decided about it. */
+typedef struct {
+	rd_kafka_message_t *msg; /* owned */
+	codec_request *req;      /* owned; NULL when undecodable */
+	codec_salvage salvage;   /* owned */
+	codec_status status;
+	char decode_error[256];
+	char pre_detail[256];
+	char vsp_id[128];
+	char reply_topic[256];
+	int32_t reply_partition;
+	char reply_note[256];
+	store_item item;
+	send_state result_state, dlq_state;
+} slot;
+
+typedef struct {
+	const kms_config *cfg;
+	rd_kafka_t *consumer;
+	rd_kafka_t *producer;
+	codec *codec;
+	jwt_verifier *verifier;
+	authz_policy policy;
+	validate_limits limits;
+	store *store;
+	health *health;
+	regex_t reply_re;
+	int has_reply_re;
+
+	slot *slots;
+	size_t nslots;
+	/* messages polled while a batch was in hand, kept in order */
+	rd_kafka_message_t **deferred;
+	size_t ndeferred, deferred_cap;
+	int paused;
+	int64_t stop_at_ms; /* graceful stop deadline, 0 while running */
+	int64_t last_check_ms;
+} svc;
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Past the graceful stop's deadline? */
+static int out_of_time(svc *s)
+{
+	if (run)
+		return 0;
+	if (s->stop_at_ms == 0)
+		s->stop_at_ms = mono_ms() + s->cfg->shutdown_timeout_ms;
+	return mono_ms() > s->stop_at_ms;
+}
+
+/* ---- Kafka callbacks ---- */
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	svc *s = opaque;
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+		health_set(s->health, HEALTH_BROKER, 0);
+	if (err == RD_KAFKA_RESP_ERR__FATAL) {
+		char fatal[512];
+		rd_kafka_fatal_error(rk, fatal, sizeof fatal);
+		log_event(LOG_ERROR, "kafka_fatal", "{s:s, s:s}", "client", rd_kafka_name(rk),
+			  "error", fatal);
+		run = 0;
+		return;
+	}
+	log_event(LOG_WARN, "kafka_error", "{s:s, s:s, s:s}", "client", rd_kafka_name(rk), "code",
+		  rd_kafka_err2name((rd_kafka_resp_err_t)err), "reason", reason);
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	(void)rk;
+	(void)opaque;
+	/* _private points at the slot's state field for this message */
+	send_state *state = m->_private;
+	if (state == NULL)
+		return;
+	*state = m->err ? SEND_FAILED : SEND_DONE;
+	if (m->err)
+		log_event(LOG_WARN, "delivery_failed", "{s:s, s:s}", "topic",
+			  rd_kafka_topic_name(m->rkt), "error", rd_kafka_err2str(m->err));
+}
+
+static int is_revoked(const rd_kafka_topic_partition_list_t *parts, const rd_kafka_message_t *m)
+{
+	for (int i = 0; i < parts->cnt; i++)
+		if (parts->elems[i].partition == m->partition &&
+		    strcmp(parts->elems[i].topic, rd_kafka_topic_name(m->rkt)) == 0)
+			return 1;
+	return 0;
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+			 rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+	svc *s = opaque;
+	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+		log_event(LOG_INFO, "partitions_assigned", "{s:i}", "count", parts->cnt);
+		rd_kafka_assign(rk, parts);
+		/* a batch is in hand: new partitions wait until it is done */
+		if (s->paused)
+			rd_kafka_pause_partitions(rk, parts);
+		health_set(s->health, HEALTH_GROUP_JOINED, 1);
+		return;
+	}
+	log_event(LOG_INFO, "partitions_revoked", "{s:i}", "count", parts->cnt);
+	/* Commit what is done before another member takes over. */
+	rd_kafka_resp_err_t cerr = rd_kafka_commit(rk, NULL, 0);
+	if (cerr && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET)
+		log_event(LOG_WARN, "commit_failed", "{s:s}", "error", rd_kafka_err2str(cerr));
+	/* Deferred messages of revoked partitions belong to their next owner. */
+	size_t keep = 0;
+	for (size_t i = 0; i < s->ndeferred; i++) {
+		if (is_revoked(parts, s->deferred[i]))
+			rd_kafka_message_destroy(s->deferred[i]);
+		else
+			s->deferred[keep++] = s->deferred[i];
+	}
+	s->ndeferred = keep;
+	rd_kafka_assign(rk, NULL);
+	health_set(s->health, HEALTH_GROUP_JOINED, 0);
+}
+
+/* ---- client set-up ---- */
+
+static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr,
+		    size_t errstr_size)
+{
+	if (rd_kafka_conf_set(conf, k, v, errstr, errstr_size) != RD_KAFKA_CONF_OK)
+		return -1;
+	return 0;
+}
+
+static rd_kafka_conf_t *base_conf(svc *s, char *errstr, size_t errstr_size)
+{
+	const kms_config *cfg = s->cfg;
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	if (conf_set(conf, "bootstrap.servers", cfg->bootstrap, errstr, errstr_size) != 0 ||
+	    conf_set(conf, "client.id", cfg->kms_id, errstr, errstr_size) != 0)
+		goto fail;
+	for (size_t i = 0; i < cfg->rdkafka_count; i++)
+		if (conf_set(conf, cfg->rdkafka_keys[i], cfg->rdkafka_values[i], errstr,
+			     errstr_size) != 0)
+			goto fail;
+	rd_kafka_conf_set_error_cb(conf, on_error);
+	rd_kafka_conf_set_opaque(conf, s);
+	return conf;
+fail:
+	rd_kafka_conf_destroy(conf);
+	return NULL;
+}
+
+static int make_clients(svc *s, char *errstr, size_t errstr_size)
+{
+	const kms_config *cfg = s->cfg;
+	char interval[32];
+	snprintf(interval, sizeof interval, "%lld", (long long)cfg->max_poll_interval_ms);
+
+	rd_kafka_conf_t *conf = base_conf(s, errstr, errstr_size);
+	if (conf == NULL)
+		return -1;
+	if (conf_set(conf, "group.id", cfg->group_id, errstr, errstr_size) != 0 ||
+	    conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) != 0 ||
+	    conf_set(conf, "enable.auto.commit", "true", errstr, errstr_size) != 0 ||
+	    conf_set(conf, "auto.commit.interval.ms", "1000", errstr, errstr_size) != 0 ||
+	    conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) != 0 ||
+	    conf_set(conf, "max.poll.interval.ms", interval, errstr, errstr_size) != 0 ||
+	    conf_set(conf, "isolation.level", "read_committed", errstr, errstr_size) != 0) {
+		rd_kafka_conf_destroy(conf);
+		return -1;
+	}
+	/* a -X given twice wins over the defaults above */
+	for (size_t i = 0; i < cfg->rdkafka_count; i++)
+		if (rd_kafka_conf_set(conf, cfg->rdkafka_keys[i], cfg->rdkafka_values[i], NULL,
+				      0) != RD_KAFKA_CONF_OK)
+			break;
+	rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+	s->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
+	if (s->consumer == NULL) {
+		rd_kafka_conf_destroy(conf);
+		return -1;
+	}
+	conf = NULL; /* now owned by the consumer */
+	rd_kafka_poll_set_consumer(s->consumer);
+
+	conf = base_conf(s, errstr, errstr_size);
+	if (conf == NULL)
+		return -1;
+	if (conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) != 0 ||
+	    conf_set(conf, "message.timeout.ms", "0", errstr, errstr_size) != 0 ||
+	    conf_set(conf, "linger.ms", "2", errstr, errstr_size) != 0 ||
+	    conf_set(conf, "compression.codec", "lz4", errstr, errstr_size) != 0 ||
+	    /* the partitioner of the Java client, so keys land where they would */
+	    conf_set(conf, "partitioner", "murmur2_random", errstr, errstr_size) != 0) {
+		rd_kafka_conf_destroy(conf);
+		return -1;
+	}
+	for (size_t i = 0; i < cfg->rdkafka_count; i++)
+		if (rd_kafka_conf_set(conf, cfg->rdkafka_keys[i], cfg->rdkafka_values[i], NULL,
+				      0) != RD_KAFKA_CONF_OK)
+			break;
+	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+	s->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
+	if (s->producer == NULL) {
+		rd_kafka_conf_destroy(conf);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- waiting without losing the group ---- */
+
+static void defer_message(svc *s, rd_kafka_message_t *m)
+{
+	if (s->ndeferred == s->deferred_cap) {
+		size_t cap = s->deferred_cap ? s->deferred_cap * 2 : 64;
+		rd_kafka_message_t **d = realloc(s->deferred, cap * sizeof *d);
+		if (d == NULL) {
+			/* Cannot keep it: rewind the partition so it comes again. */
+			rd_kafka_topic_partition_list_t *p = rd_kafka_topic_partition_list_new(1);
+			rd_kafka_topic_partition_list_add(p, rd_kafka_topic_name(m->rkt),
+							  m->partition)
+			    ->offset = m->offset;
+			rd_kafka_error_t *e = rd_kafka_seek_partitions(s->consumer, p, 1000);
+			rd_kafka_error_destroy(e);
+			rd_kafka_topic_partition_list_destroy(p);
+			rd_kafka_message_destroy(m);
+			return;
+		}
+		s->deferred = d;
+		s->deferred_cap = cap;
+	}
+	s->deferred[s->ndeferred++] = m;
+}
+
+static void handle_consumer_error(svc *s, rd_kafka_message_t *m)
+{
+	if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+		log_event(LOG_WARN, "consume_error", "{s:s, s:s}", "code", rd_kafka_err2name(m->err),
+			  "reason", rd_kafka_message_errstr(m));
+		if (m->err == RD_KAFKA_RESP_ERR__TRANSPORT ||
+		    m->err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+			health_set(s->health, HEALTH_BROKER, 0);
+	}
+	rd_kafka_message_destroy(m);
+}
+
+/* Keep the group membership alive while a batch waits: pause what is
+ * assigned, and poll. */
+static void keepalive(svc *s)
+{
+	if (!s->paused) {
+		rd_kafka_topic_partition_list_t *parts = NULL;
+		if (rd_kafka_assignment(s->consumer, &parts) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			rd_kafka_pause_partitions(s->consumer, parts);
+			rd_kafka_topic_partition_list_destroy(parts);
+		}
+		s->paused = 1;
+	}
+	rd_kafka_message_t *m;
+	while ((m = rd_kafka_consumer_poll(s->consumer, 0)) != NULL) {
+		if (m->err)
+			handle_consumer_error(s, m);
+		else
+			defer_message(s, m);
+	}
+}
+
+static void resume(svc *s)
+{
+	if (!s->paused)
+		return;
+	rd_kafka_topic_partition_list_t *parts = NULL;
+	if (rd_kafka_assignment(s->consumer, &parts) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		rd_kafka_resume_partitions(s->consumer, parts);
+		rd_kafka_topic_partition_list_destroy(parts);
+	}
+	s->paused = 0;
+}
+
+/* Sleep for ms while keeping the group. Returns -1 when the graceful stop
+ * has run out of time. */
+static int wait_ms(svc *s, int64_t ms)
+{
+	int64_t until = mono_ms() + ms;
+	for (;;) {
+		keepalive(s);
+		rd_kafka_poll(s->producer, 0);
+		if (out_of_time(s))
+			return -1;
+		int64_t left = until - mono_ms();
+		if (left <= 0)
+			return 0;
+		usleep((useconds_t)(left < 100 ? left : 100) * 1000);
+	}
+}
+
+static int64_t backoff_ms(const svc *s, int attempt)
+{
+	int64_t ms = 100;
+	for (int i = 0; i < attempt && ms < s->cfg->retry_backoff_max_ms; i++)
+		ms *= 2;
+	return ms < s->cfg->retry_backoff_max_ms ? ms : s->cfg->retry_backoff_max_ms;
+}
+
+/* ---- step 2: the pure decisions ---- */
+
+static const rd_kafka_headers_t *headers_of(const rd_kafka_message_t *m)
+{
+	rd_kafka_headers_t *h = NULL;
+	if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return NULL;
+	return h;
+}
+
+static int header(const rd_kafka_message_t *m, const char *name, const void **value,
+		  size_t *size)
+{
+	const rd_kafka_headers_t *h = headers_of(m);
+	if (h == NULL)
+		return -1;
+	return rd_kafka_header_get_last(h, name, value, size) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0
+											     : -1;
+}
+
+static int topic_name_ok(const char *t, size_t n)
+{
+	if (n == 0 || n > 249)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = t[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return 0;
+	}
+	return !(n == 1 && t[0] == '.') && !(n == 2 && t[0] == '.' && t[1] == '.');
+}
+
+/* Where the Result goes: kafka_replyTopic and kafka_replyPartition when they
+ * are allowed, the default results topic otherwise (with a note). */
+static void route_reply(svc *s, slot *sl)
+{
+	const kms_config *cfg = s->cfg;
+	snprintf(sl->reply_topic, sizeof sl->reply_topic, "%s", cfg->results_topic);
+	sl->reply_partition = RD_KAFKA_PARTITION_UA;
+	sl->reply_note[0] = '\0';
+
+	const void *v;
+	size_t n;
+	if (header(sl->msg, "kafka_replyTopic", &v, &n) != 0 || v == NULL)
+		return;
+	const char *t = v;
+	char name[256];
+	if (!topic_name_ok(t, n)) {
+		snprintf(sl->reply_note, sizeof sl->reply_note,
+			 "kafka_replyTopic refused: not a valid topic name");
+		return;
+	}
+	memcpy(name, t, n);
+	name[n] = '\0';
+	int allowed;
+	if (s->has_reply_re)
+		allowed = regexec(&s->reply_re, name, 0, NULL, 0) == 0;
+	else
+		allowed = strcmp(name, cfg->requests_topic) != 0 &&
+			  strcmp(name, cfg->dlq_topic) != 0 && strncmp(name, "__", 2) != 0;
+	if (!allowed) {
+		snprintf(sl->reply_note, sizeof sl->reply_note,
+			 "kafka_replyTopic refused: %.180s does not match the reply-topic pattern",
+			 name);
+		return;
+	}
+	snprintf(sl->reply_topic, sizeof sl->reply_topic, "%s", name);
+
+	if (header(sl->msg, "kafka_replyPartition", &v, &n) != 0 || v == NULL)
+		return;
+	const unsigned char *b = v;
+	int32_t p = n == 4 ? (int32_t)((uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 |
+				       (uint32_t)b[2] << 8 | (uint32_t)b[3])
+			   : -1;
+	if (p < 0) {
+		snprintf(sl->reply_note, sizeof sl->reply_note,
+			 "kafka_replyPartition ignored: not a 4-byte non-negative integer");
+		return;
+	}
+	sl->reply_partition = p;
+}
+
+static void decide_pure(svc *s, slot *sl, int64_t now_s)
+{
+	rd_kafka_message_t *m = sl->msg;
+	store_item *it = &sl->item;
+	memset(it, 0, sizeof *it);
+	it->topic = rd_kafka_topic_name(m->rkt);
+	it->partition = m->partition;
+	it->offset = m->offset;
+	it->pre_cause = CODEC_CAUSE_NONE;
+	route_reply(s, sl);
+	it->reply_note = sl->reply_note[0] ? sl->reply_note : NULL;
+
+	sl->status = codec_decode_request(s->codec, m->payload, m->payload ? m->len : 0,
+					  &sl->req, &sl->salvage, sl->decode_error,
+					  sizeof sl->decode_error);
+	if (sl->status != CODEC_OK) {
+		it->dlq = 1;
+		it->pre_cause = CODEC_CAUSE_INVALID_REQUEST;
+		snprintf(sl->pre_detail, sizeof sl->pre_detail, "value could not be decoded: %.200s",
+			 sl->decode_error);
+		it->pre_detail = sl->pre_detail;
+		/* a Result only when the request can still be named */
+		if (sl->salvage.request_id != NULL && validate_uuid(sl->salvage.request_id) &&
+		    sl->salvage.requester_identity != NULL) {
+			it->request_id = sl->salvage.request_id;
+			it->requester_identity = sl->salvage.requester_identity;
+		}
+		return;
+	}
+
+	codec_request *r = sl->req;
+	it->req = r;
+	it->request_id = r->request_id;
+	it->requester_identity = r->requester_identity;
+	validate_content_hash(r, it->content_hash);
+
+	if (validate_request(r, &s->limits, sl->pre_detail, sizeof sl->pre_detail) != 0) {
+		it->pre_cause = CODEC_CAUSE_INVALID_REQUEST;
+	} else if (m->key == NULL || m->key_len != strlen(r->requester_identity) ||
+		   memcmp(m->key, r->requester_identity, m->key_len) != 0) {
+		it->pre_cause = CODEC_CAUSE_INVALID_REQUEST;
+		snprintf(sl->pre_detail, sizeof sl->pre_detail,
+			 "the message key must be the requesterIdentity");
+	} else if (authz_check(&s->policy, r->access_token, r->requester_identity, now_s,
+			       sl->vsp_id, sizeof sl->vsp_id, sl->pre_detail,
+			       sizeof sl->pre_detail) != AUTHZ_ALLOW) {
+		it->pre_cause = CODEC_CAUSE_UNAUTHORIZED;
+	} else {
+		it->vsp_id = sl->vsp_id;
+	}
+	if (it->pre_cause != CODEC_CAUSE_NONE)
+		it->pre_detail = sl->pre_detail;
+}
+
+/* ---- step 4: publishing ---- */
+
+static void format_time(int64_t ms, char *out, size_t size)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	char secs[32];
+	if (strftime(secs, sizeof secs, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+		secs[0] = '\0';
+	snprintf(out, size, "%.31s.%03dZ", secs, (int)(ms % 1000));
+}
+
+/* ce_id: a UUID-shaped digest of the Result's bytes, so that identical
+ * Results carry identical ids. */
+static void result_id(const unsigned char *value, size_t len, char out[37])
+{
+	unsigned char md[32];
+	unsigned int mdlen = sizeof md;
+	memset(md, 0, sizeof md);
+	EVP_Digest(value, len, md, &mdlen, EVP_sha256(), NULL);
+	snprintf(out, 37,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", md[0],
+		 md[1], md[2], md[3], md[4], md[5], md[6], md[7], md[8], md[9], md[10], md[11],
+		 md[12], md[13], md[14], md[15]);
+}
+
+static int produce_result(svc *s, slot *sl, int use_default)
+{
+	const store_item *it = &sl->item;
+	const char *request_id = it->request_id;
+	const char *requester = it->requester_identity;
+	codec_response resp = {
+	    .request_id = request_id,
+	    .requester_identity = requester,
+	    .result = it->result,
+	    .cause = it->cause,
+	    .detail = it->detail[0] ? it->detail : NULL,
+	    .kms_id = it->kms_id,
+	    .processed_at = it->processed_at,
+	};
+	char errstr[256];
+	unsigned char *value = NULL;
+	size_t len = 0;
+	if (codec_encode_response(s->codec, &resp, &value, &len, errstr, sizeof errstr) != 0) {
+		log_event(LOG_ERROR, "encode_failed", "{s:s}", "error", errstr);
+		return -1;
+	}
+
+	rd_kafka_headers_t *h = rd_kafka_headers_new(8);
+	const void *corr;
+	size_t corr_len;
+	if (header(sl->msg, "kafka_correlationId", &corr, &corr_len) == 0 && corr != NULL)
+		rd_kafka_header_add(h, "kafka_correlationId", -1, corr, (ssize_t)corr_len);
+	else
+		rd_kafka_header_add(h, "kafka_correlationId", -1, request_id, -1);
+	char ce_id[37], ce_time[64];
+	result_id(value, len, ce_id);
+	format_time(it->processed_at, ce_time, sizeof ce_time);
+	rd_kafka_header_add(h, "ce_specversion", -1, "1.0", -1);
+	rd_kafka_header_add(h, "ce_id", -1, ce_id, -1);
+	rd_kafka_header_add(h, "ce_source", -1, it->kms_id, -1);
+	rd_kafka_header_add(h, "ce_type", -1, RESULT_CE_TYPE, -1);
+	rd_kafka_header_add(h, "ce_time", -1, ce_time, -1);
+	rd_kafka_header_add(h, "ce_subject", -1, request_id, -1);
+	rd_kafka_header_add(h, "content-type", -1, "application/avro", -1);
+
+	const char *topic = use_default ? s->cfg->results_topic : sl->reply_topic;
+	int32_t partition = use_default ? RD_KAFKA_PARTITION_UA : sl->reply_partition;
+	sl->result_state = SEND_PENDING;
+	rd_kafka_resp_err_t err = rd_kafka_producev(
+	    s->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+	    RD_KAFKA_V_KEY(requester, strlen(requester)), RD_KAFKA_V_VALUE(value, len),
+	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_HEADERS(h),
+	    RD_KAFKA_V_OPAQUE(&sl->result_state), RD_KAFKA_V_END);
+	if (err) {
+		rd_kafka_headers_destroy(h);
+		free(value);
+		sl->result_state = SEND_FAILED;
+		log_event(LOG_WARN, "produce_failed", "{s:s}", "error", rd_kafka_err2str(err));
+		return -1;
+	}
+	return 0;
+}
+
+static void add_header_num(rd_kafka_headers_t *h, const char *name, long long v)
+{
+	char buf[32];
+	snprintf(buf, sizeof buf, "%lld", v);
+	rd_kafka_header_add(h, name, -1, buf, -1);
+}
+
+static int produce_dlq(svc *s, slot *sl)
+{
+	rd_kafka_message_t *m = sl->msg;
+	const rd_kafka_headers_t *orig = headers_of(m);
+	rd_kafka_headers_t *h = orig ? rd_kafka_headers_copy(orig) : rd_kafka_headers_new(8);
+	char message[384];
+	snprintf(message, sizeof message, "%s: %s", codec_status_name(sl->status),
+		 sl->decode_error);
+	rd_kafka_header_add(h, "__connect.errors.topic", -1, rd_kafka_topic_name(m->rkt), -1);
+	add_header_num(h, "__connect.errors.partition", m->partition);
+	add_header_num(h, "__connect.errors.offset", (long long)m->offset);
+	rd_kafka_header_add(h, "__connect.errors.stage", -1, "VALUE_CONVERTER", -1);
+	rd_kafka_header_add(h, "__connect.errors.exception.class.name", -1, DLQ_EXCEPTION, -1);
+	rd_kafka_header_add(h, "__connect.errors.exception.message", -1, message, -1);
+
+	sl->dlq_state = SEND_PENDING;
+	rd_kafka_resp_err_t err = rd_kafka_producev(
+	    s->producer, RD_KAFKA_V_TOPIC(s->cfg->dlq_topic), RD_KAFKA_V_KEY(m->key, m->key_len),
+	    RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+	    RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(&sl->dlq_state), RD_KAFKA_V_END);
+	if (err) {
+		rd_kafka_headers_destroy(h);
+		sl->dlq_state = SEND_FAILED;
+		log_event(LOG_WARN, "produce_failed", "{s:s}", "error", rd_kafka_err2str(err));
+		return -1;
+	}
+	return 0;
+}
+
+/* Publish what the batch owes and wait until the broker has it all. A
+ * Result the reply topic refuses goes to the default results topic; anything
+ * else that fails is sent again with backoff. Returns -1 when the graceful
+ * stop ran out of time. */
+static int publish(svc *s)
+{
+	for (size_t i = 0; i < s->nslots; i++) {
+		slot *sl = &s->slots[i];
+		if (sl->item.dlq)
+			produce_dlq(s, sl);
+		if (sl->item.has_result)
+			produce_result(s, sl, 0);
+	}
+	int attempt = 0;
+	int64_t started = mono_ms();
+	for (;;) {
+		rd_kafka_poll(s->producer, 50);
+		size_t pending = 0, failed = 0;
+		for (size_t i = 0; i < s->nslots; i++) {
+			slot *sl = &s->slots[i];
+			pending += (sl->result_state == SEND_PENDING) + (sl->dlq_state == SEND_PENDING);
+			failed += (sl->result_state == SEND_FAILED) + (sl->dlq_state == SEND_FAILED);
+		}
+		if (pending == 0 && failed == 0)
+			break;
+		if (pending == 0 && failed > 0) {
+			log_event(LOG_WARN, "publish_retry", "{s:i, s:i}", "failed", (int)failed,
+				  "attempt", attempt);
+			health_set(s->health, HEALTH_NOT_PAUSED, 0);
+			if (wait_ms(s, backoff_ms(s, attempt++)) != 0)
+				return -1;
+			for (size_t i = 0; i < s->nslots; i++) {
+				slot *sl = &s->slots[i];
+				if (sl->dlq_state == SEND_FAILED)
+					produce_dlq(s, sl);
+				if (sl->result_state == SEND_FAILED) {
+					int custom = strcmp(sl->reply_topic,
+							    s->cfg->results_topic) != 0 ||
+						     sl->reply_partition != RD_KAFKA_PARTITION_UA;
+					if (custom)
+						log_event(LOG_WARN, "reply_fallback", "{s:s}",
+							  "request_id",
+							  sl->item.request_id ? sl->item.request_id
+									      : "");
+					produce_result(s, sl, custom);
+				}
+			}
+			continue;
+		}
+		if (mono_ms() - started > 1000)
+			keepalive(s);
+		if (out_of_time(s))
+			return -1;
+	}
+	health_set(s->health, HEALTH_NOT_PAUSED, 1);
+	health_set(s->health, HEALTH_BROKER, 1);
+	return 0;
+}
+
+/* ---- step 5: offsets ---- */
+
+static void store_offsets(svc *s)
+{
+	rd_kafka_topic_partition_list_t *parts =
+	    rd_kafka_topic_partition_list_new((int)s->nslots);
+	for (size_t i = 0; i < s->nslots; i++) {
+		rd_kafka_message_t *m = s->slots[i].msg;
+		rd_kafka_topic_partition_t *p = rd_kafka_topic_partition_list_find(
+		    parts, rd_kafka_topic_name(m->rkt), m->partition);
+		if (p == NULL)
+			p = rd_kafka_topic_partition_list_add(parts, rd_kafka_topic_name(m->rkt),
+							      m->partition);
+		if (m->offset + 1 > p->offset)
+			p->offset = m->offset + 1;
+	}
+	rd_kafka_resp_err_t err = rd_kafka_offsets_store(s->consumer, parts);
+	/* a partition revoked meanwhile refuses: its next owner redelivers */
+	if (err && err != RD_KAFKA_RESP_ERR__STATE)
+		log_event(LOG_WARN, "offsets_store_failed", "{s:s}", "error",
+			  rd_kafka_err2str(err));
+	rd_kafka_topic_partition_list_destroy(parts);
+}
+
+/* ---- the batch ---- */
+
+static void free_slots(svc *s)
+{
+	for (size_t i = 0; i < s->nslots; i++) {
+		slot *sl = &s->slots[i];
+		codec_request_free(sl->req);
+		codec_salvage_free(&sl->salvage);
+		rd_kafka_message_destroy(sl->msg);
+		memset(sl, 0, sizeof *sl);
+	}
+	s->nslots = 0;
+}
+
+static void add_to_batch(svc *s, rd_kafka_message_t *m)
+{
+	slot *sl = &s->slots[s->nslots++];
+	memset(sl, 0, sizeof *sl);
+	sl->msg = m;
+}
+
+/* Fill the batch: deferred messages first, then new ones. */
+static void collect(svc *s)
+{
+	size_t max = (size_t)s->cfg->batch_max;
+	size_t take = s->ndeferred < max ? s->ndeferred : max;
+	for (size_t i = 0; i < take; i++)
+		add_to_batch(s, s->deferred[i]);
+	memmove(s->deferred, s->deferred + take, (s->ndeferred - take) * sizeof *s->deferred);
+	s->ndeferred -= take;
+
+	int64_t deadline = 0;
+	while (s->nslots < max && run) {
+		int timeout = 100;
+		if (s->nslots > 0) {
+			if (deadline == 0)
+				deadline = mono_ms() + s->cfg->batch_wait_ms;
+			int64_t left = deadline - mono_ms();
+			if (left <= 0)
+				break;
+			timeout = (int)left;
+		}
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(s->consumer, timeout);
+		if (m == NULL) {
+			if (s->nslots == 0)
+				return; /* idle: let the caller do its checks */
+			continue;
+		}
+		if (m->err) {
+			handle_consumer_error(s, m);
+			continue;
+		}
+		health_set(s->health, HEALTH_BROKER, 1);
+		add_to_batch(s, m);
+	}
+}
+
+static int process_batch(svc *s)
+{
+	int64_t started = mono_ms();
+	int64_t now_s = now_ms() / 1000;
+	store_item *items = malloc(s->nslots * sizeof *items);
+	if (items == NULL)
+		return -1;
+	for (size_t i = 0; i < s->nslots; i++)
+		decide_pure(s, &s->slots[i], now_s);
+
+	char errstr[512];
+	int attempt = 0;
+	for (;;) {
+		for (size_t i = 0; i < s->nslots; i++)
+			items[i] = s->slots[i].item;
+		if (store_decide_batch(s->store, items, s->nslots, s->cfg->kms_id, now_ms(), errstr,
+				       sizeof errstr) == 0)
+			break;
+		health_set(s->health, HEALTH_DATABASE, 0);
+		log_event(LOG_WARN, "decide_retry", "{s:s, s:i, s:i}", "error", errstr, "attempt",
+			  attempt, "batch", (int)s->nslots);
+		if (wait_ms(s, backoff_ms(s, attempt++)) != 0) {
+			free(items);
+			return -1;
+		}
+		if (store_ping(s->store, errstr, sizeof errstr) != 0)
+			continue;
+	}
+	health_set(s->health, HEALTH_DATABASE, 1);
+	for (size_t i = 0; i < s->nslots; i++)
+		s->slots[i].item = items[i];
+	free(items);
+
+	if (publish(s) != 0)
+		return -1;
+	store_offsets(s);
+	resume(s);
+	log_event(LOG_DEBUG, "batch_done", "{s:i, s:I}", "count", (int)s->nslots, "ms",
+		  (json_int_t)(mono_ms() - started));
+	free_slots(s);
+	return 0;
+}
+
+/* When idle: is the database there, is the broker there? */
+static void idle_checks(svc *s)
+{
+	int64_t now = mono_ms();
+	if (now - s->last_check_ms < 2000)
+		return;
+	s->last_check_ms = now;
+	char errstr[256];
+	int db = store_ping(s->store, errstr, sizeof errstr) == 0;
+	health_set(s->health, HEALTH_DATABASE, db);
+	const struct rd_kafka_metadata *md = NULL;
+	int broker = rd_kafka_metadata(s->consumer, 0, NULL, &md, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR;
+	if (md != NULL)
+		rd_kafka_metadata_destroy(md);
+	health_set(s->health, HEALTH_BROKER, broker);
+}
+
+/* ---- set-up and tear-down ---- */
+
+static int setup(svc *s, char *errstr, size_t errstr_size)
+{
+	const kms_config *cfg = s->cfg;
+	codec_limits cl;
+	codec_limits_default(&cl);
+	cl.max_value_bytes = (size_t)cfg->max_value_bytes;
+	cl.max_services = (size_t)cfg->max_services;
+	s->codec = codec_new(&cl, errstr, errstr_size);
+	if (s->codec == NULL)
+		return -1;
+
+	unsigned mask;
+	if (config_alg_mask(cfg, &mask, errstr, errstr_size) != 0)
+		return -1;
+	s->verifier = jwt_verifier_new(mask, (size_t)cfg->max_token_bytes, errstr, errstr_size);
+	if (s->verifier == NULL)
+		return -1;
+	if (cfg->issuers_file[0] != '\0') {
+		int n = jwt_verifier_load_file(s->verifier, cfg->issuers_file, errstr, errstr_size);
+		if (n < 0)
+			return -1;
+		log_event(LOG_INFO, "issuers_loaded", "{s:i}", "keys", n);
+	} else {
+		log_event(LOG_WARN, "no_issuers", "{s:s}", "effect", "every token is refused");
+	}
+	s->policy.verifier = s->verifier;
+	s->policy.scope = cfg->scope;
+	s->policy.leeway_s = cfg->leeway_s;
+	validate_limits_default(&s->limits);
+	s->limits.max_services = (size_t)cfg->max_services;
+
+	if (cfg->reply_topic_pattern[0] != '\0') {
+		if (regcomp(&s->reply_re, cfg->reply_topic_pattern, REG_EXTENDED | REG_NOSUB) != 0) {
+			snprintf(errstr, errstr_size, "reply_topic_pattern is not a valid regex");
+			return -1;
+		}
+		s->has_reply_re = 1;
+	}
+
+	s->slots = calloc((size_t)cfg->batch_max, sizeof *s->slots);
+	if (s->slots == NULL) {
+		snprintf(errstr, errstr_size, "out of memory");
+		return -1;
+	}
+
+	if (cfg->health_port > 0) {
+		s->health = health_new((unsigned)cfg->health_port, errstr, errstr_size);
+		if (s->health == NULL)
+			return -1;
+		health_set(s->health, HEALTH_NOT_PAUSED, 1);
+	}
+
+	/* The database may not be up yet: wait for it, as for any outage. */
+	for (int attempt = 0; run; attempt++) {
+		s->store = store_new(cfg->dsn, errstr, errstr_size);
+		if (s->store != NULL)
+			break;
+		log_event(LOG_WARN, "database_unreachable", "{s:s}", "error", errstr);
+		usleep((useconds_t)backoff_ms(s, attempt) * 1000);
+	}
+	if (s->store == NULL) {
+		snprintf(errstr, errstr_size, "stopped before the database answered");
+		return -1;
+	}
+	health_set(s->health, HEALTH_DATABASE, 1);
+
+	if (make_clients(s, errstr, errstr_size) != 0)
+		return -1;
+	rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(topics, cfg->requests_topic, RD_KAFKA_PARTITION_UA);
+	rd_kafka_resp_err_t err = rd_kafka_subscribe(s->consumer, topics);
+	rd_kafka_topic_partition_list_destroy(topics);
+	if (err) {
+		snprintf(errstr, errstr_size, "subscribe: %s", rd_kafka_err2str(err));
+		return -1;
+	}
+	return 0;
+}
+
+static void teardown(svc *s)
+{
+	free_slots(s);
+	for (size_t i = 0; i < s->ndeferred; i++)
+		rd_kafka_message_destroy(s->deferred[i]);
+	free(s->deferred);
+	free(s->slots);
+	if (s->consumer != NULL)
+		rd_kafka_destroy(s->consumer);
+	if (s->producer != NULL)
+		rd_kafka_destroy(s->producer);
+	store_destroy(s->store);
+	health_destroy(s->health);
+	jwt_verifier_destroy(s->verifier);
+	codec_destroy(s->codec);
+	if (s->has_reply_re)
+		regfree(&s->reply_re);
+}
+
+int service_run(const kms_config *cfg)
+{
+	svc s;
+	memset(&s, 0, sizeof s);
+	s.cfg = cfg;
+	char errstr[512];
+	int rc = SERVICE_EXIT_OK;
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+
+	if (setup(&s, errstr, sizeof errstr) != 0) {
+		log_event(LOG_ERROR, "start_failed", "{s:s}", "error", errstr);
+		teardown(&s);
+		return SERVICE_EXIT_FAILED;
+	}
+	log_event(LOG_INFO, "started", "{s:s, s:s, s:s}", "kms_id", cfg->kms_id, "group",
+		  cfg->group_id, "topic", cfg->requests_topic);
+
+	while (run) {
+		collect(&s);
+		if (s.nslots == 0) {
+			idle_checks(&s);
+			continue;
+		}
+		if (process_batch(&s) != 0) {
+			rc = SERVICE_EXIT_TIMEOUT;
+			break;
+		}
+	}
+
+	if (rc == SERVICE_EXIT_OK) {
+		/* Graceful: commit what is done, leave the group, deliver the rest. */
+		rd_kafka_resp_err_t err = rd_kafka_commit(s.consumer, NULL, 0);
+		if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+			log_event(LOG_WARN, "commit_failed", "{s:s}", "error",
+				  rd_kafka_err2str(err));
+		rd_kafka_consumer_close(s.consumer);
+		rd_kafka_flush(s.producer, (int)cfg->shutdown_timeout_ms);
+		log_event(LOG_INFO, "stopped", "{s:s}", "kms_id", cfg->kms_id);
+	} else {
+		log_event(LOG_ERROR, "stop_timed_out", "{s:I}", "timeout_ms",
+			  (json_int_t)cfg->shutdown_timeout_ms);
+		/* leave without committing: the batch in hand is redelivered */
+		rd_kafka_consumer_close(s.consumer);
+	}
+	teardown(&s);
+	return rc;
+}

@@ -1,0 +1,23 @@
+/*
+ * service: the KM-S's consume, decide, reply loop.
+ */
+#ifndef KMS_SERVICE_H
+#define KMS_SERVICE_H
+
+#include "config.h"
+
+/* Exit codes of the service. */
+enum {
+	SERVICE_EXIT_OK = 0,      /* stopped gracefully */
+	SERVICE_EXIT_FAILED = 1,  /* could not start, or a fatal error */
+	SERVICE_EXIT_MISUSE = 2,  /* bad configuration */
+	SERVICE_EXIT_TIMEOUT = 3, /* a graceful stop ran out of time */
+	SERVICE_EXIT_SIGNAL = 4   /* a second signal cut the stop short */
+};
+
+/* Run until SIGTERM or SIGINT. The first signal stops fetching, finishes the
+ * batch in hand (decision, Results, offsets), leaves the group and returns;
+ * a second one exits the process at once. Returns a SERVICE_EXIT_ code. */
+int service_run(const kms_config *cfg);
+
+#endif
