@@ -1,0 +1,1886 @@
+/*
+ * codec: the Avro wire format of the provisioning topics.
+ *
+ * Every value is Avro single-object encoded: C3 01, the little-endian
+ * CRC-64-AVRO fingerprint of the writer schema's Parsing Canonical Form, then
+ * the binary datum. avro-c 1.11 computes neither the canonical form nor the
+ * fingerprint, so both are computed here from the schema JSON (parsed with
+ * jansson); avro-c does the binary encoding and decoding proper.
+ *
+ * avro-c trusts its input: a length prefix is believed and allocated, a union
+ * or enum index is used as given, a string may hold any bytes. Values come
+ * from a topic anyone with write access can fill, so before avro-c sees a
+ * datum, a walker of our own reads it against the writer schema and refuses
+ * anything malformed, over a configured limit, or ambiguous (duplicate map
+ * keys). Only a datum the walker accepted is handed to avro-c, and what avro-c
+ * builds is then copied into the plain structs of codec.h so that nothing
+ * else in the service depends on avro-c.
+ */
+#include "codec.h"
+
+#include <avro.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "embedded.h"
+
+#define HEADER_LEN  10 /* C3 01 and the 8-byte fingerprint */
+#define CRC64_EMPTY 0xc15d213aa4d7a795ULL
+#define MAX_DEPTH   64 /* nesting of schemas and of data; ours nest 5 deep */
+
+#define REQUEST_RECORD  "ValServerProvisioningRequest"
+#define RESPONSE_RECORD "ValServerProvisioningResponse"
+#define SERVICES_FIELD  "valServices"
+
+#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+
+static const char *const key_format_names[CODEC_KF__COUNT] = {
+    "RAW", "OPAQUE",     "PKCS1", "PKCS8", "X509", "EC_PRIVATE_KEY", "TRANSPARENT_SYMMETRIC_KEY",
+    "JWK", "MIKEY_SAKKE"};
+static const char *const result_names[] = {"SUCCESS", "FAILURE"};
+static const char *const cause_names[CODEC_CAUSE__COUNT] = {
+    "INVALID_REQUEST",        "UNAUTHORIZED",        "NOT_ALLOWED_BY_SLA",
+    "KEY_FORMAT_NOT_ALLOWED", "REQUEST_ID_CONFLICT", "INTERNAL_ERROR"};
+
+typedef enum { KIND_OTHER = 0, KIND_REQUEST, KIND_RESPONSE } schema_kind;
+
+/* One schema file compiled in, known by its fingerprint. */
+typedef struct {
+	uint64_t fingerprint;
+	schema_kind kind;
+	const char *file;     /* borrowed from embedded_schemas */
+	avro_schema_t schema; /* the writer schema */
+	/* Reads this version into the current schema of its kind; NULL for the
+	 * current schema itself and for schemas of no known kind. */
+	avro_value_iface_t *resolver;
+} known_schema;
+
+struct codec {
+	codec_limits limits;
+	known_schema *schemas;
+	size_t schema_count;
+	const known_schema *request;  /* the current versions: what we write and */
+	const known_schema *response; /* what every version is read into */
+	avro_value_iface_t *request_class;
+	avro_value_iface_t *response_class;
+};
+
+static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...) PRINTF_LIKE(3, 4);
+
+static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
+{
+	va_list ap;
+	if (errstr == NULL || errstr_size == 0)
+		return;
+	va_start(ap, fmt);
+	/* A message cut short is still a message: truncation is acceptable. */
+	(void)vsnprintf(errstr, errstr_size, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- Symbols ---- */
+
+const char *codec_key_format_type_name(codec_key_format_type t)
+{
+	if ((int)t < 0 || t >= CODEC_KF__COUNT)
+		return NULL;
+	return key_format_names[t];
+}
+
+const char *codec_result_name(codec_result r)
+{
+	if (r != CODEC_RESULT_SUCCESS && r != CODEC_RESULT_FAILURE)
+		return NULL;
+	return result_names[r];
+}
+
+const char *codec_cause_name(codec_cause c)
+{
+	if (c == CODEC_CAUSE_NONE)
+		return "";
+	if ((int)c < 0 || c >= CODEC_CAUSE__COUNT)
+		return NULL;
+	return cause_names[c];
+}
+
+int codec_key_format_type_parse(const char *name, codec_key_format_type *out)
+{
+	if (name == NULL)
+		return -1;
+	for (int i = 0; i < CODEC_KF__COUNT; i++) {
+		if (strcmp(name, key_format_names[i]) == 0) {
+			*out = (codec_key_format_type)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int codec_cause_parse(const char *name, codec_cause *out)
+{
+	if (name == NULL)
+		return -1;
+	for (int i = 0; i < CODEC_CAUSE__COUNT; i++) {
+		if (strcmp(name, cause_names[i]) == 0) {
+			*out = (codec_cause)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+const char *codec_status_name(codec_status s)
+{
+	switch (s) {
+	case CODEC_OK:
+		return "ok";
+	case CODEC_ERR_EMPTY:
+		return "empty";
+	case CODEC_ERR_TOO_LARGE:
+		return "too_large";
+	case CODEC_ERR_MAGIC:
+		return "magic";
+	case CODEC_ERR_FINGERPRINT:
+		return "fingerprint";
+	case CODEC_ERR_DATUM:
+		return "datum";
+	case CODEC_ERR_LIMIT:
+		return "limit";
+	case CODEC_ERR_WRONG_SCHEMA:
+		return "wrong_schema";
+	}
+	return "unknown";
+}
+
+void codec_limits_default(codec_limits *l)
+{
+	l->max_value_bytes = 1024 * 1024;
+	l->max_services = 1000;
+	l->max_string_bytes = 64 * 1024;
+	l->max_map_entries = 256;
+}
+
+/* ---- CRC-64-AVRO ---- */
+
+uint64_t codec_crc64_avro(const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	uint64_t fp = CRC64_EMPTY;
+
+	/* Bit at a time rather than the spec's 256-entry table: it only ever
+	 * runs over a few schemas at start-up, and needs no table to build. */
+	for (size_t i = 0; i < len; i++) {
+		fp ^= p[i];
+		for (int k = 0; k < 8; k++)
+			fp = (fp >> 1) ^ (CRC64_EMPTY & (0 - (fp & 1)));
+	}
+	return fp;
+}
+
+/* ---- UTF-8 ---- */
+
+typedef enum { UTF8_OK = 0, UTF8_NUL, UTF8_BAD } utf8_verdict;
+
+/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above
+ * U+10FFFF. NUL is valid UTF-8 but refused, because every string ends up as a
+ * C string and in PostgreSQL text, which cannot hold it. */
+static utf8_verdict utf8_check(const unsigned char *s, size_t n, size_t *at)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned c = s[i];
+		unsigned lo = 0x80, hi = 0xBF;
+		size_t need;
+
+		if (c == 0) {
+			*at = i;
+			return UTF8_NUL;
+		}
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xC2 && c <= 0xDF) {
+			need = 1;
+		} else if (c == 0xE0) {
+			need = 2;
+			lo = 0xA0; /* below is overlong */
+		} else if (c == 0xED) {
+			need = 2;
+			hi = 0x9F; /* above are the surrogates */
+		} else if (c >= 0xE1 && c <= 0xEF) {
+			need = 2;
+		} else if (c == 0xF0) {
+			need = 3;
+			lo = 0x90; /* below is overlong */
+		} else if (c >= 0xF1 && c <= 0xF3) {
+			need = 3;
+		} else if (c == 0xF4) {
+			need = 3;
+			hi = 0x8F; /* above is past U+10FFFF */
+		} else {
+			*at = i;
+			return UTF8_BAD;
+		}
+		if (n - i - 1 < need || s[i + 1] < lo || s[i + 1] > hi) {
+			*at = i;
+			return UTF8_BAD;
+		}
+		for (size_t k = 2; k <= need; k++) {
+			if ((s[i + k] & 0xC0) != 0x80) {
+				*at = i;
+				return UTF8_BAD;
+			}
+		}
+		i += need + 1;
+	}
+	return UTF8_OK;
+}
+
+/* ---- Parsing Canonical Form ---- */
+
+typedef struct {
+	char *buf;
+	size_t len, cap;
+	bool oom;
+} strbuf;
+
+static void sb_add(strbuf *b, const char *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->cap - b->len <= n) {
+		size_t cap = b->cap ? b->cap : 256;
+		while (cap - b->len <= n)
+			cap *= 2;
+		char *nb = realloc(b->buf, cap);
+		if (nb == NULL) {
+			b->oom = true;
+			return;
+		}
+		b->buf = nb;
+		b->cap = cap;
+	}
+	memcpy(b->buf + b->len, s, n);
+	b->len += n;
+	b->buf[b->len] = '\0';
+}
+
+static void sb_str(strbuf *b, const char *s)
+{
+	sb_add(b, s, strlen(s));
+}
+
+static void sb_quoted(strbuf *b, const char *s)
+{
+	/* Only names and primitive type names are ever written, and both are
+	 * checked to be [A-Za-z0-9_.], so nothing needs escaping. */
+	sb_add(b, "\"", 1);
+	sb_str(b, s);
+	sb_add(b, "\"", 1);
+}
+
+typedef struct {
+	strbuf out;
+	char **names; /* full names of the named types defined so far */
+	size_t name_count, name_cap;
+	char *errstr;
+	size_t errstr_size;
+} canon_ctx;
+
+static const char *const primitive_names[] = {"null",  "boolean", "int",   "long",
+                                              "float", "double",  "bytes", "string"};
+
+static bool is_primitive(const char *s)
+{
+	for (size_t i = 0; i < sizeof primitive_names / sizeof primitive_names[0]; i++) {
+		if (strcmp(s, primitive_names[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* A simple name of the spec: [A-Za-z_][A-Za-z0-9_]*. */
+static bool name_part_ok(const char *s, size_t n)
+{
+	if (n == 0)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		bool alpha = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+		if (!alpha && (i == 0 || c < '0' || c > '9'))
+			return false;
+	}
+	return true;
+}
+
+/* A dotted name: simple names joined by dots; "" only when allow_empty. */
+static bool dotted_name_ok(const char *s, bool allow_empty)
+{
+	if (*s == '\0')
+		return allow_empty;
+	for (;;) {
+		const char *dot = strchr(s, '.');
+		size_t n = dot ? (size_t)(dot - s) : strlen(s);
+		if (!name_part_ok(s, n))
+			return false;
+		if (dot == NULL)
+			return true;
+		s = dot + 1;
+	}
+}
+
+static bool canon_defined(const canon_ctx *cx, const char *full)
+{
+	for (size_t i = 0; i < cx->name_count; i++) {
+		if (strcmp(cx->names[i], full) == 0)
+			return true;
+	}
+	return false;
+}
+
+static int canon_define(canon_ctx *cx, char *full)
+{
+	if (canon_defined(cx, full)) {
+		set_err(cx->errstr, cx->errstr_size, "type %s is defined twice", full);
+		return -1;
+	}
+	if (cx->name_count == cx->name_cap) {
+		size_t cap = cx->name_cap ? cx->name_cap * 2 : 16;
+		char **nn = realloc(cx->names, cap * sizeof *nn);
+		if (nn == NULL) {
+			set_err(cx->errstr, cx->errstr_size, "out of memory");
+			return -1;
+		}
+		cx->names = nn;
+		cx->name_cap = cap;
+	}
+	cx->names[cx->name_count++] = full;
+	return 0;
+}
+
+/* Join a namespace and a simple name; malloc'd, NULL when out of memory. */
+static char *join_name(const char *ns, const char *name)
+{
+	size_t a = ns ? strlen(ns) : 0, b = strlen(name);
+	char *s = malloc(a + b + 2);
+	if (s == NULL)
+		return NULL;
+	if (a > 0) {
+		memcpy(s, ns, a);
+		s[a++] = '.';
+	}
+	memcpy(s + a, name, b + 1);
+	return s;
+}
+
+/* Write the full name a type reference stands for: the name in the enclosing
+ * namespace if such a type was defined, else the name as written (a dotted
+ * name, or a type of the null namespace). */
+static int canon_reference(canon_ctx *cx, const char *name, const char *ns)
+{
+	if (!dotted_name_ok(name, false)) {
+		set_err(cx->errstr, cx->errstr_size, "invalid type name \"%.64s\"", name);
+		return -1;
+	}
+	if (strchr(name, '.') == NULL && ns != NULL && *ns != '\0') {
+		char *full = join_name(ns, name);
+		if (full == NULL) {
+			set_err(cx->errstr, cx->errstr_size, "out of memory");
+			return -1;
+		}
+		if (canon_defined(cx, full)) {
+			sb_quoted(&cx->out, full);
+			free(full);
+			return 0;
+		}
+		free(full);
+	}
+	if (!canon_defined(cx, name)) {
+		set_err(cx->errstr, cx->errstr_size, "unknown type name \"%.64s\"", name);
+		return -1;
+	}
+	sb_quoted(&cx->out, name);
+	return 0;
+}
+
+static int canon_schema(canon_ctx *cx, json_t *s, const char *ns, int depth);
+
+/* record, enum or fixed: {"name":full,"type":...} and the rest. */
+static int canon_named(canon_ctx *cx, json_t *s, const char *type, const char *ns, int depth)
+{
+	const char *name = json_string_value(json_object_get(s, "name"));
+	json_t *jns = json_object_get(s, "namespace");
+	char *full = NULL, *own_ns = NULL;
+	int rc = -1;
+
+	if (name == NULL || !dotted_name_ok(name, false)) {
+		set_err(cx->errstr, cx->errstr_size, "%s without a valid name", type);
+		return -1;
+	}
+	if (strchr(name, '.') != NULL) {
+		/* A dotted name is a full name; its namespace is what precedes
+		 * the last dot, and a namespace attribute is ignored. */
+		full = strdup(name);
+		own_ns = full ? strndup(name, (size_t)(strrchr(name, '.') - name)) : NULL;
+	} else {
+		const char *n = ns;
+		if (jns != NULL) {
+			n = json_string_value(jns);
+			if (n == NULL || !dotted_name_ok(n, true)) {
+				set_err(cx->errstr, cx->errstr_size,
+				        "%s %s has an invalid namespace", type, name);
+				return -1;
+			}
+		}
+		full = join_name(n, name);
+		own_ns = strdup(n ? n : "");
+	}
+	if (full == NULL || own_ns == NULL) {
+		set_err(cx->errstr, cx->errstr_size, "out of memory");
+		goto fail;
+	}
+	/* Defined before its fields are read, so that a record may refer to
+	 * itself. */
+	if (canon_define(cx, full) != 0)
+		goto fail;
+	const char *fullname = full;
+	full = NULL; /* now owned by cx->names */
+
+	sb_str(&cx->out, "{\"name\":");
+	sb_quoted(&cx->out, fullname);
+	sb_str(&cx->out, ",\"type\":");
+	sb_quoted(&cx->out, type);
+
+	if (strcmp(type, "record") == 0) {
+		json_t *fields = json_object_get(s, "fields");
+		if (!json_is_array(fields)) {
+			set_err(cx->errstr, cx->errstr_size, "record %s without fields", fullname);
+			goto fail;
+		}
+		sb_str(&cx->out, ",\"fields\":[");
+		for (size_t i = 0; i < json_array_size(fields); i++) {
+			json_t *f = json_array_get(fields, i);
+			const char *fname = json_string_value(json_object_get(f, "name"));
+			json_t *ftype = json_object_get(f, "type");
+			if (fname == NULL || !name_part_ok(fname, strlen(fname)) || ftype == NULL) {
+				set_err(cx->errstr, cx->errstr_size,
+				        "record %s has a field without a valid name and type",
+				        fullname);
+				goto fail;
+			}
+			if (i > 0)
+				sb_add(&cx->out, ",", 1);
+			sb_str(&cx->out, "{\"name\":");
+			sb_quoted(&cx->out, fname);
+			sb_str(&cx->out, ",\"type\":");
+			if (canon_schema(cx, ftype, own_ns, depth + 1) != 0)
+				goto fail;
+			sb_add(&cx->out, "}", 1);
+		}
+		sb_add(&cx->out, "]", 1);
+	} else if (strcmp(type, "enum") == 0) {
+		json_t *symbols = json_object_get(s, "symbols");
+		if (!json_is_array(symbols)) {
+			set_err(cx->errstr, cx->errstr_size, "enum %s without symbols", fullname);
+			goto fail;
+		}
+		sb_str(&cx->out, ",\"symbols\":[");
+		for (size_t i = 0; i < json_array_size(symbols); i++) {
+			const char *sym = json_string_value(json_array_get(symbols, i));
+			if (sym == NULL || !name_part_ok(sym, strlen(sym))) {
+				set_err(cx->errstr, cx->errstr_size,
+				        "enum %s has an invalid symbol", fullname);
+				goto fail;
+			}
+			if (i > 0)
+				sb_add(&cx->out, ",", 1);
+			sb_quoted(&cx->out, sym);
+		}
+		sb_add(&cx->out, "]", 1);
+	} else {
+		json_t *size = json_object_get(s, "size");
+		char num[32];
+		if (!json_is_integer(size) || json_integer_value(size) < 0) {
+			set_err(cx->errstr, cx->errstr_size, "fixed %s without a valid size",
+			        fullname);
+			goto fail;
+		}
+		/* [INTEGERS]: no leading zeros, which the decimal form has none. */
+		(void)snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(size));
+		sb_str(&cx->out, ",\"size\":");
+		sb_str(&cx->out, num);
+	}
+	sb_add(&cx->out, "}", 1);
+	rc = 0;
+fail:
+	free(full);
+	free(own_ns);
+	return rc;
+}
+
+static int canon_schema(canon_ctx *cx, json_t *s, const char *ns, int depth)
+{
+	if (depth > MAX_DEPTH) {
+		set_err(cx->errstr, cx->errstr_size, "schema nested deeper than %d", MAX_DEPTH);
+		return -1;
+	}
+	if (json_is_string(s)) {
+		const char *name = json_string_value(s);
+		if (is_primitive(name)) {
+			sb_quoted(&cx->out, name);
+			return 0;
+		}
+		return canon_reference(cx, name, ns);
+	}
+	if (json_is_array(s)) {
+		sb_add(&cx->out, "[", 1);
+		for (size_t i = 0; i < json_array_size(s); i++) {
+			if (i > 0)
+				sb_add(&cx->out, ",", 1);
+			if (canon_schema(cx, json_array_get(s, i), ns, depth + 1) != 0)
+				return -1;
+		}
+		sb_add(&cx->out, "]", 1);
+		return 0;
+	}
+	if (!json_is_object(s)) {
+		set_err(cx->errstr, cx->errstr_size, "a schema is a string, an array or an object");
+		return -1;
+	}
+	const char *type = json_string_value(json_object_get(s, "type"));
+	if (type == NULL) {
+		set_err(cx->errstr, cx->errstr_size, "schema object without a type name");
+		return -1;
+	}
+	if (is_primitive(type)) {
+		/* [PRIMITIVES]: {"type":"int", ...} becomes "int"; logicalType
+		 * and every other attribute go. */
+		sb_quoted(&cx->out, type);
+		return 0;
+	}
+	if (strcmp(type, "record") == 0 || strcmp(type, "enum") == 0 || strcmp(type, "fixed") == 0)
+		return canon_named(cx, s, type, ns, depth);
+	if (strcmp(type, "array") == 0 || strcmp(type, "map") == 0) {
+		bool array = type[0] == 'a';
+		json_t *inner = json_object_get(s, array ? "items" : "values");
+		if (inner == NULL) {
+			set_err(cx->errstr, cx->errstr_size, "%s without %s", type,
+			        array ? "items" : "values");
+			return -1;
+		}
+		sb_str(&cx->out,
+		       array ? "{\"type\":\"array\",\"items\":" : "{\"type\":\"map\",\"values\":");
+		if (canon_schema(cx, inner, ns, depth + 1) != 0)
+			return -1;
+		sb_add(&cx->out, "}", 1);
+		return 0;
+	}
+	/* {"type": "SomeRecord"}: a reference written as an object. */
+	return canon_reference(cx, type, ns);
+}
+
+char *codec_canonical_form(const char *schema_json, char *errstr, size_t errstr_size)
+{
+	canon_ctx cx = {.errstr = errstr, .errstr_size = errstr_size};
+	json_error_t jerr;
+	json_t *root = NULL;
+	char *result = NULL;
+
+	if (schema_json == NULL) {
+		set_err(errstr, errstr_size, "no schema");
+		return NULL;
+	}
+	root = json_loads(schema_json, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL) {
+		set_err(errstr, errstr_size, "schema is not JSON: %s (line %d)", jerr.text,
+		        jerr.line);
+		goto fail;
+	}
+	if (canon_schema(&cx, root, NULL, 0) != 0)
+		goto fail;
+	if (cx.out.oom || cx.out.buf == NULL) {
+		set_err(errstr, errstr_size, "out of memory");
+		goto fail;
+	}
+	result = cx.out.buf;
+	cx.out.buf = NULL;
+fail:
+	free(cx.out.buf);
+	for (size_t i = 0; i < cx.name_count; i++)
+		free(cx.names[i]);
+	free(cx.names);
+	json_decref(root);
+	return result;
+}
+
+/* ---- The walker: checks a datum against its writer schema ---- */
+
+typedef struct {
+	const unsigned char *p; /* the datum */
+	size_t len;
+	size_t pos;
+	const codec_limits *lim;
+	codec_status status; /* why the walk stopped */
+	char *errstr;
+	size_t errstr_size;
+} walker;
+
+static int walk_fail(walker *w, codec_status st, const char *field, const char *fmt, ...)
+    PRINTF_LIKE(4, 5);
+
+static int walk_fail(walker *w, codec_status st, const char *field, const char *fmt, ...)
+{
+	char msg[200];
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	w->status = st;
+	/* Offsets count from the start of the value, header included, which is
+	 * what someone holding the DLQ record sees. */
+	set_err(w->errstr, w->errstr_size, "field %s, byte %zu: %s", field ? field : "(datum)",
+	        w->pos + HEADER_LEN, msg);
+	return -1;
+}
+
+/* A zigzag varint of at most max_bytes bytes whose value fits in bits bits. */
+static int read_varint(walker *w, const char *field, int max_bytes, int bits, int64_t *out)
+{
+	uint64_t acc = 0;
+
+	for (int i = 0; i < max_bytes; i++) {
+		if (w->pos >= w->len)
+			return walk_fail(w, CODEC_ERR_DATUM, field,
+			                 "the value ends inside a number");
+		unsigned b = w->p[w->pos++];
+		if (i == max_bytes - 1 && (b >> (bits - 7 * i)) != 0)
+			return walk_fail(w, CODEC_ERR_DATUM, field,
+			                 "a number is longer than %d bytes or overflows",
+			                 max_bytes);
+		acc |= (uint64_t)(b & 0x7F) << (7 * i);
+		if ((b & 0x80) == 0)
+			break;
+	}
+	/* Zigzag, without converting an out-of-range unsigned to signed. */
+	uint64_t mag = acc >> 1;
+	*out = (acc & 1) ? -(int64_t)mag - 1 : (int64_t)mag;
+	return 0;
+}
+
+static int read_long(walker *w, const char *field, int64_t *out)
+{
+	return read_varint(w, field, 10, 64, out);
+}
+
+static int read_int(walker *w, const char *field, int64_t *out)
+{
+	return read_varint(w, field, 5, 32, out);
+}
+
+/* A length-prefixed string or bytes; *s and *n give where it lies. */
+static int walk_bytes(walker *w, const char *field, bool is_string, const unsigned char **s,
+                      size_t *n)
+{
+	int64_t len;
+	size_t at;
+
+	if (read_long(w, field, &len) != 0)
+		return -1;
+	if (len < 0)
+		return walk_fail(w, CODEC_ERR_DATUM, field, "negative length %lld", (long long)len);
+	if ((uint64_t)len > w->len - w->pos)
+		return walk_fail(w, CODEC_ERR_DATUM, field,
+		                 "length %lld is more than the %zu bytes left", (long long)len,
+		                 w->len - w->pos);
+	if ((uint64_t)len > w->lim->max_string_bytes)
+		return walk_fail(w, CODEC_ERR_LIMIT, field,
+		                 "length %lld is over the limit of %zu bytes", (long long)len,
+		                 w->lim->max_string_bytes);
+	if (is_string) {
+		utf8_verdict v = utf8_check(w->p + w->pos, (size_t)len, &at);
+		if (v == UTF8_NUL)
+			return walk_fail(w, CODEC_ERR_DATUM, field,
+			                 "a NUL byte at offset %zu of a string", at);
+		if (v == UTF8_BAD)
+			return walk_fail(w, CODEC_ERR_DATUM, field,
+			                 "invalid UTF-8 at offset %zu of a string", at);
+	}
+	if (s != NULL)
+		*s = w->p + w->pos;
+	if (n != NULL)
+		*n = (size_t)len;
+	w->pos += (size_t)len;
+	return 0;
+}
+
+typedef struct {
+	const unsigned char *p;
+	size_t n;
+} span;
+
+static int span_cmp(const void *a, const void *b)
+{
+	const span *x = a, *y = b;
+	int c = memcmp(x->p, y->p, x->n < y->n ? x->n : y->n);
+	if (c != 0)
+		return c;
+	return (x->n > y->n) - (x->n < y->n);
+}
+
+/* The fewest bytes a value of the schema takes: 0 for null, empty records
+ * and the like, which makes a block count unbounded by the bytes left. */
+static size_t min_size(avro_schema_t s, int depth)
+{
+	if (depth > MAX_DEPTH)
+		return 0;
+	switch (avro_typeof(s)) {
+	case AVRO_NULL:
+		return 0;
+	case AVRO_FLOAT:
+		return 4;
+	case AVRO_DOUBLE:
+		return 8;
+	case AVRO_FIXED:
+		return (size_t)avro_schema_fixed_size(s);
+	case AVRO_RECORD: {
+		size_t sum = 0;
+		for (size_t i = 0; i < avro_schema_record_size(s); i++)
+			sum +=
+			    min_size(avro_schema_record_field_get_by_index(s, (int)i), depth + 1);
+		return sum;
+	}
+	case AVRO_LINK:
+		return min_size(avro_schema_link_target(s), depth + 1);
+	default:
+		return 1; /* every varint-prefixed form */
+	}
+}
+
+static int walk_value(walker *w, avro_schema_t s, const char *field, int depth);
+
+/* Arrays and maps: blocks of items, each block a count, and when the count is
+ * negative its absolute value and the block's byte size; a zero count ends. */
+static int walk_blocks(walker *w, avro_schema_t s, const char *field, int depth)
+{
+	bool is_map = avro_typeof(s) == AVRO_MAP;
+	avro_schema_t item = is_map ? avro_schema_map_values(s) : avro_schema_array_items(s);
+	size_t limit = SIZE_MAX;
+	const char *limit_name = NULL;
+	size_t item_min = (is_map ? 1 : 0) + min_size(item, depth + 1);
+	size_t total = 0;
+	span *keys = NULL;
+	int rc = -1;
+
+	if (is_map) {
+		limit = w->lim->max_map_entries;
+		limit_name = "max_map_entries";
+	} else if (field != NULL && strcmp(field, SERVICES_FIELD) == 0) {
+		limit = w->lim->max_services;
+		limit_name = "max_services";
+	}
+	for (;;) {
+		int64_t count, bytes = -1;
+		size_t block_start;
+
+		if (read_long(w, field, &count) != 0)
+			goto fail;
+		if (count == 0)
+			break;
+		if (count < 0) {
+			if (count == INT64_MIN) {
+				walk_fail(w, CODEC_ERR_DATUM, field, "block count out of range");
+				goto fail;
+			}
+			count = -count;
+			if (read_long(w, field, &bytes) != 0)
+				goto fail;
+			if (bytes < 0 || (uint64_t)bytes > w->len - w->pos) {
+				walk_fail(w, CODEC_ERR_DATUM, field,
+				          "block byte size %lld is not within the %zu bytes left",
+				          (long long)bytes, w->len - w->pos);
+				goto fail;
+			}
+		}
+		if ((uint64_t)count > limit - total) {
+			walk_fail(w, CODEC_ERR_LIMIT, field, "more than %s (%zu) items", limit_name,
+			          limit);
+			goto fail;
+		}
+		/* Refused before looping: a count that the bytes left cannot
+		 * hold, or, for items that may take no bytes at all, a count
+		 * over the value size (a billion nulls fit in one byte). */
+		uint64_t room =
+		    item_min > 0 ? (w->len - w->pos) / item_min : w->lim->max_value_bytes;
+		if ((uint64_t)count > room) {
+			walk_fail(w, CODEC_ERR_DATUM, field,
+			          "a block of %lld items cannot fit in the %zu bytes left",
+			          (long long)count, w->len - w->pos);
+			goto fail;
+		}
+		if (is_map) {
+			span *nk = realloc(keys, (total + (size_t)count) * sizeof *nk);
+			if (nk == NULL) {
+				walk_fail(w, CODEC_ERR_DATUM, field, "out of memory");
+				goto fail;
+			}
+			keys = nk;
+		}
+		block_start = w->pos;
+		for (int64_t i = 0; i < count; i++) {
+			if (is_map && walk_bytes(w, field, true, &keys[total + (size_t)i].p,
+			                         &keys[total + (size_t)i].n) != 0)
+				goto fail;
+			if (walk_value(w, item, field, depth + 1) != 0)
+				goto fail;
+		}
+		if (bytes >= 0 && w->pos - block_start != (uint64_t)bytes) {
+			walk_fail(w, CODEC_ERR_DATUM, field,
+			          "a block announced %lld bytes but its items take %zu",
+			          (long long)bytes, w->pos - block_start);
+			goto fail;
+		}
+		total += (size_t)count;
+	}
+	if (is_map && total > 1) {
+		/* avro-c, like most readers, would keep one of two equal keys
+		 * silently; what the sender meant is unknowable, so refuse. */
+		qsort(keys, total, sizeof *keys, span_cmp);
+		for (size_t i = 1; i < total; i++) {
+			if (span_cmp(&keys[i - 1], &keys[i]) == 0) {
+				walk_fail(w, CODEC_ERR_DATUM, field, "a map holds a key twice");
+				goto fail;
+			}
+		}
+	}
+	rc = 0;
+fail:
+	free(keys);
+	return rc;
+}
+
+static int walk_value(walker *w, avro_schema_t s, const char *field, int depth)
+{
+	int64_t v;
+
+	if (depth > MAX_DEPTH)
+		return walk_fail(w, CODEC_ERR_LIMIT, field, "data nested deeper than %d",
+		                 MAX_DEPTH);
+	switch (avro_typeof(s)) {
+	case AVRO_NULL:
+		return 0;
+	case AVRO_BOOLEAN:
+		if (w->pos >= w->len)
+			return walk_fail(w, CODEC_ERR_DATUM, field,
+			                 "the value ends inside a boolean");
+		if (w->p[w->pos] > 1)
+			return walk_fail(w, CODEC_ERR_DATUM, field, "a boolean is not 0 or 1");
+		w->pos++;
+		return 0;
+	case AVRO_INT32:
+		return read_int(w, field, &v);
+	case AVRO_INT64:
+		return read_long(w, field, &v);
+	case AVRO_FLOAT:
+	case AVRO_DOUBLE:
+	case AVRO_FIXED: {
+		size_t n = avro_typeof(s) == AVRO_FLOAT    ? 4
+		           : avro_typeof(s) == AVRO_DOUBLE ? 8
+		                                           : (size_t)avro_schema_fixed_size(s);
+		if (n > w->len - w->pos)
+			return walk_fail(w, CODEC_ERR_DATUM, field,
+			                 "the value ends inside a %zu-byte item", n);
+		w->pos += n;
+		return 0;
+	}
+	case AVRO_STRING:
+		return walk_bytes(w, field, true, NULL, NULL);
+	case AVRO_BYTES:
+		return walk_bytes(w, field, false, NULL, NULL);
+	case AVRO_ENUM:
+		if (read_int(w, field, &v) != 0)
+			return -1;
+		if (v < 0 || v >= avro_schema_enum_number_of_symbols(s))
+			return walk_fail(w, CODEC_ERR_DATUM, field,
+			                 "enum index %lld is not one of the %d symbols",
+			                 (long long)v, avro_schema_enum_number_of_symbols(s));
+		return 0;
+	case AVRO_UNION:
+		if (read_long(w, field, &v) != 0)
+			return -1;
+		if (v < 0 || (uint64_t)v >= avro_schema_union_size(s))
+			return walk_fail(w, CODEC_ERR_DATUM, field,
+			                 "union branch %lld is not one of the %zu branches",
+			                 (long long)v, avro_schema_union_size(s));
+		return walk_value(w, avro_schema_union_branch(s, (int)v), field, depth + 1);
+	case AVRO_RECORD:
+		for (size_t i = 0; i < avro_schema_record_size(s); i++) {
+			if (walk_value(w, avro_schema_record_field_get_by_index(s, (int)i),
+			               avro_schema_record_field_name(s, (int)i), depth + 1) != 0)
+				return -1;
+		}
+		return 0;
+	case AVRO_ARRAY:
+	case AVRO_MAP:
+		return walk_blocks(w, s, field, depth);
+	case AVRO_LINK:
+		return walk_value(w, avro_schema_link_target(s), field, depth + 1);
+	}
+	return walk_fail(w, CODEC_ERR_DATUM, field, "unsupported schema type");
+}
+
+/* ---- Framing ---- */
+
+static const known_schema *find_schema(const codec *c, uint64_t fp)
+{
+	for (size_t i = 0; i < c->schema_count; i++) {
+		if (c->schemas[i].fingerprint == fp)
+			return &c->schemas[i];
+	}
+	return NULL;
+}
+
+/* Check the single-object header. CODEC_OK with *ks set, or
+ * CODEC_ERR_FINGERPRINT (header well-formed, schema unknown), or
+ * CODEC_ERR_MAGIC. */
+static codec_status check_frame(const codec *c, const unsigned char *v, size_t len,
+                                const known_schema **ks, uint64_t *fp_out)
+{
+	uint64_t fp = 0;
+
+	*ks = NULL;
+	if (len < 2 || v[0] != 0xC3 || v[1] != 0x01 || len < HEADER_LEN)
+		return CODEC_ERR_MAGIC;
+	for (int i = 0; i < 8; i++)
+		fp |= (uint64_t)v[2 + i] << (8 * i);
+	*fp_out = fp;
+	*ks = find_schema(c, fp);
+	return *ks ? CODEC_OK : CODEC_ERR_FINGERPRINT;
+}
+
+static codec_status frame_error(const codec *c, codec_status st, const unsigned char *v, size_t len,
+                                uint64_t fp, char *errstr, size_t errstr_size)
+{
+	switch (st) {
+	case CODEC_ERR_EMPTY:
+		set_err(errstr, errstr_size, "the value is empty");
+		break;
+	case CODEC_ERR_TOO_LARGE:
+		set_err(errstr, errstr_size, "the value has %zu bytes, over the limit of %zu", len,
+		        c->limits.max_value_bytes);
+		break;
+	case CODEC_ERR_MAGIC:
+		if (len >= 2 && v[0] == 0xC3 && v[1] == 0x01)
+			set_err(errstr, errstr_size,
+			        "the value ends inside the single-object header (%zu of %d bytes)",
+			        len, HEADER_LEN);
+		else
+			set_err(errstr, errstr_size,
+			        "the value is not Avro single-object encoded (no C3 01 marker)");
+		break;
+	case CODEC_ERR_FINGERPRINT:
+		set_err(errstr, errstr_size, "unknown schema fingerprint %016llx",
+		        (unsigned long long)fp);
+		break;
+	default:
+		break;
+	}
+	return st;
+}
+
+/* ---- Copying out of avro-c values ---- */
+
+static char *copy_string(avro_value_t *v)
+{
+	const char *s = NULL;
+	size_t n = 0;
+	char *d;
+
+	if (avro_value_get_string(v, &s, &n) != 0)
+		return NULL;
+	/* avro-c counts the terminating NUL in n. */
+	if (s == NULL || n == 0)
+		return strdup("");
+	d = malloc(n);
+	if (d == NULL)
+		return NULL;
+	memcpy(d, s, n - 1);
+	d[n - 1] = '\0';
+	return d;
+}
+
+static int field_string(avro_value_t *rec, const char *name, char **out)
+{
+	avro_value_t f;
+	if (avro_value_get_by_name(rec, name, &f, NULL) != 0)
+		return -1;
+	*out = copy_string(&f);
+	return *out ? 0 : -1;
+}
+
+/* A ["null", "string"] union: NULL for the null branch. */
+static int field_optional_string(avro_value_t *rec, const char *name, char **out)
+{
+	avro_value_t u, b;
+	*out = NULL;
+	if (avro_value_get_by_name(rec, name, &u, NULL) != 0 ||
+	    avro_value_get_current_branch(&u, &b) != 0)
+		return -1;
+	if (avro_value_get_type(&b) == AVRO_NULL)
+		return 0;
+	*out = copy_string(&b);
+	return *out ? 0 : -1;
+}
+
+static int field_enum(avro_value_t *v, int count, int *out)
+{
+	if (avro_value_get_enum(v, out) != 0 || *out < 0 || *out >= count)
+		return -1;
+	return 0;
+}
+
+static int copy_service(avro_value_t *item, codec_val_service *svc)
+{
+	avro_value_t kf, ft, map;
+	size_t n = 0;
+	int idx;
+
+	if (field_string(item, "valServiceId", &svc->val_service_id) != 0 ||
+	    avro_value_get_by_name(item, "keyFormat", &kf, NULL) != 0 ||
+	    avro_value_get_by_name(&kf, "formatType", &ft, NULL) != 0 ||
+	    field_enum(&ft, CODEC_KF__COUNT, &idx) != 0 ||
+	    field_optional_string(&kf, "formatVersion", &svc->format_version) != 0 ||
+	    avro_value_get_by_name(&kf, "content", &map, NULL) != 0 ||
+	    avro_value_get_size(&map, &n) != 0)
+		return -1;
+	svc->format_type = (codec_key_format_type)idx;
+	if (n == 0)
+		return 0;
+	svc->content = calloc(n, sizeof *svc->content);
+	if (svc->content == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		avro_value_t e;
+		const char *key = NULL;
+		/* avro-c's generic map keeps entries in insertion order, which
+		 * is wire order. */
+		if (avro_value_get_by_index(&map, i, &e, &key) != 0 || key == NULL)
+			return -1;
+		svc->content_count = i + 1;
+		svc->content[i].key = strdup(key);
+		svc->content[i].value = copy_string(&e);
+		if (svc->content[i].key == NULL || svc->content[i].value == NULL)
+			return -1;
+	}
+	return 0;
+}
+
+static int copy_request(avro_value_t *rec, codec_request *r)
+{
+	avro_value_t cred, arr, sent;
+	size_t n = 0;
+
+	if (field_string(rec, "requestId", &r->request_id) != 0 ||
+	    field_string(rec, "requesterIdentity", &r->requester_identity) != 0 ||
+	    field_string(rec, "endpoint", &r->endpoint) != 0 ||
+	    avro_value_get_by_name(rec, "credentials", &cred, NULL) != 0 ||
+	    field_string(&cred, "accessToken", &r->access_token) != 0 ||
+	    avro_value_get_by_name(rec, "sentAt", &sent, NULL) != 0 ||
+	    avro_value_get_long(&sent, &r->sent_at) != 0 ||
+	    field_optional_string(rec, "suppFeat", &r->supp_feat) != 0 ||
+	    avro_value_get_by_name(rec, SERVICES_FIELD, &arr, NULL) != 0 ||
+	    avro_value_get_size(&arr, &n) != 0)
+		return -1;
+	if (n == 0)
+		return 0;
+	r->services = calloc(n, sizeof *r->services);
+	if (r->services == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		avro_value_t item;
+		r->service_count = i + 1;
+		if (avro_value_get_by_index(&arr, i, &item, NULL) != 0 ||
+		    copy_service(&item, &r->services[i]) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int copy_response(avro_value_t *rec, codec_response_owned *r)
+{
+	avro_value_t res, cause, branch, at;
+	int idx;
+
+	if (field_string(rec, "requestId", &r->request_id) != 0 ||
+	    field_string(rec, "requesterIdentity", &r->requester_identity) != 0 ||
+	    avro_value_get_by_name(rec, "result", &res, NULL) != 0 ||
+	    field_enum(&res, 2, &idx) != 0)
+		return -1;
+	r->result = (codec_result)idx;
+	if (avro_value_get_by_name(rec, "cause", &cause, NULL) != 0 ||
+	    avro_value_get_current_branch(&cause, &branch) != 0)
+		return -1;
+	r->cause = CODEC_CAUSE_NONE;
+	if (avro_value_get_type(&branch) != AVRO_NULL) {
+		if (field_enum(&branch, CODEC_CAUSE__COUNT, &idx) != 0)
+			return -1;
+		r->cause = (codec_cause)idx;
+	}
+	if (field_optional_string(rec, "detail", &r->detail) != 0 ||
+	    field_string(rec, "kmsId", &r->kms_id) != 0 ||
+	    avro_value_get_by_name(rec, "processedAt", &at, NULL) != 0 ||
+	    avro_value_get_long(&at, &r->processed_at) != 0)
+		return -1;
+	return 0;
+}
+
+/* Let avro-c build a value of the current schema of ks's kind from a datum the
+ * walker accepted, resolving an older writer version when there is one. */
+static int avro_decode(const known_schema *ks, avro_value_iface_t *cls, const unsigned char *datum,
+                       size_t len, avro_value_t *out)
+{
+	avro_reader_t rd = NULL;
+	avro_value_t resolved;
+	bool have_resolved = false;
+	int rc = -1;
+
+	if (avro_generic_value_new(cls, out) != 0)
+		return -1;
+	rd = avro_reader_memory((const char *)datum, (int64_t)len);
+	if (rd == NULL)
+		goto fail;
+	if (ks->resolver != NULL) {
+		if (avro_resolved_writer_new_value(ks->resolver, &resolved) != 0)
+			goto fail;
+		have_resolved = true;
+		avro_resolved_writer_set_dest(&resolved, out);
+		if (avro_value_read(rd, &resolved) != 0)
+			goto fail;
+	} else if (avro_value_read(rd, out) != 0) {
+		goto fail;
+	}
+	rc = 0;
+fail:
+	if (have_resolved)
+		avro_value_decref(&resolved);
+	if (rd != NULL)
+		avro_reader_free(rd);
+	if (rc != 0)
+		avro_value_decref(out);
+	return rc;
+}
+
+/* ---- Decoding ---- */
+
+/* Read the leading string fields by position, as every request version
+ * begins with requestId and requesterIdentity. */
+static void salvage_read(const codec *c, const unsigned char *datum, size_t len, codec_salvage *sv)
+{
+	walker w = {.p = datum, .len = len, .lim = &c->limits};
+	const unsigned char *s;
+	size_t n;
+
+	if (walk_bytes(&w, "requestId", true, &s, &n) != 0)
+		return;
+	sv->request_id = strndup((const char *)s, n);
+	if (sv->request_id == NULL)
+		return;
+	if (walk_bytes(&w, "requesterIdentity", true, &s, &n) != 0)
+		return;
+	sv->requester_identity = strndup((const char *)s, n);
+}
+
+codec_status codec_decode_request(const codec *c, const void *value, size_t len,
+                                  codec_request **out, codec_salvage *salvage, char *errstr,
+                                  size_t errstr_size)
+{
+	const unsigned char *v = value;
+	const known_schema *ks = NULL;
+	codec_request *r = NULL;
+	codec_status st, frame;
+	uint64_t fp = 0;
+	avro_value_t rec;
+	walker w;
+
+	*out = NULL;
+	if (salvage != NULL)
+		memset(salvage, 0, sizeof *salvage);
+	if (len == 0 || v == NULL)
+		return frame_error(c, CODEC_ERR_EMPTY, v, len, fp, errstr, errstr_size);
+	frame = check_frame(c, v, len, &ks, &fp);
+	if (len > c->limits.max_value_bytes) {
+		st = frame_error(c, CODEC_ERR_TOO_LARGE, v, len, fp, errstr, errstr_size);
+		goto fail;
+	}
+	if (frame != CODEC_OK) {
+		st = frame_error(c, frame, v, len, fp, errstr, errstr_size);
+		goto fail;
+	}
+	if (ks->kind != KIND_REQUEST) {
+		set_err(errstr, errstr_size, "schema %s is not a %s", ks->file, REQUEST_RECORD);
+		st = CODEC_ERR_WRONG_SCHEMA;
+		goto fail;
+	}
+	w = (walker){.p = v + HEADER_LEN,
+	             .len = len - HEADER_LEN,
+	             .lim = &c->limits,
+	             .errstr = errstr,
+	             .errstr_size = errstr_size};
+	if (walk_value(&w, ks->schema, NULL, 0) != 0) {
+		st = w.status;
+		goto fail;
+	}
+	if (w.pos != w.len) {
+		st = CODEC_ERR_DATUM;
+		set_err(errstr, errstr_size, "%zu bytes follow the datum", w.len - w.pos);
+		goto fail;
+	}
+	if (avro_decode(ks, c->request_class, w.p, w.len, &rec) != 0) {
+		st = CODEC_ERR_DATUM;
+		set_err(errstr, errstr_size, "avro-c could not read the datum: %s",
+		        avro_strerror());
+		goto fail;
+	}
+	r = calloc(1, sizeof *r);
+	if (r == NULL || copy_request(&rec, r) != 0) {
+		avro_value_decref(&rec);
+		/* Not the sender's fault, but there is no status for it; the
+		 * message says what happened. */
+		st = CODEC_ERR_DATUM;
+		set_err(errstr, errstr_size, "out of memory while copying the request");
+		goto fail;
+	}
+	avro_value_decref(&rec);
+	*out = r;
+	return CODEC_OK;
+fail:
+	codec_request_free(r);
+	/* Salvage only what may be a request: not a value of a known other
+	 * schema, nor one without a readable header. */
+	if (salvage != NULL && (frame == CODEC_OK || frame == CODEC_ERR_FINGERPRINT) &&
+	    (ks == NULL || ks->kind == KIND_REQUEST))
+		salvage_read(c, v + HEADER_LEN, len - HEADER_LEN, salvage);
+	return st;
+}
+
+void codec_request_free(codec_request *r)
+{
+	if (r == NULL)
+		return;
+	free(r->request_id);
+	free(r->requester_identity);
+	free(r->endpoint);
+	free(r->access_token);
+	for (size_t i = 0; i < r->service_count; i++) {
+		codec_val_service *s = &r->services[i];
+		free(s->val_service_id);
+		free(s->format_version);
+		for (size_t k = 0; k < s->content_count; k++) {
+			free(s->content[k].key);
+			free(s->content[k].value);
+		}
+		free(s->content);
+	}
+	free(r->services);
+	free(r->supp_feat);
+	free(r);
+}
+
+void codec_salvage_free(codec_salvage *s)
+{
+	if (s == NULL)
+		return;
+	free(s->request_id);
+	free(s->requester_identity);
+	s->request_id = NULL;
+	s->requester_identity = NULL;
+}
+
+codec_status codec_decode_response(const codec *c, const void *value, size_t len,
+                                   codec_response_owned **out, char *errstr, size_t errstr_size)
+{
+	const unsigned char *v = value;
+	const known_schema *ks = NULL;
+	codec_response_owned *r = NULL;
+	codec_status frame;
+	uint64_t fp = 0;
+	avro_value_t rec;
+	walker w;
+
+	*out = NULL;
+	if (len == 0 || v == NULL)
+		return frame_error(c, CODEC_ERR_EMPTY, v, len, fp, errstr, errstr_size);
+	if (len > c->limits.max_value_bytes)
+		return frame_error(c, CODEC_ERR_TOO_LARGE, v, len, fp, errstr, errstr_size);
+	frame = check_frame(c, v, len, &ks, &fp);
+	if (frame != CODEC_OK)
+		return frame_error(c, frame, v, len, fp, errstr, errstr_size);
+	if (ks->kind != KIND_RESPONSE) {
+		set_err(errstr, errstr_size, "schema %s is not a %s", ks->file, RESPONSE_RECORD);
+		return CODEC_ERR_WRONG_SCHEMA;
+	}
+	w = (walker){.p = v + HEADER_LEN,
+	             .len = len - HEADER_LEN,
+	             .lim = &c->limits,
+	             .errstr = errstr,
+	             .errstr_size = errstr_size};
+	if (walk_value(&w, ks->schema, NULL, 0) != 0)
+		return w.status;
+	if (w.pos != w.len) {
+		set_err(errstr, errstr_size, "%zu bytes follow the datum", w.len - w.pos);
+		return CODEC_ERR_DATUM;
+	}
+	if (avro_decode(ks, c->response_class, w.p, w.len, &rec) != 0) {
+		set_err(errstr, errstr_size, "avro-c could not read the datum: %s",
+		        avro_strerror());
+		return CODEC_ERR_DATUM;
+	}
+	r = calloc(1, sizeof *r);
+	if (r == NULL || copy_response(&rec, r) != 0) {
+		avro_value_decref(&rec);
+		codec_response_owned_free(r);
+		set_err(errstr, errstr_size, "out of memory while copying the response");
+		return CODEC_ERR_DATUM;
+	}
+	avro_value_decref(&rec);
+	*out = r;
+	return CODEC_OK;
+}
+
+void codec_response_owned_free(codec_response_owned *r)
+{
+	if (r == NULL)
+		return;
+	free(r->request_id);
+	free(r->requester_identity);
+	free(r->detail);
+	free(r->kms_id);
+	free(r);
+}
+
+/* ---- Encoding ---- */
+
+/* What we write must pass our own decoder: valid UTF-8 within the limit. */
+static int check_out_string(const codec *c, const char *name, const char *s, char *errstr,
+                            size_t errstr_size)
+{
+	size_t at;
+	if (s == NULL) {
+		set_err(errstr, errstr_size, "%s is missing", name);
+		return -1;
+	}
+	size_t n = strlen(s);
+	if (utf8_check((const unsigned char *)s, n, &at) != UTF8_OK) {
+		set_err(errstr, errstr_size, "%s is not valid UTF-8 (byte %zu)", name, at);
+		return -1;
+	}
+	if (n > c->limits.max_string_bytes) {
+		set_err(errstr, errstr_size, "%s has %zu bytes, over the limit of %zu", name, n,
+		        c->limits.max_string_bytes);
+		return -1;
+	}
+	return 0;
+}
+
+static int set_string(avro_value_t *rec, const char *name, const char *s)
+{
+	avro_value_t f;
+	if (avro_value_get_by_name(rec, name, &f, NULL) != 0)
+		return -1;
+	return avro_value_set_string(&f, s);
+}
+
+/* Select the branch of type t of a union value; *branch is that branch. */
+static int set_branch_of_type(avro_value_t *u, avro_type_t t, avro_value_t *branch)
+{
+	avro_schema_t us = avro_value_get_schema(u);
+	for (size_t i = 0; i < avro_schema_union_size(us); i++) {
+		avro_schema_t b = avro_schema_union_branch(us, (int)i);
+		if (avro_typeof(b) == t)
+			return avro_value_set_branch(u, (int)i, branch);
+	}
+	return -1;
+}
+
+static int set_optional_string(avro_value_t *rec, const char *name, const char *s)
+{
+	avro_value_t u, b;
+	if (avro_value_get_by_name(rec, name, &u, NULL) != 0)
+		return -1;
+	if (s == NULL)
+		return set_branch_of_type(&u, AVRO_NULL, &b) != 0 || avro_value_set_null(&b) != 0
+		           ? -1
+		           : 0;
+	return set_branch_of_type(&u, AVRO_STRING, &b) != 0 || avro_value_set_string(&b, s) != 0
+	           ? -1
+	           : 0;
+}
+
+static int set_long(avro_value_t *rec, const char *name, int64_t n)
+{
+	avro_value_t f;
+	if (avro_value_get_by_name(rec, name, &f, NULL) != 0)
+		return -1;
+	return avro_value_set_long(&f, n);
+}
+
+/* Header and datum into one malloc'd buffer. */
+static int serialize(const known_schema *ks, avro_value_t *v, unsigned char **out, size_t *out_len,
+                     char *errstr, size_t errstr_size)
+{
+	size_t size = 0;
+	unsigned char *buf = NULL;
+	avro_writer_t wr = NULL;
+
+	if (avro_value_sizeof(v, &size) != 0) {
+		set_err(errstr, errstr_size, "avro-c could not size the value: %s",
+		        avro_strerror());
+		return -1;
+	}
+	buf = malloc(HEADER_LEN + size + 1); /* +1: never malloc(0)-like edge */
+	if (buf == NULL) {
+		set_err(errstr, errstr_size, "out of memory");
+		return -1;
+	}
+	buf[0] = 0xC3;
+	buf[1] = 0x01;
+	for (int i = 0; i < 8; i++)
+		buf[2 + i] = (unsigned char)(ks->fingerprint >> (8 * i));
+	wr = avro_writer_memory((const char *)buf + HEADER_LEN, (int64_t)size);
+	if (wr == NULL || avro_value_write(wr, v) != 0 || avro_writer_tell(wr) != (int64_t)size) {
+		set_err(errstr, errstr_size, "avro-c could not write the value: %s",
+		        avro_strerror());
+		if (wr != NULL)
+			avro_writer_free(wr);
+		free(buf);
+		return -1;
+	}
+	avro_writer_free(wr);
+	*out = buf;
+	*out_len = HEADER_LEN + size;
+	return 0;
+}
+
+static int fill_service(const codec *c, avro_value_t *item, const codec_val_service *s,
+                        size_t index, char *errstr, size_t errstr_size)
+{
+	avro_value_t kf, ft, map;
+	char name[64];
+
+	(void)snprintf(name, sizeof name, "valServices[%zu].valServiceId", index);
+	if (check_out_string(c, name, s->val_service_id, errstr, errstr_size) != 0)
+		return -1;
+	if ((int)s->format_type < 0 || s->format_type >= CODEC_KF__COUNT) {
+		set_err(errstr, errstr_size, "valServices[%zu] has no valid formatType", index);
+		return -1;
+	}
+	if (s->format_version != NULL) {
+		(void)snprintf(name, sizeof name, "valServices[%zu].formatVersion", index);
+		if (check_out_string(c, name, s->format_version, errstr, errstr_size) != 0)
+			return -1;
+	}
+	if (set_string(item, "valServiceId", s->val_service_id) != 0 ||
+	    avro_value_get_by_name(item, "keyFormat", &kf, NULL) != 0 ||
+	    avro_value_get_by_name(&kf, "formatType", &ft, NULL) != 0 ||
+	    avro_value_set_enum(&ft, (int)s->format_type) != 0 ||
+	    set_optional_string(&kf, "formatVersion", s->format_version) != 0 ||
+	    avro_value_get_by_name(&kf, "content", &map, NULL) != 0)
+		goto avro_fail;
+	if (s->content_count > 0 && s->content == NULL) {
+		set_err(errstr, errstr_size, "valServices[%zu] has no content entries", index);
+		return -1;
+	}
+	for (size_t k = 0; k < s->content_count; k++) {
+		avro_value_t e;
+		int is_new = 0;
+		(void)snprintf(name, sizeof name, "valServices[%zu].content key", index);
+		if (check_out_string(c, name, s->content[k].key, errstr, errstr_size) != 0)
+			return -1;
+		(void)snprintf(name, sizeof name, "valServices[%zu].content value", index);
+		if (check_out_string(c, name, s->content[k].value, errstr, errstr_size) != 0)
+			return -1;
+		if (avro_value_add(&map, s->content[k].key, &e, NULL, &is_new) != 0)
+			goto avro_fail;
+		if (!is_new) {
+			set_err(errstr, errstr_size, "valServices[%zu].content holds a key twice",
+			        index);
+			return -1;
+		}
+		if (avro_value_set_string(&e, s->content[k].value) != 0)
+			goto avro_fail;
+	}
+	return 0;
+avro_fail:
+	set_err(errstr, errstr_size, "avro-c: %s", avro_strerror());
+	return -1;
+}
+
+int codec_encode_request(const codec *c, const codec_request *r, unsigned char **out,
+                         size_t *out_len, char *errstr, size_t errstr_size)
+{
+	avro_value_t rec, cred, arr;
+	int rc = -1;
+
+	*out = NULL;
+	*out_len = 0;
+	if (check_out_string(c, "requestId", r->request_id, errstr, errstr_size) != 0 ||
+	    check_out_string(c, "requesterIdentity", r->requester_identity, errstr, errstr_size) !=
+	        0 ||
+	    check_out_string(c, "endpoint", r->endpoint, errstr, errstr_size) != 0 ||
+	    check_out_string(c, "accessToken", r->access_token, errstr, errstr_size) != 0 ||
+	    (r->supp_feat != NULL &&
+	     check_out_string(c, "suppFeat", r->supp_feat, errstr, errstr_size) != 0))
+		return -1;
+	if (r->service_count > 0 && r->services == NULL) {
+		set_err(errstr, errstr_size, "valServices is missing");
+		return -1;
+	}
+	if (avro_generic_value_new(c->request_class, &rec) != 0) {
+		set_err(errstr, errstr_size, "avro-c: %s", avro_strerror());
+		return -1;
+	}
+	if (set_string(&rec, "requestId", r->request_id) != 0 ||
+	    set_string(&rec, "requesterIdentity", r->requester_identity) != 0 ||
+	    set_string(&rec, "endpoint", r->endpoint) != 0 ||
+	    avro_value_get_by_name(&rec, "credentials", &cred, NULL) != 0 ||
+	    set_string(&cred, "accessToken", r->access_token) != 0 ||
+	    set_long(&rec, "sentAt", r->sent_at) != 0 ||
+	    set_optional_string(&rec, "suppFeat", r->supp_feat) != 0 ||
+	    avro_value_get_by_name(&rec, SERVICES_FIELD, &arr, NULL) != 0) {
+		set_err(errstr, errstr_size, "avro-c: %s", avro_strerror());
+		goto fail;
+	}
+	for (size_t i = 0; i < r->service_count; i++) {
+		avro_value_t item;
+		if (avro_value_append(&arr, &item, NULL) != 0) {
+			set_err(errstr, errstr_size, "avro-c: %s", avro_strerror());
+			goto fail;
+		}
+		if (fill_service(c, &item, &r->services[i], i, errstr, errstr_size) != 0)
+			goto fail;
+	}
+	rc = serialize(c->request, &rec, out, out_len, errstr, errstr_size);
+fail:
+	avro_value_decref(&rec);
+	return rc;
+}
+
+int codec_encode_response(const codec *c, const codec_response *r, unsigned char **out,
+                          size_t *out_len, char *errstr, size_t errstr_size)
+{
+	avro_value_t rec, res, cause, branch;
+	int rc = -1;
+
+	*out = NULL;
+	*out_len = 0;
+	if (check_out_string(c, "requestId", r->request_id, errstr, errstr_size) != 0 ||
+	    check_out_string(c, "requesterIdentity", r->requester_identity, errstr, errstr_size) !=
+	        0 ||
+	    check_out_string(c, "kmsId", r->kms_id, errstr, errstr_size) != 0 ||
+	    (r->detail != NULL &&
+	     check_out_string(c, "detail", r->detail, errstr, errstr_size) != 0))
+		return -1;
+	if (codec_result_name(r->result) == NULL || codec_cause_name(r->cause) == NULL) {
+		set_err(errstr, errstr_size, "result or cause out of range");
+		return -1;
+	}
+	if (avro_generic_value_new(c->response_class, &rec) != 0) {
+		set_err(errstr, errstr_size, "avro-c: %s", avro_strerror());
+		return -1;
+	}
+	/* Every field is set explicitly, so the bytes depend on r alone. */
+	if (set_string(&rec, "requestId", r->request_id) != 0 ||
+	    set_string(&rec, "requesterIdentity", r->requester_identity) != 0 ||
+	    avro_value_get_by_name(&rec, "result", &res, NULL) != 0 ||
+	    avro_value_set_enum(&res, (int)r->result) != 0 ||
+	    avro_value_get_by_name(&rec, "cause", &cause, NULL) != 0 ||
+	    set_optional_string(&rec, "detail", r->detail) != 0 ||
+	    set_string(&rec, "kmsId", r->kms_id) != 0 ||
+	    set_long(&rec, "processedAt", r->processed_at) != 0)
+		goto avro_fail;
+	if (r->cause == CODEC_CAUSE_NONE) {
+		if (set_branch_of_type(&cause, AVRO_NULL, &branch) != 0 ||
+		    avro_value_set_null(&branch) != 0)
+			goto avro_fail;
+	} else if (set_branch_of_type(&cause, AVRO_ENUM, &branch) != 0 ||
+	           avro_value_set_enum(&branch, (int)r->cause) != 0) {
+		goto avro_fail;
+	}
+	rc = serialize(c->response, &rec, out, out_len, errstr, errstr_size);
+	goto done;
+avro_fail:
+	set_err(errstr, errstr_size, "avro-c: %s", avro_strerror());
+done:
+	avro_value_decref(&rec);
+	return rc;
+}
+
+/* ---- Loading the schemas ---- */
+
+static avro_schema_t deref(avro_schema_t s)
+{
+	while (s != NULL && avro_typeof(s) == AVRO_LINK)
+		s = avro_schema_link_target(s);
+	return s;
+}
+
+/* The field's schema if the record has it with type t, else NULL. */
+static avro_schema_t want_field(avro_schema_t rec, const char *name, avro_type_t t)
+{
+	avro_schema_t f = deref(avro_schema_record_field_get(rec, name));
+	return f != NULL && avro_typeof(f) == t ? f : NULL;
+}
+
+/* A two-branch union of null and t, in either order. */
+static bool want_optional(avro_schema_t rec, const char *name, avro_type_t t, avro_schema_t *branch)
+{
+	avro_schema_t u = want_field(rec, name, AVRO_UNION);
+	if (u == NULL || avro_schema_union_size(u) != 2)
+		return false;
+	avro_schema_t a = deref(avro_schema_union_branch(u, 0));
+	avro_schema_t b = deref(avro_schema_union_branch(u, 1));
+	if (avro_typeof(a) == AVRO_NULL && avro_typeof(b) == t)
+		*branch = b;
+	else if (avro_typeof(b) == AVRO_NULL && avro_typeof(a) == t)
+		*branch = a;
+	else
+		return false;
+	return true;
+}
+
+static bool want_symbols(avro_schema_t e, const char *const *names, int count)
+{
+	if (e == NULL || avro_schema_enum_number_of_symbols(e) != count)
+		return false;
+	for (int i = 0; i < count; i++) {
+		const char *s = avro_schema_enum_get(e, i);
+		if (s == NULL || strcmp(s, names[i]) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* Every version begins with the two fields that a salvage reads and that
+ * key the topics. */
+static bool leading_fields_ok(avro_schema_t s)
+{
+	avro_schema_t a, b;
+	if (avro_schema_record_size(s) < 2)
+		return false;
+	a = deref(avro_schema_record_field_get_by_index(s, 0));
+	b = deref(avro_schema_record_field_get_by_index(s, 1));
+	return strcmp(avro_schema_record_field_name(s, 0), "requestId") == 0 &&
+	       strcmp(avro_schema_record_field_name(s, 1), "requesterIdentity") == 0 &&
+	       avro_typeof(a) == AVRO_STRING && avro_typeof(b) == AVRO_STRING;
+}
+
+/* The current request schema must have exactly the shape the copy and fill
+ * code above knows; a new version that changes it needs code here too. */
+static bool request_shape_ok(avro_schema_t s)
+{
+	avro_schema_t cred, arr, item, kf, ft, map, opt;
+
+	if (avro_schema_record_size(s) != 7 || !leading_fields_ok(s) ||
+	    want_field(s, "endpoint", AVRO_STRING) == NULL ||
+	    (cred = want_field(s, "credentials", AVRO_RECORD)) == NULL ||
+	    avro_schema_record_size(cred) != 1 ||
+	    want_field(cred, "accessToken", AVRO_STRING) == NULL ||
+	    (arr = want_field(s, SERVICES_FIELD, AVRO_ARRAY)) == NULL ||
+	    want_field(s, "sentAt", AVRO_INT64) == NULL ||
+	    !want_optional(s, "suppFeat", AVRO_STRING, &opt))
+		return false;
+	item = deref(avro_schema_array_items(arr));
+	if (avro_typeof(item) != AVRO_RECORD || avro_schema_record_size(item) != 2 ||
+	    want_field(item, "valServiceId", AVRO_STRING) == NULL ||
+	    (kf = want_field(item, "keyFormat", AVRO_RECORD)) == NULL ||
+	    avro_schema_record_size(kf) != 3 ||
+	    (ft = want_field(kf, "formatType", AVRO_ENUM)) == NULL ||
+	    !want_symbols(ft, key_format_names, CODEC_KF__COUNT) ||
+	    !want_optional(kf, "formatVersion", AVRO_STRING, &opt) ||
+	    (map = want_field(kf, "content", AVRO_MAP)) == NULL)
+		return false;
+	return avro_typeof(deref(avro_schema_map_values(map))) == AVRO_STRING;
+}
+
+static bool response_shape_ok(avro_schema_t s)
+{
+	avro_schema_t cause = NULL, opt;
+
+	return avro_schema_record_size(s) == 7 && leading_fields_ok(s) &&
+	       want_symbols(want_field(s, "result", AVRO_ENUM), result_names, 2) &&
+	       want_optional(s, "cause", AVRO_ENUM, &cause) &&
+	       want_symbols(cause, cause_names, CODEC_CAUSE__COUNT) &&
+	       want_optional(s, "detail", AVRO_STRING, &opt) &&
+	       want_field(s, "kmsId", AVRO_STRING) != NULL &&
+	       want_field(s, "processedAt", AVRO_INT64) != NULL;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+	return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* Parse one embedded file into c->schemas[c->schema_count]. */
+static int load_schema(codec *c, const embedded_file *f, char *errstr, size_t errstr_size)
+{
+	char *canonical = NULL;
+	avro_schema_t s = NULL;
+	uint64_t fp;
+	known_schema *ks;
+	char err[256];
+
+	canonical = codec_canonical_form(f->data, err, sizeof err);
+	if (canonical == NULL) {
+		set_err(errstr, errstr_size, "schema %s: %s", f->name, err);
+		return -1;
+	}
+	fp = codec_crc64_avro(canonical, strlen(canonical));
+	free(canonical);
+	if (find_schema(c, fp) != NULL)
+		return 0; /* the same schema twice: one entry is enough */
+	if (avro_schema_from_json_length(f->data, f->len, &s) != 0) {
+		set_err(errstr, errstr_size, "schema %s: avro-c: %s", f->name, avro_strerror());
+		return -1;
+	}
+	ks = &c->schemas[c->schema_count++];
+	ks->fingerprint = fp;
+	ks->file = f->name;
+	ks->schema = s;
+	ks->kind = KIND_OTHER;
+	if (avro_typeof(s) == AVRO_RECORD) {
+		const char *name = avro_schema_name(s);
+		if (strcmp(name, REQUEST_RECORD) == 0)
+			ks->kind = KIND_REQUEST;
+		else if (strcmp(name, RESPONSE_RECORD) == 0)
+			ks->kind = KIND_RESPONSE;
+	}
+	if (ks->kind != KIND_OTHER && !leading_fields_ok(s)) {
+		set_err(errstr, errstr_size,
+		        "schema %s does not begin with requestId and requesterIdentity strings",
+		        f->name);
+		return -1;
+	}
+	return 0;
+}
+
+/* Point current at the schema of the given kind kept in the file named after
+ * its record; the other files of that kind are older versions. */
+static int pick_current(codec *c, schema_kind kind, const char *record, char *errstr,
+                        size_t errstr_size)
+{
+	char file[128];
+	const known_schema *cur = NULL;
+
+	(void)snprintf(file, sizeof file, "%s.avsc", record);
+	for (size_t i = 0; i < c->schema_count; i++) {
+		if (c->schemas[i].kind == kind && strcmp(c->schemas[i].file, file) == 0)
+			cur = &c->schemas[i];
+	}
+	if (cur == NULL) {
+		set_err(errstr, errstr_size, "no schema file %s among the compiled-in schemas",
+		        file);
+		return -1;
+	}
+	if (kind == KIND_REQUEST ? !request_shape_ok(cur->schema)
+	                         : !response_shape_ok(cur->schema)) {
+		set_err(errstr, errstr_size,
+		        "schema %s does not have the fields and symbols the codec knows", file);
+		return -1;
+	}
+	for (size_t i = 0; i < c->schema_count; i++) {
+		known_schema *ks = &c->schemas[i];
+		if (ks->kind != kind || ks == cur)
+			continue;
+		ks->resolver = avro_resolved_writer_new(ks->schema, cur->schema);
+		if (ks->resolver == NULL) {
+			set_err(errstr, errstr_size, "schema %s cannot be read as %s: %s", ks->file,
+			        file, avro_strerror());
+			return -1;
+		}
+	}
+	if (kind == KIND_REQUEST)
+		c->request = cur;
+	else
+		c->response = cur;
+	return 0;
+}
+
+codec *codec_new(const codec_limits *limits, char *errstr, size_t errstr_size)
+{
+	codec *c = calloc(1, sizeof *c);
+
+	if (c == NULL) {
+		set_err(errstr, errstr_size, "out of memory");
+		return NULL;
+	}
+	codec_limits_default(&c->limits);
+	if (limits != NULL) {
+		/* A zero limit keeps its default: no value could pass a zero. */
+		if (limits->max_value_bytes)
+			c->limits.max_value_bytes = limits->max_value_bytes;
+		if (limits->max_services)
+			c->limits.max_services = limits->max_services;
+		if (limits->max_string_bytes)
+			c->limits.max_string_bytes = limits->max_string_bytes;
+		if (limits->max_map_entries)
+			c->limits.max_map_entries = limits->max_map_entries;
+	}
+	c->schemas = calloc(embedded_schemas_count + 1, sizeof *c->schemas);
+	if (c->schemas == NULL) {
+		set_err(errstr, errstr_size, "out of memory");
+		goto fail;
+	}
+	for (size_t i = 0; i < embedded_schemas_count; i++) {
+		if (!ends_with(embedded_schemas[i].name, ".avsc"))
+			continue;
+		if (load_schema(c, &embedded_schemas[i], errstr, errstr_size) != 0)
+			goto fail;
+	}
+	if (pick_current(c, KIND_REQUEST, REQUEST_RECORD, errstr, errstr_size) != 0 ||
+	    pick_current(c, KIND_RESPONSE, RESPONSE_RECORD, errstr, errstr_size) != 0)
+		goto fail;
+	c->request_class = avro_generic_class_from_schema(c->request->schema);
+	c->response_class = avro_generic_class_from_schema(c->response->schema);
+	if (c->request_class == NULL || c->response_class == NULL) {
+		set_err(errstr, errstr_size, "avro-c: %s", avro_strerror());
+		goto fail;
+	}
+	return c;
+fail:
+	codec_destroy(c);
+	return NULL;
+}
+
+void codec_destroy(codec *c)
+{
+	if (c == NULL)
+		return;
+	if (c->request_class != NULL)
+		avro_value_iface_decref(c->request_class);
+	if (c->response_class != NULL)
+		avro_value_iface_decref(c->response_class);
+	for (size_t i = 0; i < c->schema_count; i++) {
+		if (c->schemas[i].resolver != NULL)
+			avro_value_iface_decref(c->schemas[i].resolver);
+		avro_schema_decref(c->schemas[i].schema);
+	}
+	free(c->schemas);
+	free(c);
+}
+
+uint64_t codec_request_fingerprint(const codec *c)
+{
+	return c->request->fingerprint;
+}
+
+uint64_t codec_response_fingerprint(const codec *c)
+{
+	return c->response->fingerprint;
+}
