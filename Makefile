@@ -43,7 +43,7 @@ CORE_LIB := $(BUILD)/libkmscore.a
 SCHEMAS := $(sort $(wildcard schemas/*.avsc))
 MIGRATIONS := $(sort $(wildcard services/kms/migrations/*.sql))
 
-PROGRAMS := $(BUILD)/kms $(BUILD)/kmsctl $(BUILD)/valctl
+PROGRAMS := $(BUILD)/kms $(BUILD)/kmsctl $(BUILD)/valctl $(BUILD)/tests/smoke
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -83,6 +83,11 @@ $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# The smoke test of the stack's libraries (run by the integration layer).
+$(BUILD)/tests/smoke: $(OBJ)/tests/integration/smoke.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # C unit tests only (no stack needed).
 unit: $(UNIT_BIN)
 	@scripts/run-unit.sh $(UNIT_BIN)
@@ -103,7 +108,8 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@scripts/fuzz.sh $(FUZZ_SECONDS)
 
-FORMAT_SRC = $(wildcard services/*/*.c services/*/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c)
+FORMAT_SRC = $(wildcard services/*/*.c services/*/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c \
+	tests/integration/*.c)
 format:
 	clang-format -i $(FORMAT_SRC)
 
@@ -113,4 +119,4 @@ format-check:
 clean:
 	rm -rf build
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(OBJ) -name '*.d' 2>/dev/null)

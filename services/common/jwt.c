@@ -840,8 +840,10 @@ static json_t *parse_object(const unsigned char *raw, size_t raw_len, const char
 	json_t *j;
 	json_error_t jerr;
 
-	/* jansson's own error text may quote the input, so it is not used. */
-	j = json_loadb((const char *)raw, raw_len, JSON_REJECT_DUPLICATES, &jerr);
+	/* Any JSON value is decoded, so that a valid non-object is reported as
+	 * such; jansson's own error text may quote the input, so it is not
+	 * used. */
+	j = json_loadb((const char *)raw, raw_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (j == NULL) {
 		if (json_error_code(&jerr) == json_error_duplicate_key)
 			set_err(errstr, errstr_size, "token %s has a duplicate member", what);

@@ -44,9 +44,9 @@ static int scope_has(const char *list, const char *want)
 	return 0;
 }
 
-authz_decision authz_check(const authz_policy *p, const char *token,
-			   const char *requester_identity, int64_t now_s, char *vsp_id,
-			   size_t vsp_id_size, char *detail, size_t detail_size)
+authz_decision authz_check(const authz_policy *p, const char *token, const char *requester_identity,
+                           int64_t now_s, char *vsp_id, size_t vsp_id_size, char *detail,
+                           size_t detail_size)
 {
 	jwt_claims c;
 	char why[256];
@@ -90,7 +90,7 @@ authz_decision authz_check(const authz_policy *p, const char *token,
 	if (!scope_has(c.scope, scope)) {
 		if (detail != NULL && detail_size > 0)
 			(void)snprintf(detail, detail_size, "token scope does not include %s",
-				       scope);
+			               scope);
 		goto out;
 	}
 	if (!c.has_skeyprov) {

@@ -7,6 +7,7 @@
  * by hand. Each refusal is checked for its sentence and for not quoting the
  * token.
  */
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,10 +22,10 @@
 #include "check.h"
 #include "jwt.h"
 
-#define NOW   INT64_C(1700000000)
-#define ISS   "https://as.example"
-#define ISS1  "https://single.example"
-#define ALL   ((1u << JWT_ALG__COUNT) - 1)
+#define NOW  INT64_C(1700000000)
+#define ISS  "https://as.example"
+#define ISS1 "https://single.example"
+#define ALL  ((1u << JWT_ALG__COUNT) - 1)
 
 typedef struct {
 	EVP_PKEY *pkey;
@@ -126,9 +127,9 @@ static char payload_buf[1024];
 static const char *good_payload(const char *iss)
 {
 	(void)snprintf(payload_buf, sizeof payload_buf,
-		       "{\"iss\":\"%s\",\"client_id\":\"val-a\",\"scope\":\"openid ss-kpp\","
-		       "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\",\"iat\":%lld,\"exp\":%lld}",
-		       iss, (long long)(NOW - 10), (long long)(NOW + 300));
+	               "{\"iss\":\"%s\",\"client_id\":\"val-a\",\"scope\":\"openid ss-kpp\","
+	               "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\",\"iat\":%lld,\"exp\":%lld}",
+	               iss, (long long)(NOW - 10), (long long)(NOW + 300));
 	return payload_buf;
 }
 
@@ -165,6 +166,15 @@ static char *assemble(const char *header, const char *payload, const char *sig64
 	return out;
 }
 
+/* Whether s holds the n bytes at w. */
+static int has_window(const char *s, const char *w, size_t n)
+{
+	for (; strlen(s) >= n; s++)
+		if (memcmp(s, w, n) == 0)
+			return 1;
+	return 0;
+}
+
 /* The token must be refused with a sentence holding want, and the sentence
  * must quote no part of the token (checked for parts of 8 characters or
  * more, and for every 8-character window of the signature). */
@@ -193,13 +203,13 @@ static int refused(const jwt_verifier *v, const char *token, int64_t leeway, con
 	last = strrchr(token, '.');
 	if (last != NULL && strlen(last + 1) >= 8) {
 		for (const char *w = last + 1; strlen(w) >= 8; w++) {
-			if (strstr(err, "") != NULL && memmem(err, strlen(err), w, 8) != NULL) {
+			if (has_window(err, w, 8)) {
 				fprintf(stderr, "    errstr quotes the signature\n");
 				return 0;
 			}
 		}
 	}
-	if (strlen(token) >= 8 && memmem(err, strlen(err), token, 8) != NULL) {
+	if (strlen(token) >= 8 && has_window(err, token, 8)) {
 		fprintf(stderr, "    errstr quotes the header\n");
 		return 0;
 	}
@@ -253,7 +263,7 @@ static int round_trip(const keypair *k, jwt_alg alg, const char *kid, long want_
 	}
 	if (ok && want_sig >= 0 && sig_bytes(t) != want_sig) {
 		fprintf(stderr, "    signature is %ld bytes, expected %ld\n", sig_bytes(t),
-			want_sig);
+		        want_sig);
 		ok = 0;
 	}
 	free(t);
@@ -365,7 +375,7 @@ static int test_alg_none(void)
 	CHECK(v != NULL);
 	empty_sig = assemble("{\"alg\":\"none\",\"typ\":\"JWT\"}", good_payload(ISS), "");
 	with_sig = assemble("{\"alg\":\"none\",\"typ\":\"JWT\"}", good_payload(ISS),
-			    "c2lnbmF0dXJlLWJ5dGVz");
+	                    "c2lnbmF0dXJlLWJ5dGVz");
 	upper = assemble("{\"alg\":\"NONE\"}", good_payload(ISS), "c2lnbmF0dXJlLWJ5dGVz");
 	CHECK(empty_sig != NULL && with_sig != NULL && upper != NULL);
 	CHECK(strncmp(empty_sig, "eyJ", 3) == 0);
@@ -399,9 +409,9 @@ static int test_hs256_with_public_key_as_secret(void)
 	input = malloc(n);
 	CHECK(input != NULL);
 	CHECK(snprintf(input, n, "%s.%s", h, p) < (int)n);
-	CHECK(EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, k_p256.pub_pem,
-			strlen(k_p256.pub_pem), (const unsigned char *)input, strlen(input), mac,
-			sizeof mac, &mac_len) != NULL);
+	CHECK(EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, k_p256.pub_pem, strlen(k_p256.pub_pem),
+	                (const unsigned char *)input, strlen(input), mac, sizeof mac,
+	                &mac_len) != NULL);
 	CHECK_INT(mac_len, 32);
 	mac64 = jwt_base64url_encode(mac, mac_len);
 	CHECK(mac64 != NULL);
@@ -459,8 +469,8 @@ static int test_untrusted_issuer(void)
 {
 	jwt_verifier *v = verifier();
 	char *t = sign(&k_p256, JWT_ALG_ES256, "es256", good_payload("https://evil.example"));
-	char *t2 = sign(&k_p256, JWT_ALG_ES256, "es256",
-			"{\"client_id\":\"val-a\",\"exp\":1700000300}");
+	char *t2 =
+	    sign(&k_p256, JWT_ALG_ES256, "es256", "{\"client_id\":\"val-a\",\"exp\":1700000300}");
 	int ok;
 
 	CHECK(v != NULL && t != NULL && t2 != NULL);
@@ -506,6 +516,7 @@ static int test_bad_base64url_each_part(void)
 	jwt_verifier *v = verifier();
 	char *t = sign(&k_p256, JWT_ALG_ES256, "es256", good_payload(ISS));
 	char *h_plus, *p_eq, *s_len, *s_slash, *s_bits, *h_space;
+
 	size_t slen;
 	int ok;
 
@@ -515,18 +526,16 @@ static int test_bad_base64url_each_part(void)
 	h_plus = mutate(t, 0, 3, '+');
 	h_space = mutate(t, 0, 5, ' ');
 	p_eq = mutate(t, 1, -1, '=');
-	s_len = mutate(t, 2, -1, 'A'); /* 87 characters: still 4n+3, decodes */
 	s_slash = mutate(t, 2, 10, '/');
 	/* The last of 86 characters carries 4 bits that must be zero: 'B' is
 	 * 000001, so its low bits are not. */
 	s_bits = mutate(t, 2, 85, 'B');
-	CHECK(h_plus && h_space && p_eq && s_len && s_slash && s_bits);
+	CHECK(h_plus && h_space && p_eq && s_slash && s_bits);
 	ok = refused(v, h_plus, 0, "header is not valid base64url") &&
 	     refused(v, h_space, 0, "header is not valid base64url") &&
 	     refused(v, p_eq, 0, "payload is not valid base64url") &&
 	     refused(v, s_slash, 0, "signature is not valid base64url") &&
 	     refused(v, s_bits, 0, "signature is not valid base64url");
-	free(s_len);
 	/* 85 characters (4n+1) is never valid base64url. */
 	s_len = strdup(t);
 	CHECK(s_len != NULL);
@@ -547,10 +556,9 @@ static int test_bad_base64url_each_part(void)
 static int test_base64url_strict(void)
 {
 	static const char *const plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
-	static const char *const enc[] = {"", "Zg", "Zm8", "Zm9v", "Zm9vYg", "Zm9vYmE",
-					  "Zm9vYmFy"};
-	static const char *const bad[] = {"Zg==", "Zh", "Zm9", "Zm9v\n", " Zm9v", "Z",
-					  "Zm9vY", "Zm+v", "Zm/v", "Zm9=", "Zm\0v"};
+	static const char *const enc[] = {"", "Zg", "Zm8", "Zm9v", "Zm9vYg", "Zm9vYmE", "Zm9vYmFy"};
+	static const char *const bad[] = {"Zg==",  "Zh",   "Zm9",  "Zm9v\n", " Zm9v", "Z",
+	                                  "Zm9vY", "Zm+v", "Zm/v", "Zm9=",   "Zm\0v"};
 	unsigned char *out = NULL;
 	size_t n = 0;
 	unsigned char all[256];
@@ -593,7 +601,7 @@ static int test_base64url_strict(void)
 static int test_token_over_size_limit(void)
 {
 	jwt_verifier *v = verifier();
-	jwt_verifier *small = verifier_with(ALL, 600);
+	jwt_verifier *small = verifier_with(ALL, 300);
 	char big[9000];
 	char *t, *t2;
 	jwt_claims c;
@@ -601,9 +609,9 @@ static int test_token_over_size_limit(void)
 
 	CHECK(v != NULL && small != NULL);
 	/* A payload padded so that the token is just over 8192 bytes. */
-	memset(big, 'x', sizeof big);
 	CHECK(snprintf(big, sizeof big, "{\"iss\":\"%s\",\"exp\":%lld,\"pad\":\"", ISS,
-		       (long long)(NOW + 300)) > 0);
+	               (long long)(NOW + 300)) > 0);
+	memset(big + strlen(big), 'x', 6100 - strlen(big));
 	big[6100] = '\0';
 	CHECK(strlen(big) + 2 < sizeof big);
 	memcpy(big + strlen(big), "\"}", 3);
@@ -614,11 +622,11 @@ static int test_token_over_size_limit(void)
 	free(t);
 	/* Under the default limit it passes; a smaller limit refuses it. */
 	t2 = sign(&k_p256, JWT_ALG_ES256, "es256", good_payload(ISS));
-	CHECK(t2 != NULL && strlen(t2) > 300 && strlen(t2) < 8192);
+	CHECK(t2 != NULL && strlen(t2) < 8192);
+	CHECK(strlen(t2) > 300);
 	ok = ok && accepted(v, t2, 0, &c);
 	jwt_claims_free(&c);
-	big[600] = '\0';
-	ok = ok && refused(small, t2, 0, strlen(t2) > 600 ? "longer than 600 bytes" : "?");
+	ok = ok && refused(small, t2, 0, "longer than 300 bytes");
 	free(t2);
 	jwt_verifier_destroy(v);
 	jwt_verifier_destroy(small);
@@ -634,7 +642,7 @@ static int test_not_three_parts(void)
 	CHECK(v != NULL);
 	ok = refused(v, "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJ4In0", 0, "three dot-separated parts") &&
 	     refused(v, "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJ4In0.c2ln.c2ln", 0,
-		     "three dot-separated parts") &&
+	             "three dot-separated parts") &&
 	     refused(v, "eyJhbGciOiJFUzI1NiJ9..c2lnbmF0dXJl", 0, "empty part") &&
 	     refused(v, ".eyJpc3MiOiJ4In0.c2lnbmF0dXJl", 0, "empty part") &&
 	     refused(v, "", 0, "no token");
@@ -673,76 +681,84 @@ static int test_header_not_json(void)
 static int test_header_duplicate_alg(void)
 {
 	return with_raw("{\"alg\":\"ES256\",\"kid\":\"es256\",\"alg\":\"ES384\"}",
-			good_payload(ISS), "header has a duplicate member");
+	                good_payload(ISS), "header has a duplicate member");
 }
 
 static int test_header_alg_not_string(void)
 {
 	return with_raw("{\"alg\":256,\"kid\":\"es256\"}", good_payload(ISS),
-			"header has no alg string");
+	                "header has no alg string");
 }
 
 static int test_header_kid_not_string(void)
 {
 	return with_raw("{\"alg\":\"ES256\",\"kid\":1}", good_payload(ISS),
-			"header kid is not a string");
+	                "header kid is not a string");
 }
 
 static int test_header_crit(void)
 {
 	return with_raw("{\"alg\":\"ES256\",\"kid\":\"es256\",\"crit\":[\"b64\"],\"b64\":false}",
-			good_payload(ISS), "critical extensions");
+	                good_payload(ISS), "critical extensions");
 }
 
 static int test_unsupported_alg(void)
 {
 	return with_raw("{\"alg\":\"ES512\",\"kid\":\"es256\"}", good_payload(ISS),
-			"algorithm is not supported");
+	                "algorithm is not supported");
 }
 
 static int test_payload_is_string(void)
 {
 	return with_raw("{\"alg\":\"ES256\",\"kid\":\"es256\"}", "\"hello\"",
-			"payload is not a JSON object");
+	                "payload is not a JSON object");
 }
 
 static int test_payload_trailing_garbage(void)
 {
 	return with_raw("{\"alg\":\"ES256\",\"kid\":\"es256\"}", "{\"iss\":\"x\"} {}",
-			"payload is not valid JSON");
+	                "payload is not valid JSON");
 }
 
 static int test_duplicate_claim(void)
 {
 	char p[512];
 	(void)snprintf(p, sizeof p,
-		       "{\"iss\":\"%s\",\"client_id\":\"val-b\",\"client_id\":\"val-a\","
-		       "\"exp\":%lld}",
-		       ISS, (long long)(NOW + 300));
+	               "{\"iss\":\"%s\",\"client_id\":\"val-b\",\"client_id\":\"val-a\","
+	               "\"exp\":%lld}",
+	               ISS, (long long)(NOW + 300));
 	return with_raw("{\"alg\":\"ES256\",\"kid\":\"es256\"}", p,
-			"payload has a duplicate member");
+	                "payload has a duplicate member");
 }
 
 static int test_duplicate_nested_member(void)
 {
 	char p[512];
 	(void)snprintf(p, sizeof p, "{\"iss\":\"%s\",\"exp\":%lld,\"x\":{\"a\":1,\"a\":2}}", ISS,
-		       (long long)(NOW + 300));
+	               (long long)(NOW + 300));
 	return with_raw("{\"alg\":\"ES256\",\"kid\":\"es256\"}", p,
-			"payload has a duplicate member");
+	                "payload has a duplicate member");
 }
 
-/* A signed payload built from a format with one %lld for a time. */
-static int claim_case(const char *fmt, long long t, int64_t leeway, const char *want)
+/* Sign the payload printed from fmt and verify it at NOW with leeway:
+ * refused with want, or accepted when want is NULL. */
+static int claim_case(int64_t leeway, const char *want, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int claim_case(int64_t leeway, const char *want, const char *fmt, ...)
 {
 	jwt_verifier *v = verifier();
 	char p[512];
 	char *tok;
 	jwt_claims c;
-	int ok;
+	va_list ap;
+	int n, ok;
 
 	CHECK(v != NULL);
-	CHECK(snprintf(p, sizeof p, fmt, t) < (int)sizeof p);
+	va_start(ap, fmt);
+	n = vsnprintf(p, sizeof p, fmt, ap);
+	va_end(ap);
+	CHECK(n > 0 && n < (int)sizeof p);
 	tok = sign(&k_p256, JWT_ALG_ES256, "es256", p);
 	CHECK(tok != NULL);
 	if (want != NULL) {
@@ -761,24 +777,25 @@ static int claim_case(const char *fmt, long long t, int64_t leeway, const char *
 
 static int test_exp_as_string(void)
 {
-	return claim_case(P_ISS "\"exp\":\"%lld\"}", NOW + 300, 0, "exp is not a number");
+	return claim_case(0, "exp is not a number", P_ISS "\"exp\":\"%lld\"}",
+	                  (long long)(NOW + 300));
 }
 
 static int test_exp_missing(void)
 {
-	return claim_case(P_ISS "\"nbf\":%lld}", NOW - 5, 0, "no exp claim");
+	return claim_case(0, "no exp claim", P_ISS "\"nbf\":%lld}", (long long)(NOW - 5));
 }
 
 static int test_exp_leeway(void)
 {
-	CHECK(claim_case(P_ISS "\"exp\":%lld}", NOW - 31, 30, "has expired") == 0);
-	CHECK(claim_case(P_ISS "\"exp\":%lld}", NOW - 30, 30, NULL) == 0);
-	CHECK(claim_case(P_ISS "\"exp\":%lld}", NOW, 0, NULL) == 0);
-	CHECK(claim_case(P_ISS "\"exp\":%lld}", NOW - 1, 0, "has expired") == 0);
+	CHECK(claim_case(30, "has expired", P_ISS "\"exp\":%lld}", (long long)(NOW - 31)) == 0);
+	CHECK(claim_case(30, NULL, P_ISS "\"exp\":%lld}", (long long)(NOW - 30)) == 0);
+	CHECK(claim_case(0, NULL, P_ISS "\"exp\":%lld}", (long long)(NOW)) == 0);
+	CHECK(claim_case(0, "has expired", P_ISS "\"exp\":%lld}", (long long)(NOW - 1)) == 0);
 	/* A larger leeway than 30 s is capped at 30 s. */
-	CHECK(claim_case(P_ISS "\"exp\":%lld}", NOW - 31, 3600, "has expired") == 0);
+	CHECK(claim_case(3600, "has expired", P_ISS "\"exp\":%lld}", (long long)(NOW - 31)) == 0);
 	/* A negative leeway counts as none. */
-	CHECK(claim_case(P_ISS "\"exp\":%lld}", NOW, -100, NULL) == 0);
+	CHECK(claim_case(-100, NULL, P_ISS "\"exp\":%lld}", (long long)(NOW)) == 0);
 	return 0;
 }
 
@@ -797,54 +814,58 @@ static int test_exp_real_and_extremes(void)
 	free(t);
 	CHECK(ok);
 	/* A fraction past exp is not "at exp": 1699999999.5 is expired at NOW. */
-	CHECK(claim_case(P_ISS "\"exp\":%lld.5}", NOW - 1, 0, "has expired") == 0);
+	CHECK(claim_case(0, "has expired", P_ISS "\"exp\":%lld.5}", (long long)(NOW - 1)) == 0);
 	/* The largest integer exp does not overflow with the leeway. */
-	CHECK(claim_case(P_ISS "\"exp\":%lld}", (long long)INT64_MAX, 30, NULL) == 0);
-	CHECK(claim_case(P_ISS "\"exp\":%lld}", (long long)INT64_MIN, 30, "has expired") == 0);
-	CHECK(claim_case(P_ISS "\"exp\":%lld, \"nbf\":1e300}", NOW + 300, 30, "not valid yet") ==
+	CHECK(claim_case(30, NULL, P_ISS "\"exp\":%lld}", (long long)INT64_MAX) == 0);
+	CHECK(claim_case(30, "has expired", P_ISS "\"exp\":%lld}", (long long)INT64_MIN) == 0);
+	CHECK(claim_case(30, "not valid yet", P_ISS "\"exp\":%lld, \"nbf\":1e300}",
+	                 (long long)(NOW + 300)) == 0);
+	CHECK(claim_case(30, NULL, P_ISS "\"exp\":%lld, \"nbf\":-1e300}", (long long)(NOW + 300)) ==
 	      0);
-	CHECK(claim_case(P_ISS "\"exp\":%lld, \"nbf\":-1e300}", NOW + 300, 30, NULL) == 0);
-	CHECK(claim_case(P_ISS "\"exp\":%lld, \"exp2\":true, \"nbf\":null}", NOW + 300, 0,
-			 "nbf is not a number") == 0);
+	CHECK(claim_case(0, "nbf is not a number",
+	                 P_ISS "\"exp\":%lld, \"exp2\":true, \"nbf\":null}",
+	                 (long long)(NOW + 300)) == 0);
 	jwt_verifier_destroy(v);
 	return 0;
 }
 
 static int test_nbf_leeway(void)
 {
-	CHECK(claim_case(P_ISS "\"exp\":1700000300,\"nbf\":%lld}", NOW + 31, 30,
-			 "not valid yet") == 0);
-	CHECK(claim_case(P_ISS "\"exp\":1700000300,\"nbf\":%lld}", NOW + 30, 30, NULL) == 0);
-	CHECK(claim_case(P_ISS "\"exp\":1700000300,\"nbf\":%lld}", NOW + 1, 0, "not valid yet") ==
-	      0);
-	CHECK(claim_case(P_ISS "\"exp\":1700000300,\"nbf\":\"%lld\"}", NOW, 0,
-			 "nbf is not a number") == 0);
+	CHECK(claim_case(30, "not valid yet", P_ISS "\"exp\":1700000300,\"nbf\":%lld}",
+	                 (long long)(NOW + 31)) == 0);
+	CHECK(claim_case(30, NULL, P_ISS "\"exp\":1700000300,\"nbf\":%lld}",
+	                 (long long)(NOW + 30)) == 0);
+	CHECK(claim_case(0, "not valid yet", P_ISS "\"exp\":1700000300,\"nbf\":%lld}",
+	                 (long long)(NOW + 1)) == 0);
+	CHECK(claim_case(0, "nbf is not a number", P_ISS "\"exp\":1700000300,\"nbf\":\"%lld\"}",
+	                 (long long)(NOW)) == 0);
 	/* nbf 0.5 s in the future rounds up, so it is not yet valid. */
-	CHECK(claim_case(P_ISS "\"exp\":1700000300,\"nbf\":%lld.5}", NOW, 0, "not valid yet") ==
-	      0);
+	CHECK(claim_case(0, "not valid yet", P_ISS "\"exp\":1700000300,\"nbf\":%lld.5}",
+	                 (long long)(NOW)) == 0);
 	return 0;
 }
 
 static int test_iat_in_future(void)
 {
-	CHECK(claim_case(P_ISS "\"exp\":1700000300,\"iat\":%lld}", NOW + 31, 30,
-			 "issued in the future") == 0);
-	CHECK(claim_case(P_ISS "\"exp\":1700000300,\"iat\":%lld}", NOW + 30, 30, NULL) == 0);
-	CHECK(claim_case(P_ISS "\"exp\":1700000300,\"iat\":[%lld]}", NOW, 30,
-			 "iat is not a number") == 0);
+	CHECK(claim_case(30, "issued in the future", P_ISS "\"exp\":1700000300,\"iat\":%lld}",
+	                 (long long)(NOW + 31)) == 0);
+	CHECK(claim_case(30, NULL, P_ISS "\"exp\":1700000300,\"iat\":%lld}",
+	                 (long long)(NOW + 30)) == 0);
+	CHECK(claim_case(30, "iat is not a number", P_ISS "\"exp\":1700000300,\"iat\":[%lld]}",
+	                 (long long)(NOW)) == 0);
 	return 0;
 }
 
 static int test_wrong_type_claims(void)
 {
-	CHECK(claim_case(P_ISS "\"exp\":%lld,\"client_id\":42}", NOW + 300, 0,
-			 "client_id is not a string") == 0);
-	CHECK(claim_case(P_ISS "\"exp\":%lld,\"scope\":[\"ss-kpp\"]}", NOW + 300, 0,
-			 "scope is not a string") == 0);
-	CHECK(claim_case(P_ISS "\"exp\":%lld,\"vsp_id\":7}", NOW + 300, 0,
-			 "vsp_id is not a string") == 0);
-	CHECK(claim_case("{\"iss\":{\"a\":1},\"exp\":%lld}", NOW + 300, 0,
-			 "iss is not a string") == 0);
+	CHECK(claim_case(0, "client_id is not a string", P_ISS "\"exp\":%lld,\"client_id\":42}",
+	                 (long long)(NOW + 300)) == 0);
+	CHECK(claim_case(0, "scope is not a string", P_ISS "\"exp\":%lld,\"scope\":[\"ss-kpp\"]}",
+	                 (long long)(NOW + 300)) == 0);
+	CHECK(claim_case(0, "vsp_id is not a string", P_ISS "\"exp\":%lld,\"vsp_id\":7}",
+	                 (long long)(NOW + 300)) == 0);
+	CHECK(claim_case(0, "iss is not a string", "{\"iss\":{\"a\":1},\"exp\":%lld}",
+	                 (long long)(NOW + 300)) == 0);
 	return 0;
 }
 
@@ -859,7 +880,7 @@ static int skeyprov_case(const char *value, int want_has, int want_false)
 	CHECK(v != NULL);
 	if (value != NULL)
 		CHECK(snprintf(p, sizeof p, P_ISS "\"exp\":%lld,\"SKeyProv\":%s}",
-			       (long long)(NOW + 300), value) < (int)sizeof p);
+		               (long long)(NOW + 300), value) < (int)sizeof p);
 	else
 		CHECK(snprintf(p, sizeof p, P_ISS "\"exp\":%lld}", (long long)(NOW + 300)) <
 		      (int)sizeof p);
@@ -868,7 +889,7 @@ static int skeyprov_case(const char *value, int want_has, int want_false)
 	ok = accepted(v, t, 0, &c);
 	if (ok && (c.has_skeyprov != want_has || c.skeyprov_false != want_false)) {
 		fprintf(stderr, "    SKeyProv %s: has %d false %d\n", value ? value : "absent",
-			c.has_skeyprov, c.skeyprov_false);
+		        c.has_skeyprov, c.skeyprov_false);
 		ok = 0;
 	}
 	jwt_claims_free(&c);
@@ -1004,7 +1025,7 @@ static int test_tampered_payload(void)
 	/* Same header and signature, payload naming another client. */
 	h = strndup(t, (size_t)(strchr(t, '.') - t));
 	p = b64("{\"iss\":\"https://as.example\",\"client_id\":\"val-b\",\"scope\":\"ss-kpp\","
-		"\"SKeyProv\":true,\"vsp_id\":\"vsp-1\",\"exp\":1700000300}");
+	        "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\",\"exp\":1700000300}");
 	CHECK(h != NULL && p != NULL);
 	n = strlen(t) + strlen(p) + 4;
 	forged = malloc(n);
@@ -1030,10 +1051,10 @@ static int test_rsa_key_with_es256_header(void)
 
 	CHECK(v != NULL);
 	t = jwt_sign_raw(k_rsa.priv_pem, JWT_ALG_RS256, "{\"alg\":\"ES256\",\"kid\":\"rs\"}",
-			 good_payload(ISS), err, sizeof err);
+	                 good_payload(ISS), err, sizeof err);
 	/* And the reverse: an EC key named by an RS256 header. */
 	t2 = jwt_sign_raw(k_p256.priv_pem, JWT_ALG_ES256, "{\"alg\":\"RS256\",\"kid\":\"es256\"}",
-			  good_payload(ISS), err, sizeof err);
+	                  good_payload(ISS), err, sizeof err);
 	CHECK(t != NULL && t2 != NULL);
 	ok = refused(v, t, 0, "key's type does not fit the algorithm") &&
 	     refused(v, t2, 0, "key's type does not fit the algorithm");
@@ -1117,13 +1138,13 @@ static int test_load_file(void)
 	CHECK(write_text(pem1, k_p256.pub_pem) == 0);
 	CHECK(write_text(pem2, k_ed.pub_pem) == 0);
 	CHECK(write_text(path, "[{\"iss\":\"" ISS "\",\"kid\":\"es256\","
-			       "\"public_key_file\":\"p256.pem\"},"
-			       "{\"iss\":\"" ISS "\",\"kid\":\"ed\",\"public_key_file\":\"ed.pem\"}]") ==
-	      0);
+	                       "\"public_key_file\":\"p256.pem\"},"
+	                       "{\"iss\":\"" ISS
+	                       "\",\"kid\":\"ed\",\"public_key_file\":\"ed.pem\"}]") == 0);
 	/* The second entry misspells kid: the whole file is refused. */
 	CHECK(write_text(bad, "[{\"iss\":\"" ISS1 "\",\"public_key_file\":\"p256.pem\"},"
-			      "{\"iss\":\"" ISS1 "\",\"kdi\":\"x\",\"public_key_file\":\"ed.pem\"}]") ==
-	      0);
+	                      "{\"iss\":\"" ISS1
+	                      "\",\"kdi\":\"x\",\"public_key_file\":\"ed.pem\"}]") == 0);
 	v = jwt_verifier_new(ALL, 0, err, sizeof err);
 	CHECK(v != NULL);
 	n = jwt_verifier_load_file(v, path, err, sizeof err);
@@ -1155,51 +1176,51 @@ static int test_load_file(void)
 }
 
 static const check_case cases[] = {
-	{"round_trip_es256", test_round_trip_es256},
-	{"round_trip_es384", test_round_trip_es384},
-	{"round_trip_rs256", test_round_trip_rs256},
-	{"round_trip_ps256", test_round_trip_ps256},
-	{"round_trip_eddsa", test_round_trip_eddsa},
-	{"header_form", test_header_form},
-	{"no_kid_single_key", test_no_kid_single_key},
-	{"no_kid_several_keys", test_no_kid_several_keys},
-	{"alg_names", test_alg_names},
-	{"alg_none", test_alg_none},
-	{"hs256_with_public_key_as_secret", test_hs256_with_public_key_as_secret},
-	{"unknown_kid", test_unknown_kid},
-	{"untrusted_key_claims_trusted_issuer", test_untrusted_key_claims_trusted_issuer},
-	{"untrusted_issuer", test_untrusted_issuer},
-	{"bad_base64url_each_part", test_bad_base64url_each_part},
-	{"base64url_strict", test_base64url_strict},
-	{"token_over_size_limit", test_token_over_size_limit},
-	{"not_three_parts", test_not_three_parts},
-	{"header_is_array", test_header_is_array},
-	{"header_not_json", test_header_not_json},
-	{"header_duplicate_alg", test_header_duplicate_alg},
-	{"header_alg_not_string", test_header_alg_not_string},
-	{"header_kid_not_string", test_header_kid_not_string},
-	{"header_crit", test_header_crit},
-	{"unsupported_alg", test_unsupported_alg},
-	{"payload_is_string", test_payload_is_string},
-	{"payload_trailing_garbage", test_payload_trailing_garbage},
-	{"duplicate_claim", test_duplicate_claim},
-	{"duplicate_nested_member", test_duplicate_nested_member},
-	{"exp_as_string", test_exp_as_string},
-	{"exp_missing", test_exp_missing},
-	{"exp_leeway", test_exp_leeway},
-	{"exp_real_and_extremes", test_exp_real_and_extremes},
-	{"nbf_leeway", test_nbf_leeway},
-	{"iat_in_future", test_iat_in_future},
-	{"wrong_type_claims", test_wrong_type_claims},
-	{"skeyprov_values", test_skeyprov_values},
-	{"alg_not_in_allow_mask", test_alg_not_in_allow_mask},
-	{"es256_signature_wrong_length", test_es256_signature_wrong_length},
-	{"other_signature_wrong_length", test_other_signature_wrong_length},
-	{"tampered_payload", test_tampered_payload},
-	{"rsa_key_with_es256_header", test_rsa_key_with_es256_header},
-	{"sign_refuses_wrong_key", test_sign_refuses_wrong_key},
-	{"add_key_rules", test_add_key_rules},
-	{"load_file", test_load_file},
+    {"round_trip_es256", test_round_trip_es256},
+    {"round_trip_es384", test_round_trip_es384},
+    {"round_trip_rs256", test_round_trip_rs256},
+    {"round_trip_ps256", test_round_trip_ps256},
+    {"round_trip_eddsa", test_round_trip_eddsa},
+    {"header_form", test_header_form},
+    {"no_kid_single_key", test_no_kid_single_key},
+    {"no_kid_several_keys", test_no_kid_several_keys},
+    {"alg_names", test_alg_names},
+    {"alg_none", test_alg_none},
+    {"hs256_with_public_key_as_secret", test_hs256_with_public_key_as_secret},
+    {"unknown_kid", test_unknown_kid},
+    {"untrusted_key_claims_trusted_issuer", test_untrusted_key_claims_trusted_issuer},
+    {"untrusted_issuer", test_untrusted_issuer},
+    {"bad_base64url_each_part", test_bad_base64url_each_part},
+    {"base64url_strict", test_base64url_strict},
+    {"token_over_size_limit", test_token_over_size_limit},
+    {"not_three_parts", test_not_three_parts},
+    {"header_is_array", test_header_is_array},
+    {"header_not_json", test_header_not_json},
+    {"header_duplicate_alg", test_header_duplicate_alg},
+    {"header_alg_not_string", test_header_alg_not_string},
+    {"header_kid_not_string", test_header_kid_not_string},
+    {"header_crit", test_header_crit},
+    {"unsupported_alg", test_unsupported_alg},
+    {"payload_is_string", test_payload_is_string},
+    {"payload_trailing_garbage", test_payload_trailing_garbage},
+    {"duplicate_claim", test_duplicate_claim},
+    {"duplicate_nested_member", test_duplicate_nested_member},
+    {"exp_as_string", test_exp_as_string},
+    {"exp_missing", test_exp_missing},
+    {"exp_leeway", test_exp_leeway},
+    {"exp_real_and_extremes", test_exp_real_and_extremes},
+    {"nbf_leeway", test_nbf_leeway},
+    {"iat_in_future", test_iat_in_future},
+    {"wrong_type_claims", test_wrong_type_claims},
+    {"skeyprov_values", test_skeyprov_values},
+    {"alg_not_in_allow_mask", test_alg_not_in_allow_mask},
+    {"es256_signature_wrong_length", test_es256_signature_wrong_length},
+    {"other_signature_wrong_length", test_other_signature_wrong_length},
+    {"tampered_payload", test_tampered_payload},
+    {"rsa_key_with_es256_header", test_rsa_key_with_es256_header},
+    {"sign_refuses_wrong_key", test_sign_refuses_wrong_key},
+    {"add_key_rules", test_add_key_rules},
+    {"load_file", test_load_file},
 };
 
 int main(void)

@@ -1,0 +1,377 @@
+/*
+ * test_authz: the token half of authorization (contract rules 1 to 3) on
+ * real tokens signed with a P-256 key made in-process. Each denial is checked
+ * for its sentence, for an empty vsp_id output and for not quoting the
+ * token.
+ */
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include "authz.h"
+#include "check.h"
+#include "jwt.h"
+
+#define NOW INT64_C(1700000000)
+#define ISS "https://as.example"
+
+static EVP_PKEY *pkey;
+static char *priv_pem, *pub_pem;
+
+static char *bio_text(BIO *b)
+{
+	char *data = NULL, *out;
+	long n = BIO_get_mem_data(b, &data);
+	if (n <= 0)
+		return NULL;
+	out = malloc((size_t)n + 1);
+	if (out == NULL)
+		return NULL;
+	memcpy(out, data, (size_t)n);
+	out[n] = '\0';
+	return out;
+}
+
+static int key_setup(void)
+{
+	BIO *a = BIO_new(BIO_s_mem()), *b = BIO_new(BIO_s_mem());
+	int rc = -1;
+
+	pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	if (pkey == NULL || a == NULL || b == NULL)
+		goto done;
+	if (PEM_write_bio_PrivateKey(a, pkey, NULL, NULL, 0, NULL, NULL) != 1 ||
+	    PEM_write_bio_PUBKEY(b, pkey) != 1)
+		goto done;
+	priv_pem = bio_text(a);
+	pub_pem = bio_text(b);
+	rc = priv_pem != NULL && pub_pem != NULL ? 0 : -1;
+done:
+	BIO_free(a);
+	BIO_free(b);
+	return rc;
+}
+
+static jwt_verifier *make_verifier(void)
+{
+	char err[256];
+	jwt_verifier *v = jwt_verifier_new(1u << JWT_ALG_ES256, 0, err, sizeof err);
+	if (v == NULL)
+		return NULL;
+	if (jwt_verifier_add_key(v, ISS, NULL, pub_pem, err, sizeof err) != 0) {
+		fprintf(stderr, "    add_key: %s\n", err);
+		jwt_verifier_destroy(v);
+		return NULL;
+	}
+	return v;
+}
+
+/* A token whose payload is printed from fmt. */
+static char *token(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *token(const char *fmt, ...)
+{
+	char p[1024], err[256];
+	va_list ap;
+	char *t;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(p, sizeof p, fmt, ap);
+	va_end(ap);
+	if (n < 0 || n >= (int)sizeof p)
+		return NULL;
+	t = jwt_sign(priv_pem, JWT_ALG_ES256, NULL, p, err, sizeof err);
+	if (t == NULL)
+		fprintf(stderr, "    jwt_sign: %s\n", err);
+	return t;
+}
+
+/* Claims before and after SKeyProv, so cases can vary one claim. */
+#define HEAD "{\"iss\":\"" ISS "\",\"exp\":1700000300,\"iat\":1699999990,"
+
+static char *good_token(void)
+{
+	return token(HEAD "\"client_id\":\"val-a\",\"scope\":\"openid ss-kpp\","
+			  "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}");
+}
+
+/* Run authz_check and compare with the expected decision; on a denial the
+ * detail must hold want, vsp_id must be empty and the detail must not
+ * quote the token's signature. */
+static int expect(const authz_policy *p, const char *tok, const char *requester,
+		  authz_decision want_d, const char *want)
+{
+	char vsp[64], detail[256];
+	authz_decision d;
+
+	memset(vsp, 'Z', sizeof vsp);
+	memset(detail, 'Z', sizeof detail);
+	d = authz_check(p, tok, requester, NOW, vsp, sizeof vsp, detail, sizeof detail);
+	if (d != want_d) {
+		fprintf(stderr, "    decision %d, expected %d (detail \"%s\")\n", (int)d,
+			(int)want_d, detail);
+		return 0;
+	}
+	if (want_d == AUTHZ_ALLOW) {
+		if (strcmp(vsp, want) != 0 || detail[0] != '\0') {
+			fprintf(stderr, "    vsp_id \"%s\", detail \"%s\"\n", vsp, detail);
+			return 0;
+		}
+		return 1;
+	}
+	if (strstr(detail, want) == NULL) {
+		fprintf(stderr, "    detail \"%s\" lacks \"%s\"\n", detail, want);
+		return 0;
+	}
+	if (vsp[0] != '\0') {
+		fprintf(stderr, "    vsp_id not emptied on deny\n");
+		return 0;
+	}
+	if (tok != NULL && strrchr(tok, '.') != NULL) {
+		const char *sig = strrchr(tok, '.') + 1;
+		for (; strlen(sig) >= 8; sig++) {
+			for (const char *s = detail; strlen(s) >= 8; s++) {
+				if (memcmp(s, sig, 8) == 0) {
+					fprintf(stderr, "    detail quotes the token\n");
+					return 0;
+				}
+			}
+		}
+	}
+	return 1;
+}
+
+static int run_case(const char *tok, const char *requester, authz_decision want_d,
+		    const char *want)
+{
+	jwt_verifier *v = make_verifier();
+	authz_policy p = {v, "ss-kpp", 30};
+	int ok;
+
+	CHECK(v != NULL);
+	CHECK(tok != NULL);
+	ok = expect(&p, tok, requester, want_d, want);
+	jwt_verifier_destroy(v);
+	CHECK(ok);
+	return 0;
+}
+
+static int owned_case(char *tok, const char *requester, authz_decision want_d, const char *want)
+{
+	int rc = run_case(tok, requester, want_d, want);
+	free(tok);
+	return rc;
+}
+
+static int test_allow(void)
+{
+	return owned_case(good_token(), "val-a", AUTHZ_ALLOW, "vsp-1");
+}
+
+static int test_token_of_a_used_by_b(void)
+{
+	return owned_case(good_token(), "val-b", AUTHZ_DENY,
+			  "client_id does not match requesterIdentity");
+}
+
+static int test_requester_prefix_is_not_a_match(void)
+{
+	CHECK(owned_case(good_token(), "val-", AUTHZ_DENY,
+			 "client_id does not match requesterIdentity") == 0);
+	CHECK(owned_case(good_token(), "val-aa", AUTHZ_DENY,
+			 "client_id does not match requesterIdentity") == 0);
+	CHECK(owned_case(good_token(), NULL, AUTHZ_DENY,
+			 "client_id does not match requesterIdentity") == 0);
+	return 0;
+}
+
+static int test_no_client_id(void)
+{
+	return owned_case(token(HEAD "\"scope\":\"ss-kpp\",\"SKeyProv\":true,\"vsp_id\":\"v\"}"),
+			  "val-a", AUTHZ_DENY, "token has no client_id");
+}
+
+static int test_no_skeyprov(void)
+{
+	return owned_case(token(HEAD "\"client_id\":\"val-a\",\"scope\":\"ss-kpp\","
+				     "\"vsp_id\":\"vsp-1\"}"),
+			  "val-a", AUTHZ_DENY, "token has no SKeyProv claim");
+}
+
+static int test_skeyprov_false(void)
+{
+	static const char *const falsy[] = {"false", "0", "\"false\"", "null", "\"\""};
+	for (size_t i = 0; i < sizeof falsy / sizeof falsy[0]; i++) {
+		CHECK(owned_case(token(HEAD "\"client_id\":\"val-a\",\"scope\":\"ss-kpp\","
+					    "\"SKeyProv\":%s,\"vsp_id\":\"vsp-1\"}",
+				       falsy[i]),
+				 "val-a", AUTHZ_DENY, "token SKeyProv is false") == 0);
+	}
+	return 0;
+}
+
+static int test_scope_without_ss_kpp(void)
+{
+	CHECK(owned_case(token(HEAD "\"client_id\":\"val-a\",\"scope\":\"openid ss-kppx\","
+				    "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
+			 "val-a", AUTHZ_DENY, "token scope does not include ss-kpp") == 0);
+	CHECK(owned_case(token(HEAD "\"client_id\":\"val-a\",\"scope\":\"xss-kpp ss-kp\","
+				    "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
+			 "val-a", AUTHZ_DENY, "token scope does not include ss-kpp") == 0);
+	CHECK(owned_case(token(HEAD "\"client_id\":\"val-a\",\"scope\":\"SS-KPP\","
+				    "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
+			 "val-a", AUTHZ_DENY, "token scope does not include ss-kpp") == 0);
+	CHECK(owned_case(token(HEAD "\"client_id\":\"val-a\",\"scope\":\"\","
+				    "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
+			 "val-a", AUTHZ_DENY, "token scope does not include ss-kpp") == 0);
+	CHECK(owned_case(token(HEAD "\"client_id\":\"val-a\","
+				    "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
+			 "val-a", AUTHZ_DENY, "token has no scope") == 0);
+	return 0;
+}
+
+static int test_scope_forms_accepted(void)
+{
+	CHECK(owned_case(token(HEAD "\"client_id\":\"val-a\",\"scope\":\"ss-kpp\","
+				    "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
+			 "val-a", AUTHZ_ALLOW, "vsp-1") == 0);
+	CHECK(owned_case(token(HEAD "\"client_id\":\"val-a\",\"scope\":\"  a  ss-kpp  b \","
+				    "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
+			 "val-a", AUTHZ_ALLOW, "vsp-1") == 0);
+	return 0;
+}
+
+static int test_custom_and_default_scope(void)
+{
+	jwt_verifier *v = make_verifier();
+	authz_policy custom = {v, "kpp.write", 0};
+	authz_policy dflt = {v, NULL, 0};
+	authz_policy bad = {v, "a b", 0};
+	char *t = token(HEAD "\"client_id\":\"val-a\",\"scope\":\"kpp.write\","
+			     "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}");
+	int ok;
+
+	CHECK(v != NULL && t != NULL);
+	ok = expect(&custom, t, "val-a", AUTHZ_ALLOW, "vsp-1") &&
+	     expect(&dflt, t, "val-a", AUTHZ_DENY, "does not include ss-kpp") &&
+	     expect(&bad, t, "val-a", AUTHZ_DENY, "not a single word");
+	free(t);
+	jwt_verifier_destroy(v);
+	CHECK(ok);
+	return 0;
+}
+
+static int test_no_vsp_id(void)
+{
+	CHECK(owned_case(token(HEAD "\"client_id\":\"val-a\",\"scope\":\"ss-kpp\","
+				    "\"SKeyProv\":true}"),
+			 "val-a", AUTHZ_DENY, "token has no vsp_id") == 0);
+	CHECK(owned_case(token(HEAD "\"client_id\":\"val-a\",\"scope\":\"ss-kpp\","
+				    "\"SKeyProv\":true,\"vsp_id\":\"\"}"),
+			 "val-a", AUTHZ_DENY, "token has no vsp_id") == 0);
+	return 0;
+}
+
+static int test_wrong_type_claim(void)
+{
+	CHECK(owned_case(token(HEAD "\"client_id\":\"val-a\",\"scope\":\"ss-kpp\","
+				    "\"SKeyProv\":true,\"vsp_id\":17}"),
+			 "val-a", AUTHZ_DENY, "vsp_id is not a string") == 0);
+	CHECK(owned_case(token(HEAD "\"client_id\":[\"val-a\"],\"scope\":\"ss-kpp\","
+				    "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
+			 "val-a", AUTHZ_DENY, "client_id is not a string") == 0);
+	return 0;
+}
+
+static int test_vsp_id_too_long_fails_closed(void)
+{
+	jwt_verifier *v = make_verifier();
+	authz_policy p = {v, "ss-kpp", 0};
+	char *t = good_token();
+	char small[5], detail[128];
+	authz_decision d;
+
+	CHECK(v != NULL && t != NULL);
+	/* "vsp-1" needs 6 bytes with its NUL. */
+	d = authz_check(&p, t, "val-a", NOW, small, sizeof small, detail, sizeof detail);
+	CHECK_INT(d, AUTHZ_DENY);
+	CHECK(strstr(detail, "vsp_id is too long") != NULL);
+	CHECK_STR(small, "");
+	d = authz_check(&p, t, "val-a", NOW, NULL, 0, detail, sizeof detail);
+	CHECK_INT(d, AUTHZ_DENY);
+	/* No detail buffer is allowed too; the decision still comes back. */
+	d = authz_check(&p, t, "val-a", NOW, small, sizeof small, NULL, 0);
+	CHECK_INT(d, AUTHZ_DENY);
+	free(t);
+	jwt_verifier_destroy(v);
+	return 0;
+}
+
+static int test_invalid_token_is_denied(void)
+{
+	CHECK(owned_case(token("{\"iss\":\"" ISS "\",\"exp\":1699999969,\"client_id\":\"val-a\","
+			       "\"scope\":\"ss-kpp\",\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
+			 "val-a", AUTHZ_DENY, "token has expired") == 0);
+	/* Within the policy's 30 s leeway. */
+	CHECK(owned_case(token("{\"iss\":\"" ISS "\",\"exp\":1699999970,\"client_id\":\"val-a\","
+			       "\"scope\":\"ss-kpp\",\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
+			 "val-a", AUTHZ_ALLOW, "vsp-1") == 0);
+	CHECK(run_case("eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL2FzLmV4YW1wbGUifQ.c2lnbmF0dXJl",
+		       "val-a", AUTHZ_DENY, "algorithm none is not allowed") == 0);
+	CHECK(run_case("", "val-a", AUTHZ_DENY, "request has no access token") == 0);
+	CHECK(run_case("not-a-token", "val-a", AUTHZ_DENY, "three dot-separated parts") == 0);
+	return 0;
+}
+
+static int test_no_policy(void)
+{
+	char *t = good_token();
+	authz_policy none = {NULL, "ss-kpp", 0};
+	int ok;
+
+	CHECK(t != NULL);
+	ok = expect(NULL, t, "val-a", AUTHZ_DENY, "not configured") &&
+	     expect(&none, t, "val-a", AUTHZ_DENY, "not configured");
+	free(t);
+	CHECK(ok);
+	return 0;
+}
+
+static const check_case cases[] = {
+	{"allow", test_allow},
+	{"token_of_a_used_by_b", test_token_of_a_used_by_b},
+	{"requester_prefix_is_not_a_match", test_requester_prefix_is_not_a_match},
+	{"no_client_id", test_no_client_id},
+	{"no_skeyprov", test_no_skeyprov},
+	{"skeyprov_false", test_skeyprov_false},
+	{"scope_without_ss_kpp", test_scope_without_ss_kpp},
+	{"scope_forms_accepted", test_scope_forms_accepted},
+	{"custom_and_default_scope", test_custom_and_default_scope},
+	{"no_vsp_id", test_no_vsp_id},
+	{"wrong_type_claim", test_wrong_type_claim},
+	{"vsp_id_too_long_fails_closed", test_vsp_id_too_long_fails_closed},
+	{"invalid_token_is_denied", test_invalid_token_is_denied},
+	{"no_policy", test_no_policy},
+};
+
+int main(void)
+{
+	int rc;
+
+	if (key_setup() != 0) {
+		fprintf(stderr, "cannot generate the test key\n");
+		return 1;
+	}
+	rc = check_run("authz", cases, sizeof cases / sizeof cases[0]);
+	EVP_PKEY_free(pkey);
+	free(priv_pem);
+	free(pub_pem);
+	return rc;
+}
