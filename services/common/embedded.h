@@ -14,11 +14,11 @@ typedef struct {
 	size_t len;       /* without the NUL */
 } embedded_file;
 
-/* schemas/*.avsc, sorted by name. */
+/* The .avsc files of schemas/, sorted by name. */
 extern const embedded_file embedded_schemas[];
 extern const size_t embedded_schemas_count;
 
-/* services/kms/migrations/*.sql, sorted by name (NNN_name.sql). */
+/* The .sql files of services/kms/migrations/, sorted by name (NNN_name.sql). */
 extern const embedded_file embedded_migrations[];
 extern const size_t embedded_migrations_count;
 

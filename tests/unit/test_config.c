@@ -1,0 +1,180 @@
+/*
+ * Tests of config: precedence of file, environment and flags, librdkafka
+ * pass-through, range checks, and masking of passwords.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "config.h"
+
+static char file_path[64];
+
+static void write_file(const char *text)
+{
+	snprintf(file_path, sizeof file_path, "/tmp/kms-config-test-%d.conf", (int)getpid());
+	FILE *f = fopen(file_path, "w");
+	if (f != NULL) {
+		fputs(text, f);
+		fclose(f);
+	}
+}
+
+static int test_defaults(void)
+{
+	unsetenv("KMS_CONFIG");
+	unsetenv("KMS_BATCH_MAX");
+	kms_config c;
+	char err[256];
+	CHECK_INT(config_load(&c, 0, NULL, err, sizeof err), 0);
+	CHECK_STR(c.requests_topic, "seal.km.provisioning.requests");
+	CHECK_STR(c.scope, "ss-kpp");
+	CHECK_INT(c.leeway_s, 30);
+	CHECK_INT(c.max_value_bytes, 1048576);
+	CHECK(strncmp(c.kms_id, "kms-", 4) == 0);
+	CHECK_INT(config_validate(&c, err, sizeof err), 0);
+	config_free(&c);
+	return 0;
+}
+
+static int test_flag_over_env_over_file(void)
+{
+	write_file("# a comment\nbatch_max = 7\nscope = from-file\ngroup_id = g-file\n"
+		   "rdkafka.socket.timeout.ms = 1234\n");
+	setenv("KMS_CONFIG", file_path, 1);
+	setenv("KMS_SCOPE", "from-env", 1);
+	setenv("KMS_GROUP_ID", "g-env", 1);
+	char *argv[] = {"--group-id", "g-flag", "-X", "debug=broker", NULL};
+	kms_config c;
+	char err[256];
+	int rc = config_load(&c, 4, argv, err, sizeof err);
+	unsetenv("KMS_CONFIG");
+	unsetenv("KMS_SCOPE");
+	unsetenv("KMS_GROUP_ID");
+	unlink(file_path);
+	CHECK_INT(rc, 0);
+	CHECK_INT(c.batch_max, 7);        /* file only */
+	CHECK_STR(c.scope, "from-env");   /* env over file */
+	CHECK_STR(c.group_id, "g-flag");  /* flag over env */
+	CHECK_INT(c.rdkafka_count, 2);
+	CHECK_STR(c.rdkafka_keys[0], "socket.timeout.ms");
+	CHECK_STR(c.rdkafka_values[0], "1234");
+	CHECK_STR(c.rdkafka_keys[1], "debug");
+	CHECK_STR(c.rdkafka_values[1], "broker");
+	config_free(&c);
+	return 0;
+}
+
+static int test_flag_with_equals(void)
+{
+	char *argv[] = {"--batch-wait-ms=3", "--kms-id", "kms-a", NULL};
+	kms_config c;
+	char err[256];
+	CHECK_INT(config_load(&c, 3, argv, err, sizeof err), 0);
+	CHECK_INT(c.batch_wait_ms, 3);
+	CHECK_STR(c.kms_id, "kms-a");
+	config_free(&c);
+	return 0;
+}
+
+static int test_unknown_flag(void)
+{
+	char *argv[] = {"--no-such-thing", "1", NULL};
+	kms_config c;
+	char err[256] = "";
+	CHECK_INT(config_load(&c, 2, argv, err, sizeof err), -1);
+	CHECK(strstr(err, "unknown flag") != NULL);
+	config_free(&c);
+	return 0;
+}
+
+static int test_out_of_range(void)
+{
+	char *argv[] = {"--leeway-s", "31", NULL};
+	kms_config c;
+	char err[256] = "";
+	CHECK_INT(config_load(&c, 2, argv, err, sizeof err), -1);
+	CHECK(strstr(err, "leeway_s") != NULL);
+	config_free(&c);
+	char *argv2[] = {"--batch-max", "12abc", NULL};
+	CHECK_INT(config_load(&c, 2, argv2, err, sizeof err), -1);
+	config_free(&c);
+	return 0;
+}
+
+static int test_bad_file_line(void)
+{
+	write_file("batch_max 7\n");
+	setenv("KMS_CONFIG", file_path, 1);
+	kms_config c;
+	char err[256] = "";
+	int rc = config_load(&c, 0, NULL, err, sizeof err);
+	unsetenv("KMS_CONFIG");
+	unlink(file_path);
+	CHECK_INT(rc, -1);
+	CHECK(strstr(err, "line 1") != NULL);
+	config_free(&c);
+	return 0;
+}
+
+static int test_bad_alg_list(void)
+{
+	char *argv[] = {"--jwt-algs", "ES256,HS256", NULL};
+	kms_config c;
+	char err[256] = "";
+	CHECK_INT(config_load(&c, 2, argv, err, sizeof err), 0);
+	CHECK_INT(config_validate(&c, err, sizeof err), -1);
+	CHECK(strstr(err, "HS256") != NULL);
+	config_free(&c);
+	return 0;
+}
+
+static int test_mask_dsn(void)
+{
+	char out[256];
+	config_mask_dsn("postgresql://kms:s3cret@db:5432/kms?sslmode=verify-full", out, sizeof out);
+	CHECK_STR(out, "postgresql://kms:****@db:5432/kms?sslmode=verify-full");
+	config_mask_dsn("postgresql://kms@db/kms", out, sizeof out);
+	CHECK_STR(out, "postgresql://kms@db/kms");
+	config_mask_dsn("host=db user=kms password=s3cret dbname=kms", out, sizeof out);
+	CHECK_STR(out, "host=db user=kms password=**** dbname=kms");
+	config_mask_dsn("host=db password = 'a b\\' c' dbname=kms", out, sizeof out);
+	CHECK_STR(out, "host=db password=**** dbname=kms");
+	CHECK(strstr(out, "s3cret") == NULL);
+	return 0;
+}
+
+static int test_print_masks_password(void)
+{
+	char *argv[] = {"--dsn", "postgresql://kms:hunter2@db/kms", "-X", "sasl.password=pw1", NULL};
+	kms_config c;
+	char err[256];
+	CHECK_INT(config_load(&c, 4, argv, err, sizeof err), 0);
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	config_print(&c, f);
+	fclose(f);
+	int ok = strstr(buf, "hunter2") == NULL && strstr(buf, "pw1") == NULL &&
+		 strstr(buf, "dsn = postgresql://kms:****@db/kms") != NULL;
+	free(buf);
+	config_free(&c);
+	CHECK(ok);
+	return 0;
+}
+
+static const check_case cases[] = {
+    {"defaults", test_defaults},
+    {"flag_over_env_over_file", test_flag_over_env_over_file},
+    {"flag_with_equals", test_flag_with_equals},
+    {"unknown_flag", test_unknown_flag},
+    {"out_of_range", test_out_of_range},
+    {"bad_file_line", test_bad_file_line},
+    {"bad_alg_list", test_bad_alg_list},
+    {"mask_dsn", test_mask_dsn},
+    {"print_masks_password", test_print_masks_password},
+};
+
+CHECK_MAIN("config", cases)
