@@ -14,7 +14,8 @@
  * anything malformed, over a configured limit, or ambiguous (duplicate map
  * keys). Only a datum the walker accepted is handed to avro-c, and what avro-c
  * builds is then copied into the plain structs of codec.h so that nothing
- * else in the service depends on avro-c.
+ * else in the service depends on avro-c. That copy is also where an older
+ * schema version is resolved to the current one, by field and symbol name.
  */
 #include "codec.h"
 
@@ -54,9 +55,12 @@ typedef struct {
 	schema_kind kind;
 	const char *file;     /* borrowed from embedded_schemas */
 	avro_schema_t schema; /* the writer schema */
-	/* Reads this version into the current schema of its kind; NULL for the
-	 * current schema itself and for schemas of no known kind. */
-	avro_value_iface_t *resolver;
+	/* avro-c's generic class of this very schema: a datum is read with its
+	 * writer schema, then copied out by field and symbol name. That copy is
+	 * the schema resolution, done by hand because avro-c 1.11's resolved
+	 * writer double-frees when the writer lacks a reader field that has a
+	 * default, the commonest schema change. NULL for other kinds. */
+	avro_value_iface_t *cls;
 } known_schema;
 
 struct codec {
@@ -65,8 +69,6 @@ struct codec {
 	size_t schema_count;
 	const known_schema *request;  /* the current versions: what we write and */
 	const known_schema *response; /* what every version is read into */
-	avro_value_iface_t *request_class;
-	avro_value_iface_t *response_class;
 };
 
 static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...) PRINTF_LIKE(3, 4);
@@ -625,6 +627,7 @@ typedef struct {
 	const unsigned char *p; /* the datum */
 	size_t len;
 	size_t pos;
+	size_t mark; /* where the item being read began, for messages */
 	const codec_limits *lim;
 	codec_status status; /* why the walk stopped */
 	char *errstr;
@@ -646,7 +649,7 @@ static int walk_fail(walker *w, codec_status st, const char *field, const char *
 	/* Offsets count from the start of the value, header included, which is
 	 * what someone holding the DLQ record sees. */
 	set_err(w->errstr, w->errstr_size, "field %s, byte %zu: %s", field ? field : "(datum)",
-	        w->pos + HEADER_LEN, msg);
+	        w->mark + HEADER_LEN, msg);
 	return -1;
 }
 
@@ -655,6 +658,7 @@ static int read_varint(walker *w, const char *field, int max_bytes, int bits, in
 {
 	uint64_t acc = 0;
 
+	w->mark = w->pos;
 	for (int i = 0; i < max_bytes; i++) {
 		if (w->pos >= w->len)
 			return walk_fail(w, CODEC_ERR_DATUM, field,
@@ -689,10 +693,11 @@ static int walk_bytes(walker *w, const char *field, bool is_string, const unsign
                       size_t *n)
 {
 	int64_t len;
-	size_t at;
+	size_t at, start = w->pos;
 
 	if (read_long(w, field, &len) != 0)
 		return -1;
+	w->mark = start;
 	if (len < 0)
 		return walk_fail(w, CODEC_ERR_DATUM, field, "negative length %lld", (long long)len);
 	if ((uint64_t)len > w->len - w->pos)
@@ -774,7 +779,7 @@ static int walk_blocks(walker *w, avro_schema_t s, const char *field, int depth)
 	size_t limit = SIZE_MAX;
 	const char *limit_name = NULL;
 	size_t item_min = (is_map ? 1 : 0) + min_size(item, depth + 1);
-	size_t total = 0;
+	size_t total = 0, map_mark = w->pos;
 	span *keys = NULL;
 	int rc = -1;
 
@@ -787,7 +792,7 @@ static int walk_blocks(walker *w, avro_schema_t s, const char *field, int depth)
 	}
 	for (;;) {
 		int64_t count, bytes = -1;
-		size_t block_start;
+		size_t block_start, block_mark = w->pos;
 
 		if (read_long(w, field, &count) != 0)
 			goto fail;
@@ -808,6 +813,7 @@ static int walk_blocks(walker *w, avro_schema_t s, const char *field, int depth)
 				goto fail;
 			}
 		}
+		w->mark = block_mark;
 		if ((uint64_t)count > limit - total) {
 			walk_fail(w, CODEC_ERR_LIMIT, field, "more than %s (%zu) items", limit_name,
 			          limit);
@@ -841,6 +847,7 @@ static int walk_blocks(walker *w, avro_schema_t s, const char *field, int depth)
 				goto fail;
 		}
 		if (bytes >= 0 && w->pos - block_start != (uint64_t)bytes) {
+			w->mark = block_mark;
 			walk_fail(w, CODEC_ERR_DATUM, field,
 			          "a block announced %lld bytes but its items take %zu",
 			          (long long)bytes, w->pos - block_start);
@@ -848,6 +855,7 @@ static int walk_blocks(walker *w, avro_schema_t s, const char *field, int depth)
 		}
 		total += (size_t)count;
 	}
+	w->mark = map_mark;
 	if (is_map && total > 1) {
 		/* avro-c, like most readers, would keep one of two equal keys
 		 * silently; what the sender meant is unknowable, so refuse. */
@@ -869,6 +877,7 @@ static int walk_value(walker *w, avro_schema_t s, const char *field, int depth)
 {
 	int64_t v;
 
+	w->mark = w->pos;
 	if (depth > MAX_DEPTH)
 		return walk_fail(w, CODEC_ERR_LIMIT, field, "data nested deeper than %d",
 		                 MAX_DEPTH);
@@ -996,6 +1005,31 @@ static codec_status frame_error(const codec *c, codec_status st, const unsigned 
 
 /* ---- Copying out of avro-c values ---- */
 
+/*
+ * The datum was read with its own writer schema; these functions resolve it
+ * to the current version by name, as Avro schema resolution does: fields by
+ * field name, enums by symbol name, a field the writer's version lacks takes
+ * the current schema's default (null, or the empty map). load_schemas()
+ * checked that every version has the fields without defaults.
+ */
+
+static avro_schema_t deref(avro_schema_t s)
+{
+	while (s != NULL && avro_typeof(s) == AVRO_LINK)
+		s = avro_schema_link_target(s);
+	return s;
+}
+
+/* 0 and *out when rec has the field, 1 when its version lacks it, -1 when
+ * avro-c fails. (Not avro_schema_record_field_get(): avro-c 1.11 returns an
+ * uninitialized pointer for a name the record lacks.) */
+static int get_field(avro_value_t *rec, const char *name, avro_value_t *out)
+{
+	if (avro_schema_record_field_get_index(deref(avro_value_get_schema(rec)), name) < 0)
+		return 1;
+	return avro_value_get_by_name(rec, name, out, NULL) == 0 ? 0 : -1;
+}
+
 static char *copy_string(avro_value_t *v)
 {
 	const char *s = NULL;
@@ -1018,70 +1052,98 @@ static char *copy_string(avro_value_t *v)
 static int field_string(avro_value_t *rec, const char *name, char **out)
 {
 	avro_value_t f;
-	if (avro_value_get_by_name(rec, name, &f, NULL) != 0)
+	if (get_field(rec, name, &f) != 0)
 		return -1;
 	*out = copy_string(&f);
 	return *out ? 0 : -1;
 }
 
-/* A ["null", "string"] union: NULL for the null branch. */
+/* A ["null", "string"] union, or a plain string in some version, or a field
+ * the version lacks: NULL for null or absent. */
 static int field_optional_string(avro_value_t *rec, const char *name, char **out)
 {
-	avro_value_t u, b;
+	avro_value_t f, b;
+	int rc;
+
 	*out = NULL;
-	if (avro_value_get_by_name(rec, name, &u, NULL) != 0 ||
-	    avro_value_get_current_branch(&u, &b) != 0)
-		return -1;
-	if (avro_value_get_type(&b) == AVRO_NULL)
+	rc = get_field(rec, name, &f);
+	if (rc != 0)
+		return rc > 0 ? 0 : -1;
+	if (avro_value_get_type(&f) == AVRO_UNION) {
+		if (avro_value_get_current_branch(&f, &b) != 0)
+			return -1;
+		f = b;
+	}
+	if (avro_value_get_type(&f) == AVRO_NULL)
 		return 0;
-	*out = copy_string(&b);
+	*out = copy_string(&f);
 	return *out ? 0 : -1;
 }
 
-static int field_enum(avro_value_t *v, int count, int *out)
+/* The symbol name of an enum value, per the writer's own schema. */
+static const char *enum_symbol(avro_value_t *v)
 {
-	if (avro_value_get_enum(v, out) != 0 || *out < 0 || *out >= count)
-		return -1;
-	return 0;
+	int idx;
+	if (avro_value_get_type(v) != AVRO_ENUM || avro_value_get_enum(v, &idx) != 0)
+		return NULL;
+	return avro_schema_enum_get(deref(avro_value_get_schema(v)), idx);
 }
 
-static int copy_service(avro_value_t *item, codec_val_service *svc)
+/* Why a copy failed: an enum symbol the current version does not have, or
+ * anything else (avro-c or memory). */
+typedef struct {
+	const char *field;  /* set for an unknown symbol */
+	const char *symbol; /* borrowed from the writer schema */
+} copy_error;
+
+static int unknown_symbol(copy_error *e, const char *field, const char *symbol)
+{
+	e->field = field;
+	e->symbol = symbol;
+	return -1;
+}
+
+static int copy_service(avro_value_t *item, codec_val_service *svc, copy_error *e)
 {
 	avro_value_t kf, ft, map;
+	const char *sym;
 	size_t n = 0;
-	int idx;
+	int rc;
 
 	if (field_string(item, "valServiceId", &svc->val_service_id) != 0 ||
-	    avro_value_get_by_name(item, "keyFormat", &kf, NULL) != 0 ||
-	    avro_value_get_by_name(&kf, "formatType", &ft, NULL) != 0 ||
-	    field_enum(&ft, CODEC_KF__COUNT, &idx) != 0 ||
-	    field_optional_string(&kf, "formatVersion", &svc->format_version) != 0 ||
-	    avro_value_get_by_name(&kf, "content", &map, NULL) != 0 ||
-	    avro_value_get_size(&map, &n) != 0)
+	    get_field(item, "keyFormat", &kf) != 0 || get_field(&kf, "formatType", &ft) != 0 ||
+	    (sym = enum_symbol(&ft)) == NULL ||
+	    field_optional_string(&kf, "formatVersion", &svc->format_version) != 0)
 		return -1;
-	svc->format_type = (codec_key_format_type)idx;
+	if (codec_key_format_type_parse(sym, &svc->format_type) != 0)
+		return unknown_symbol(e, "formatType", sym);
+	rc = get_field(&kf, "content", &map);
+	if (rc > 0)
+		return 0; /* the default: {} */
+	if (rc < 0 || avro_value_get_size(&map, &n) != 0)
+		return -1;
 	if (n == 0)
 		return 0;
 	svc->content = calloc(n, sizeof *svc->content);
 	if (svc->content == NULL)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
-		avro_value_t e;
+		avro_value_t v;
 		const char *key = NULL;
 		/* avro-c's generic map keeps entries in insertion order, which
 		 * is wire order. */
-		if (avro_value_get_by_index(&map, i, &e, &key) != 0 || key == NULL)
+		if (avro_value_get_by_index(&map, i, &v, &key) != 0 || key == NULL)
 			return -1;
 		svc->content_count = i + 1;
 		svc->content[i].key = strdup(key);
-		svc->content[i].value = copy_string(&e);
+		svc->content[i].value = copy_string(&v);
 		if (svc->content[i].key == NULL || svc->content[i].value == NULL)
 			return -1;
 	}
 	return 0;
 }
 
-static int copy_request(avro_value_t *rec, codec_request *r)
+static int copy_request(avro_value_t *rec, codec_request *r, copy_error *e)
 {
 	avro_value_t cred, arr, sent;
 	size_t n = 0;
@@ -1089,13 +1151,11 @@ static int copy_request(avro_value_t *rec, codec_request *r)
 	if (field_string(rec, "requestId", &r->request_id) != 0 ||
 	    field_string(rec, "requesterIdentity", &r->requester_identity) != 0 ||
 	    field_string(rec, "endpoint", &r->endpoint) != 0 ||
-	    avro_value_get_by_name(rec, "credentials", &cred, NULL) != 0 ||
+	    get_field(rec, "credentials", &cred) != 0 ||
 	    field_string(&cred, "accessToken", &r->access_token) != 0 ||
-	    avro_value_get_by_name(rec, "sentAt", &sent, NULL) != 0 ||
-	    avro_value_get_long(&sent, &r->sent_at) != 0 ||
+	    get_field(rec, "sentAt", &sent) != 0 || avro_value_get_long(&sent, &r->sent_at) != 0 ||
 	    field_optional_string(rec, "suppFeat", &r->supp_feat) != 0 ||
-	    avro_value_get_by_name(rec, SERVICES_FIELD, &arr, NULL) != 0 ||
-	    avro_value_get_size(&arr, &n) != 0)
+	    get_field(rec, SERVICES_FIELD, &arr) != 0 || avro_value_get_size(&arr, &n) != 0)
 		return -1;
 	if (n == 0)
 		return 0;
@@ -1106,74 +1166,84 @@ static int copy_request(avro_value_t *rec, codec_request *r)
 		avro_value_t item;
 		r->service_count = i + 1;
 		if (avro_value_get_by_index(&arr, i, &item, NULL) != 0 ||
-		    copy_service(&item, &r->services[i]) != 0)
+		    copy_service(&item, &r->services[i], e) != 0)
 			return -1;
 	}
 	return 0;
 }
 
-static int copy_response(avro_value_t *rec, codec_response_owned *r)
+static int copy_response(avro_value_t *rec, codec_response_owned *r, copy_error *e)
 {
 	avro_value_t res, cause, branch, at;
-	int idx;
+	const char *sym;
+	int rc;
 
 	if (field_string(rec, "requestId", &r->request_id) != 0 ||
 	    field_string(rec, "requesterIdentity", &r->requester_identity) != 0 ||
-	    avro_value_get_by_name(rec, "result", &res, NULL) != 0 ||
-	    field_enum(&res, 2, &idx) != 0)
+	    get_field(rec, "result", &res) != 0 || (sym = enum_symbol(&res)) == NULL)
 		return -1;
-	r->result = (codec_result)idx;
-	if (avro_value_get_by_name(rec, "cause", &cause, NULL) != 0 ||
-	    avro_value_get_current_branch(&cause, &branch) != 0)
-		return -1;
+	if (strcmp(sym, result_names[CODEC_RESULT_SUCCESS]) == 0)
+		r->result = CODEC_RESULT_SUCCESS;
+	else if (strcmp(sym, result_names[CODEC_RESULT_FAILURE]) == 0)
+		r->result = CODEC_RESULT_FAILURE;
+	else
+		return unknown_symbol(e, "result", sym);
 	r->cause = CODEC_CAUSE_NONE;
-	if (avro_value_get_type(&branch) != AVRO_NULL) {
-		if (field_enum(&branch, CODEC_CAUSE__COUNT, &idx) != 0)
-			return -1;
-		r->cause = (codec_cause)idx;
+	rc = get_field(rec, "cause", &cause);
+	if (rc < 0)
+		return -1;
+	if (rc == 0) {
+		if (avro_value_get_type(&cause) == AVRO_UNION) {
+			if (avro_value_get_current_branch(&cause, &branch) != 0)
+				return -1;
+			cause = branch;
+		}
+		if (avro_value_get_type(&cause) != AVRO_NULL) {
+			if ((sym = enum_symbol(&cause)) == NULL)
+				return -1;
+			if (codec_cause_parse(sym, &r->cause) != 0)
+				return unknown_symbol(e, "cause", sym);
+		}
 	}
 	if (field_optional_string(rec, "detail", &r->detail) != 0 ||
 	    field_string(rec, "kmsId", &r->kms_id) != 0 ||
-	    avro_value_get_by_name(rec, "processedAt", &at, NULL) != 0 ||
+	    get_field(rec, "processedAt", &at) != 0 ||
 	    avro_value_get_long(&at, &r->processed_at) != 0)
 		return -1;
 	return 0;
 }
 
-/* Let avro-c build a value of the current schema of ks's kind from a datum the
- * walker accepted, resolving an older writer version when there is one. */
-static int avro_decode(const known_schema *ks, avro_value_iface_t *cls, const unsigned char *datum,
-                       size_t len, avro_value_t *out)
+/* Let avro-c build a value of the writer schema from a datum the walker
+ * accepted. */
+static int avro_decode(const known_schema *ks, const unsigned char *datum, size_t len,
+                       avro_value_t *out)
 {
-	avro_reader_t rd = NULL;
-	avro_value_t resolved;
-	bool have_resolved = false;
-	int rc = -1;
+	avro_reader_t rd;
+	int rc;
 
-	if (avro_generic_value_new(cls, out) != 0)
+	if (avro_generic_value_new(ks->cls, out) != 0)
 		return -1;
 	rd = avro_reader_memory((const char *)datum, (int64_t)len);
-	if (rd == NULL)
-		goto fail;
-	if (ks->resolver != NULL) {
-		if (avro_resolved_writer_new_value(ks->resolver, &resolved) != 0)
-			goto fail;
-		have_resolved = true;
-		avro_resolved_writer_set_dest(&resolved, out);
-		if (avro_value_read(rd, &resolved) != 0)
-			goto fail;
-	} else if (avro_value_read(rd, out) != 0) {
-		goto fail;
+	if (rd == NULL) {
+		avro_value_decref(out);
+		return -1;
 	}
-	rc = 0;
-fail:
-	if (have_resolved)
-		avro_value_decref(&resolved);
-	if (rd != NULL)
-		avro_reader_free(rd);
+	rc = avro_value_read(rd, out);
+	avro_reader_free(rd);
 	if (rc != 0)
 		avro_value_decref(out);
-	return rc;
+	return rc == 0 ? 0 : -1;
+}
+
+/* Fill errstr for a failed copy. */
+static void copy_failed(const copy_error *e, char *errstr, size_t errstr_size)
+{
+	if (e->symbol != NULL)
+		set_err(errstr, errstr_size,
+		        "field %s: symbol %.64s of the writer's schema is not in the current one",
+		        e->field, e->symbol);
+	else
+		set_err(errstr, errstr_size, "out of memory while copying the value");
 }
 
 /* ---- Decoding ---- */
@@ -1206,6 +1276,7 @@ codec_status codec_decode_request(const codec *c, const void *value, size_t len,
 	codec_status st, frame;
 	uint64_t fp = 0;
 	avro_value_t rec;
+	copy_error cerr = {0};
 	walker w;
 
 	*out = NULL;
@@ -1238,22 +1309,22 @@ codec_status codec_decode_request(const codec *c, const void *value, size_t len,
 	}
 	if (w.pos != w.len) {
 		st = CODEC_ERR_DATUM;
-		set_err(errstr, errstr_size, "%zu bytes follow the datum", w.len - w.pos);
+		set_err(errstr, errstr_size, "%zu trailing bytes after the datum", w.len - w.pos);
 		goto fail;
 	}
-	if (avro_decode(ks, c->request_class, w.p, w.len, &rec) != 0) {
+	if (avro_decode(ks, w.p, w.len, &rec) != 0) {
 		st = CODEC_ERR_DATUM;
 		set_err(errstr, errstr_size, "avro-c could not read the datum: %s",
 		        avro_strerror());
 		goto fail;
 	}
 	r = calloc(1, sizeof *r);
-	if (r == NULL || copy_request(&rec, r) != 0) {
+	if (r == NULL || copy_request(&rec, r, &cerr) != 0) {
 		avro_value_decref(&rec);
-		/* Not the sender's fault, but there is no status for it; the
-		 * message says what happened. */
+		/* Out of memory is not the sender's fault, but there is no
+		 * status for it; the message says what happened. */
 		st = CODEC_ERR_DATUM;
-		set_err(errstr, errstr_size, "out of memory while copying the request");
+		copy_failed(&cerr, errstr, errstr_size);
 		goto fail;
 	}
 	avro_value_decref(&rec);
@@ -1311,6 +1382,7 @@ codec_status codec_decode_response(const codec *c, const void *value, size_t len
 	codec_status frame;
 	uint64_t fp = 0;
 	avro_value_t rec;
+	copy_error cerr = {0};
 	walker w;
 
 	*out = NULL;
@@ -1333,19 +1405,19 @@ codec_status codec_decode_response(const codec *c, const void *value, size_t len
 	if (walk_value(&w, ks->schema, NULL, 0) != 0)
 		return w.status;
 	if (w.pos != w.len) {
-		set_err(errstr, errstr_size, "%zu bytes follow the datum", w.len - w.pos);
+		set_err(errstr, errstr_size, "%zu trailing bytes after the datum", w.len - w.pos);
 		return CODEC_ERR_DATUM;
 	}
-	if (avro_decode(ks, c->response_class, w.p, w.len, &rec) != 0) {
+	if (avro_decode(ks, w.p, w.len, &rec) != 0) {
 		set_err(errstr, errstr_size, "avro-c could not read the datum: %s",
 		        avro_strerror());
 		return CODEC_ERR_DATUM;
 	}
 	r = calloc(1, sizeof *r);
-	if (r == NULL || copy_response(&rec, r) != 0) {
+	if (r == NULL || copy_response(&rec, r, &cerr) != 0) {
 		avro_value_decref(&rec);
 		codec_response_owned_free(r);
-		set_err(errstr, errstr_size, "out of memory while copying the response");
+		copy_failed(&cerr, errstr, errstr_size);
 		return CODEC_ERR_DATUM;
 	}
 	avro_value_decref(&rec);
@@ -1541,7 +1613,7 @@ int codec_encode_request(const codec *c, const codec_request *r, unsigned char *
 		set_err(errstr, errstr_size, "valServices is missing");
 		return -1;
 	}
-	if (avro_generic_value_new(c->request_class, &rec) != 0) {
+	if (avro_generic_value_new(c->request->cls, &rec) != 0) {
 		set_err(errstr, errstr_size, "avro-c: %s", avro_strerror());
 		return -1;
 	}
@@ -1590,7 +1662,7 @@ int codec_encode_response(const codec *c, const codec_response *r, unsigned char
 		set_err(errstr, errstr_size, "result or cause out of range");
 		return -1;
 	}
-	if (avro_generic_value_new(c->response_class, &rec) != 0) {
+	if (avro_generic_value_new(c->response->cls, &rec) != 0) {
 		set_err(errstr, errstr_size, "avro-c: %s", avro_strerror());
 		return -1;
 	}
@@ -1623,28 +1695,39 @@ done:
 
 /* ---- Loading the schemas ---- */
 
-static avro_schema_t deref(avro_schema_t s)
+/* The field's schema, links followed; NULL when the record lacks it. */
+static avro_schema_t field_schema(avro_schema_t rec, const char *name)
 {
-	while (s != NULL && avro_typeof(s) == AVRO_LINK)
-		s = avro_schema_link_target(s);
-	return s;
+	int i = avro_schema_record_field_get_index(rec, name);
+	return i < 0 ? NULL : deref(avro_schema_record_field_get_by_index(rec, i));
 }
 
 /* The field's schema if the record has it with type t, else NULL. */
 static avro_schema_t want_field(avro_schema_t rec, const char *name, avro_type_t t)
 {
-	avro_schema_t f = deref(avro_schema_record_field_get(rec, name));
+	avro_schema_t f = field_schema(rec, name);
 	return f != NULL && avro_typeof(f) == t ? f : NULL;
 }
 
-/* A two-branch union of null and t, in either order. */
-static bool want_optional(avro_schema_t rec, const char *name, avro_type_t t, avro_schema_t *branch)
+/* A field the copy code reads as optional: a two-branch union of null and t
+ * in either order. An older version may also lack it (its default applies)
+ * or hold a plain t; only when !strict. *branch is the t schema, or NULL. */
+static bool want_optional(avro_schema_t rec, const char *name, avro_type_t t, bool strict,
+                          avro_schema_t *branch)
 {
-	avro_schema_t u = want_field(rec, name, AVRO_UNION);
-	if (u == NULL || avro_schema_union_size(u) != 2)
+	avro_schema_t f = field_schema(rec, name), a, b;
+
+	*branch = NULL;
+	if (f == NULL)
+		return !strict;
+	if (avro_typeof(f) == t) {
+		*branch = f;
+		return !strict;
+	}
+	if (avro_typeof(f) != AVRO_UNION || avro_schema_union_size(f) != 2)
 		return false;
-	avro_schema_t a = deref(avro_schema_union_branch(u, 0));
-	avro_schema_t b = deref(avro_schema_union_branch(u, 1));
+	a = deref(avro_schema_union_branch(f, 0));
+	b = deref(avro_schema_union_branch(f, 1));
 	if (avro_typeof(a) == AVRO_NULL && avro_typeof(b) == t)
 		*branch = b;
 	else if (avro_typeof(b) == AVRO_NULL && avro_typeof(a) == t)
@@ -1654,9 +1737,16 @@ static bool want_optional(avro_schema_t rec, const char *name, avro_type_t t, av
 	return true;
 }
 
-static bool want_symbols(avro_schema_t e, const char *const *names, int count)
+/* The current version must list exactly the symbols of codec.h, in order:
+ * the encoder writes codec.h's numbers as indexes. An older version may have
+ * others; a value holding one this version lacks fails to decode. */
+static bool want_symbols(avro_schema_t e, const char *const *names, int count, bool strict)
 {
-	if (e == NULL || avro_schema_enum_number_of_symbols(e) != count)
+	if (e == NULL || avro_typeof(e) != AVRO_ENUM)
+		return false;
+	if (!strict)
+		return true;
+	if (avro_schema_enum_number_of_symbols(e) != count)
 		return false;
 	for (int i = 0; i < count; i++) {
 		const char *s = avro_schema_enum_get(e, i);
@@ -1680,45 +1770,52 @@ static bool leading_fields_ok(avro_schema_t s)
 	       avro_typeof(a) == AVRO_STRING && avro_typeof(b) == AVRO_STRING;
 }
 
-/* The current request schema must have exactly the shape the copy and fill
- * code above knows; a new version that changes it needs code here too. */
-static bool request_shape_ok(avro_schema_t s)
+/* Does the request schema have what the copy code reads? strict for the
+ * current version: exactly the fields and symbols the code knows, since the
+ * encoder fills every field. Older versions may lack optional fields and
+ * carry fields the current one dropped. */
+static bool request_shape_ok(avro_schema_t s, bool strict)
 {
-	avro_schema_t cred, arr, item, kf, ft, map, opt;
+	avro_schema_t cred, arr, item, kf, map, opt;
 
-	if (avro_schema_record_size(s) != 7 || !leading_fields_ok(s) ||
+	if ((strict && avro_schema_record_size(s) != 7) || !leading_fields_ok(s) ||
 	    want_field(s, "endpoint", AVRO_STRING) == NULL ||
 	    (cred = want_field(s, "credentials", AVRO_RECORD)) == NULL ||
-	    avro_schema_record_size(cred) != 1 ||
+	    (strict && avro_schema_record_size(cred) != 1) ||
 	    want_field(cred, "accessToken", AVRO_STRING) == NULL ||
 	    (arr = want_field(s, SERVICES_FIELD, AVRO_ARRAY)) == NULL ||
 	    want_field(s, "sentAt", AVRO_INT64) == NULL ||
-	    !want_optional(s, "suppFeat", AVRO_STRING, &opt))
+	    !want_optional(s, "suppFeat", AVRO_STRING, strict, &opt))
 		return false;
 	item = deref(avro_schema_array_items(arr));
-	if (avro_typeof(item) != AVRO_RECORD || avro_schema_record_size(item) != 2 ||
+	if (avro_typeof(item) != AVRO_RECORD || (strict && avro_schema_record_size(item) != 2) ||
 	    want_field(item, "valServiceId", AVRO_STRING) == NULL ||
 	    (kf = want_field(item, "keyFormat", AVRO_RECORD)) == NULL ||
-	    avro_schema_record_size(kf) != 3 ||
-	    (ft = want_field(kf, "formatType", AVRO_ENUM)) == NULL ||
-	    !want_symbols(ft, key_format_names, CODEC_KF__COUNT) ||
-	    !want_optional(kf, "formatVersion", AVRO_STRING, &opt) ||
-	    (map = want_field(kf, "content", AVRO_MAP)) == NULL)
+	    (strict && avro_schema_record_size(kf) != 3) ||
+	    !want_symbols(want_field(kf, "formatType", AVRO_ENUM), key_format_names,
+	                  CODEC_KF__COUNT, strict) ||
+	    !want_optional(kf, "formatVersion", AVRO_STRING, strict, &opt))
 		return false;
-	return avro_typeof(deref(avro_schema_map_values(map))) == AVRO_STRING;
+	map = field_schema(kf, "content");
+	if (map == NULL)
+		return !strict;
+	return avro_typeof(map) == AVRO_MAP &&
+	       avro_typeof(deref(avro_schema_map_values(map))) == AVRO_STRING;
 }
 
-static bool response_shape_ok(avro_schema_t s)
+static bool response_shape_ok(avro_schema_t s, bool strict)
 {
 	avro_schema_t cause = NULL, opt;
 
-	return avro_schema_record_size(s) == 7 && leading_fields_ok(s) &&
-	       want_symbols(want_field(s, "result", AVRO_ENUM), result_names, 2) &&
-	       want_optional(s, "cause", AVRO_ENUM, &cause) &&
-	       want_symbols(cause, cause_names, CODEC_CAUSE__COUNT) &&
-	       want_optional(s, "detail", AVRO_STRING, &opt) &&
-	       want_field(s, "kmsId", AVRO_STRING) != NULL &&
-	       want_field(s, "processedAt", AVRO_INT64) != NULL;
+	if ((strict && avro_schema_record_size(s) != 7) || !leading_fields_ok(s) ||
+	    !want_symbols(want_field(s, "result", AVRO_ENUM), result_names, 2, strict) ||
+	    !want_optional(s, "cause", AVRO_ENUM, strict, &cause) ||
+	    (cause != NULL && !want_symbols(cause, cause_names, CODEC_CAUSE__COUNT, strict)) ||
+	    !want_optional(s, "detail", AVRO_STRING, strict, &opt) ||
+	    want_field(s, "kmsId", AVRO_STRING) == NULL ||
+	    want_field(s, "processedAt", AVRO_INT64) == NULL)
+		return false;
+	return true;
 }
 
 static bool ends_with(const char *s, const char *suffix)
@@ -1727,7 +1824,7 @@ static bool ends_with(const char *s, const char *suffix)
 	return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-/* Parse one embedded file into c->schemas[c->schema_count]. */
+/* Parse one schema file into c->schemas[c->schema_count]. */
 static int load_schema(codec *c, const embedded_file *f, char *errstr, size_t errstr_size)
 {
 	char *canonical = NULL;
@@ -1761,17 +1858,11 @@ static int load_schema(codec *c, const embedded_file *f, char *errstr, size_t er
 		else if (strcmp(name, RESPONSE_RECORD) == 0)
 			ks->kind = KIND_RESPONSE;
 	}
-	if (ks->kind != KIND_OTHER && !leading_fields_ok(s)) {
-		set_err(errstr, errstr_size,
-		        "schema %s does not begin with requestId and requesterIdentity strings",
-		        f->name);
-		return -1;
-	}
 	return 0;
 }
 
-/* Point current at the schema of the given kind kept in the file named after
- * its record; the other files of that kind are older versions. */
+/* Point the codec at the current schema of the kind, the one in the file
+ * named after its record, and check every version of the kind. */
 static int pick_current(codec *c, schema_kind kind, const char *record, char *errstr,
                         size_t errstr_size)
 {
@@ -1780,30 +1871,33 @@ static int pick_current(codec *c, schema_kind kind, const char *record, char *er
 
 	(void)snprintf(file, sizeof file, "%s.avsc", record);
 	for (size_t i = 0; i < c->schema_count; i++) {
-		if (c->schemas[i].kind == kind && strcmp(c->schemas[i].file, file) == 0)
-			cur = &c->schemas[i];
-	}
-	if (cur == NULL) {
-		set_err(errstr, errstr_size, "no schema file %s among the compiled-in schemas",
-		        file);
-		return -1;
-	}
-	if (kind == KIND_REQUEST ? !request_shape_ok(cur->schema)
-	                         : !response_shape_ok(cur->schema)) {
-		set_err(errstr, errstr_size,
-		        "schema %s does not have the fields and symbols the codec knows", file);
-		return -1;
-	}
-	for (size_t i = 0; i < c->schema_count; i++) {
 		known_schema *ks = &c->schemas[i];
-		if (ks->kind != kind || ks == cur)
+		if (ks->kind != kind)
 			continue;
-		ks->resolver = avro_resolved_writer_new(ks->schema, cur->schema);
-		if (ks->resolver == NULL) {
-			set_err(errstr, errstr_size, "schema %s cannot be read as %s: %s", ks->file,
-			        file, avro_strerror());
+		bool current = strcmp(ks->file, file) == 0;
+		if (current)
+			cur = ks;
+		if (kind == KIND_REQUEST ? !request_shape_ok(ks->schema, current)
+		                         : !response_shape_ok(ks->schema, current)) {
+			set_err(errstr, errstr_size,
+			        current
+			            ? "schema %s does not have exactly the fields and symbols "
+			              "the codec knows"
+			            : "schema %s lacks fields the codec needs, or has them with "
+			              "other types",
+			        ks->file);
 			return -1;
 		}
+		ks->cls = avro_generic_class_from_schema(ks->schema);
+		if (ks->cls == NULL) {
+			set_err(errstr, errstr_size, "schema %s: avro-c: %s", ks->file,
+			        avro_strerror());
+			return -1;
+		}
+	}
+	if (cur == NULL) {
+		set_err(errstr, errstr_size, "no schema file %s among the schemas", file);
+		return -1;
 	}
 	if (kind == KIND_REQUEST)
 		c->request = cur;
@@ -1812,7 +1906,8 @@ static int pick_current(codec *c, schema_kind kind, const char *record, char *er
 	return 0;
 }
 
-codec *codec_new(const codec_limits *limits, char *errstr, size_t errstr_size)
+codec *codec_new_from_files(const embedded_file *files, size_t count, const codec_limits *limits,
+                            char *errstr, size_t errstr_size)
 {
 	codec *c = calloc(1, sizeof *c);
 
@@ -1832,43 +1927,40 @@ codec *codec_new(const codec_limits *limits, char *errstr, size_t errstr_size)
 		if (limits->max_map_entries)
 			c->limits.max_map_entries = limits->max_map_entries;
 	}
-	c->schemas = calloc(embedded_schemas_count + 1, sizeof *c->schemas);
+	c->schemas = calloc(count + 1, sizeof *c->schemas);
 	if (c->schemas == NULL) {
 		set_err(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
-	for (size_t i = 0; i < embedded_schemas_count; i++) {
-		if (!ends_with(embedded_schemas[i].name, ".avsc"))
+	for (size_t i = 0; i < count; i++) {
+		if (files[i].name == NULL || files[i].data == NULL ||
+		    !ends_with(files[i].name, ".avsc"))
 			continue;
-		if (load_schema(c, &embedded_schemas[i], errstr, errstr_size) != 0)
+		if (load_schema(c, &files[i], errstr, errstr_size) != 0)
 			goto fail;
 	}
 	if (pick_current(c, KIND_REQUEST, REQUEST_RECORD, errstr, errstr_size) != 0 ||
 	    pick_current(c, KIND_RESPONSE, RESPONSE_RECORD, errstr, errstr_size) != 0)
 		goto fail;
-	c->request_class = avro_generic_class_from_schema(c->request->schema);
-	c->response_class = avro_generic_class_from_schema(c->response->schema);
-	if (c->request_class == NULL || c->response_class == NULL) {
-		set_err(errstr, errstr_size, "avro-c: %s", avro_strerror());
-		goto fail;
-	}
 	return c;
 fail:
 	codec_destroy(c);
 	return NULL;
 }
 
+codec *codec_new(const codec_limits *limits, char *errstr, size_t errstr_size)
+{
+	return codec_new_from_files(embedded_schemas, embedded_schemas_count, limits, errstr,
+	                            errstr_size);
+}
+
 void codec_destroy(codec *c)
 {
 	if (c == NULL)
 		return;
-	if (c->request_class != NULL)
-		avro_value_iface_decref(c->request_class);
-	if (c->response_class != NULL)
-		avro_value_iface_decref(c->response_class);
 	for (size_t i = 0; i < c->schema_count; i++) {
-		if (c->schemas[i].resolver != NULL)
-			avro_value_iface_decref(c->schemas[i].resolver);
+		if (c->schemas[i].cls != NULL)
+			avro_value_iface_decref(c->schemas[i].cls);
 		avro_schema_decref(c->schemas[i].schema);
 	}
 	free(c->schemas);

@@ -4,18 +4,28 @@
  * Values are Avro single-object encoded (C3 01, the 8-byte little-endian
  * CRC-64-AVRO fingerprint of the writer schema's Parsing Canonical Form, then
  * the Avro binary datum). The schemas are those kept in schemas/, compiled into
- * the binary; every version there is known by its fingerprint.
+ * the binary; every version there is known by its fingerprint. The file named
+ * after its record (ValServerProvisioningRequest.avsc,
+ * ValServerProvisioningResponse.avsc) is the current version: what is written,
+ * and what every older version of the same record (another .avsc file holding
+ * that record) is read into, by Avro schema resolution (fields matched by
+ * name, enum symbols by name, a field the older version lacks takes its
+ * default).
  *
  * Decoding treats every byte as hostile: the datum is walked against the
  * writer schema and checked (lengths within the value, UTF-8, union and enum
  * indexes, no trailing bytes, configured limits) before avro-c builds a value
  * from it.
+ *
+ * Encoding and decoding do not change a codec.
  */
 #ifndef KMS_CODEC_H
 #define KMS_CODEC_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "embedded.h"
 
 /* KeyFormatType, in the order of the schema's symbols. */
 typedef enum {
@@ -69,8 +79,10 @@ typedef struct {
 } codec_val_service;
 
 /* A decoded ValServerProvisioningRequest. Every string is NUL-terminated and
- * owned by the request; strings are valid UTF-8 without NUL bytes (the decoder
- * refuses the value otherwise). */
+ * owned by the request; strings are valid UTF-8 without NUL bytes, and the keys
+ * of a content map are distinct (the decoder refuses the value otherwise). The
+ * encoder takes the same struct, with borrowed strings, and refuses what the
+ * decoder would refuse. */
 typedef struct {
 	char *request_id;
 	char *requester_identity;
@@ -105,7 +117,8 @@ typedef struct {
 	int64_t processed_at;
 } codec_response_owned;
 
-/* Limits applied while decoding, before anything is allocated. */
+/* Limits applied while decoding, before anything is allocated. A zero field
+ * given to codec_new() keeps its default. Encoding applies max_string_bytes. */
 typedef struct {
 	size_t max_value_bytes;  /* default 1 MiB */
 	size_t max_services;     /* default 1000; above: CODEC_ERR_LIMIT */
@@ -121,11 +134,12 @@ typedef enum {
 	CODEC_OK = 0,
 	CODEC_ERR_EMPTY,       /* zero-length value */
 	CODEC_ERR_TOO_LARGE,   /* over max_value_bytes */
-	CODEC_ERR_MAGIC,       /* not C3 01 */
+	CODEC_ERR_MAGIC,       /* not C3 01, or shorter than the 10-byte header */
 	CODEC_ERR_FINGERPRINT, /* unknown schema fingerprint */
 	CODEC_ERR_DATUM,       /* datum breaks the schema (truncated, trailing bytes,
-	                          bad length, bad UTF-8, NUL in a string, bad union
-	                          or enum index) */
+	                          bad length or varint, bad UTF-8, NUL in a string,
+	                          bad union or enum index, a map key twice, a block
+	                          byte size that lies) */
 	CODEC_ERR_LIMIT,       /* a configured limit other than the value size */
 	CODEC_ERR_WRONG_SCHEMA /* a known schema, but not a request */
 } codec_status;
@@ -133,7 +147,12 @@ typedef enum {
 const char *codec_status_name(codec_status s);
 
 /* What could still be read of an undecodable request: its first two fields,
- * when both are well-formed strings. Owned; free with codec_salvage_free(). */
+ * each when it is a well-formed string (valid UTF-8, no NUL, within
+ * max_string_bytes), read by position since every request version begins
+ * with them. Tried when the header is readable and names a request schema or
+ * an unknown one (so also for CODEC_ERR_TOO_LARGE and CODEC_ERR_FINGERPRINT);
+ * never for a value of another known schema (CODEC_ERR_WRONG_SCHEMA) or
+ * without the header. Owned; free with codec_salvage_free(). */
 typedef struct {
 	char *request_id;         /* NULL if not readable */
 	char *requester_identity; /* NULL if not readable */
@@ -141,9 +160,17 @@ typedef struct {
 
 typedef struct codec codec;
 
-/* Load every schema compiled in from schemas/. Caller frees with
- * codec_destroy(). NULL on failure with errstr filled. */
+/* Load every schema compiled in from schemas/ (limits NULL: the defaults).
+ * Fails when a current schema is missing, lacks the fields and symbols this
+ * module knows, or an older version cannot be resolved to it. Caller frees
+ * with codec_destroy(). NULL on failure with errstr filled. */
 codec *codec_new(const codec_limits *limits, char *errstr, size_t errstr_size);
+/* The same from the given schema files (base name and JSON text, as in
+ * embedded.h) instead of the compiled-in ones: for tests of schema versions.
+ * Files whose name does not end in .avsc are skipped. The files are borrowed
+ * and must outlive the codec. */
+codec *codec_new_from_files(const embedded_file *files, size_t count, const codec_limits *limits,
+                            char *errstr, size_t errstr_size);
 void codec_destroy(codec *c); /* NULL is a no-op */
 
 /* Fingerprint (CRC-64-AVRO of the Parsing Canonical Form) of the current
@@ -158,30 +185,30 @@ char *codec_canonical_form(const char *schema_json, char *errstr, size_t errstr_
 uint64_t codec_crc64_avro(const void *data, size_t len);
 
 /* Decode a request value. On CODEC_OK *out is a new request the caller frees
- * with codec_request_free(). On any other status, errstr says what is wrong
- * (one sentence, no payload bytes) and, when salvage is not NULL, it is filled
- * with what could still be read. */
+ * with codec_request_free(). On any other status *out is NULL, errstr says
+ * what is wrong (one sentence naming the field and byte offset, no payload
+ * bytes). When salvage is not NULL it is always reset first, and on failure
+ * filled with what could still be read; call codec_salvage_free() either way. */
 codec_status codec_decode_request(const codec *c, const void *value, size_t len,
-				  codec_request **out, codec_salvage *salvage,
-				  char *errstr, size_t errstr_size);
+                                  codec_request **out, codec_salvage *salvage, char *errstr,
+                                  size_t errstr_size);
 void codec_request_free(codec_request *r); /* NULL is a no-op */
 void codec_salvage_free(codec_salvage *s); /* frees the members; NULL ok */
 
 /* Encode a request (valctl and tests). Returns 0 and a malloc'd buffer in
  * *out / *out_len, or -1 with errstr filled. */
 int codec_encode_request(const codec *c, const codec_request *r, unsigned char **out,
-			 size_t *out_len, char *errstr, size_t errstr_size);
+                         size_t *out_len, char *errstr, size_t errstr_size);
 
 /* Encode a response. Deterministic: the same fields give the same bytes.
  * Returns 0 and a malloc'd buffer, or -1 with errstr filled. */
 int codec_encode_response(const codec *c, const codec_response *r, unsigned char **out,
-			  size_t *out_len, char *errstr, size_t errstr_size);
+                          size_t *out_len, char *errstr, size_t errstr_size);
 
 /* Decode a response value. Returns CODEC_OK and *out (free with
  * codec_response_owned_free()), or another status with errstr filled. */
 codec_status codec_decode_response(const codec *c, const void *value, size_t len,
-				   codec_response_owned **out, char *errstr,
-				   size_t errstr_size);
+                                   codec_response_owned **out, char *errstr, size_t errstr_size);
 void codec_response_owned_free(codec_response_owned *r); /* NULL ok */
 
 #endif

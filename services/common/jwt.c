@@ -32,6 +32,9 @@
 #include <openssl/rsa.h>
 
 #define JWT_DEFAULT_MAX_TOKEN_BYTES 8192
+/* A sane upper bound for a configured limit: a token rides in one Kafka
+ * message, and the bound keeps the size arithmetic far from overflow. */
+#define JWT_MAX_TOKEN_LIMIT (1024 * 1024)
 /* TS 33.434 Annex A: the clock skew leeway must not exceed 30 seconds. */
 #define JWT_MAX_LEEWAY_S        30
 #define JWT_MIN_RSA_BITS        2048
@@ -506,6 +509,11 @@ jwt_verifier *jwt_verifier_new(unsigned allow_mask, size_t max_token_bytes, char
 		set_err(errstr, errstr_size, "the algorithm allow-list is empty");
 		return NULL;
 	}
+	if (max_token_bytes > JWT_MAX_TOKEN_LIMIT) {
+		set_err(errstr, errstr_size, "the token size limit is above %d bytes",
+		        JWT_MAX_TOKEN_LIMIT);
+		return NULL;
+	}
 	if ((allow_mask >> JWT_ALG__COUNT) != 0) {
 		set_err(errstr, errstr_size, "the algorithm allow-list names an unknown algorithm");
 		return NULL;
@@ -663,7 +671,7 @@ fail:
 	return rc;
 }
 
-/* One entry of the trusted keys file; path_dir is the file's folder. */
+/* One entry of the trusted keys file; dir (dir_len bytes) is the file's folder. */
 static int load_entry(jwt_verifier *v, json_t *e, const char *dir, size_t dir_len, char *errstr,
                       size_t errstr_size)
 {

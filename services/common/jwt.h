@@ -58,7 +58,7 @@ int jwt_base64url_decode(const char *in, size_t in_len, unsigned char **out, siz
 typedef struct jwt_verifier jwt_verifier;
 
 /* An empty verifier: allow_mask is a bit set of (1u << jwt_alg);
- * max_token_bytes bounds the whole token (default 8192 when 0). Caller frees
+ * max_token_bytes bounds the whole token (default 8192 when 0, at most 1 MiB). Caller frees
  * with jwt_verifier_destroy(). */
 jwt_verifier *jwt_verifier_new(unsigned allow_mask, size_t max_token_bytes, char *errstr,
                                size_t errstr_size);

@@ -99,14 +99,14 @@ static char *token(const char *fmt, ...)
 static char *good_token(void)
 {
 	return token(HEAD "\"client_id\":\"val-a\",\"scope\":\"openid ss-kpp\","
-			  "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}");
+	                  "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}");
 }
 
 /* Run authz_check and compare with the expected decision; on a denial the
  * detail must hold want, vsp_id must be empty and the detail must not
  * quote the token's signature. */
 static int expect(const authz_policy *p, const char *tok, const char *requester,
-		  authz_decision want_d, const char *want)
+                  authz_decision want_d, const char *want)
 {
 	char vsp[64], detail[256];
 	authz_decision d;
@@ -116,7 +116,7 @@ static int expect(const authz_policy *p, const char *tok, const char *requester,
 	d = authz_check(p, tok, requester, NOW, vsp, sizeof vsp, detail, sizeof detail);
 	if (d != want_d) {
 		fprintf(stderr, "    decision %d, expected %d (detail \"%s\")\n", (int)d,
-			(int)want_d, detail);
+		        (int)want_d, detail);
 		return 0;
 	}
 	if (want_d == AUTHZ_ALLOW) {
@@ -148,8 +148,7 @@ static int expect(const authz_policy *p, const char *tok, const char *requester,
 	return 1;
 }
 
-static int run_case(const char *tok, const char *requester, authz_decision want_d,
-		    const char *want)
+static int run_case(const char *tok, const char *requester, authz_decision want_d, const char *want)
 {
 	jwt_verifier *v = make_verifier();
 	authz_policy p = {v, "ss-kpp", 30};
@@ -178,31 +177,31 @@ static int test_allow(void)
 static int test_token_of_a_used_by_b(void)
 {
 	return owned_case(good_token(), "val-b", AUTHZ_DENY,
-			  "client_id does not match requesterIdentity");
+	                  "client_id does not match requesterIdentity");
 }
 
 static int test_requester_prefix_is_not_a_match(void)
 {
 	CHECK(owned_case(good_token(), "val-", AUTHZ_DENY,
-			 "client_id does not match requesterIdentity") == 0);
+	                 "client_id does not match requesterIdentity") == 0);
 	CHECK(owned_case(good_token(), "val-aa", AUTHZ_DENY,
-			 "client_id does not match requesterIdentity") == 0);
+	                 "client_id does not match requesterIdentity") == 0);
 	CHECK(owned_case(good_token(), NULL, AUTHZ_DENY,
-			 "client_id does not match requesterIdentity") == 0);
+	                 "client_id does not match requesterIdentity") == 0);
 	return 0;
 }
 
 static int test_no_client_id(void)
 {
 	return owned_case(token(HEAD "\"scope\":\"ss-kpp\",\"SKeyProv\":true,\"vsp_id\":\"v\"}"),
-			  "val-a", AUTHZ_DENY, "token has no client_id");
+	                  "val-a", AUTHZ_DENY, "token has no client_id");
 }
 
 static int test_no_skeyprov(void)
 {
 	return owned_case(token(HEAD "\"client_id\":\"val-a\",\"scope\":\"ss-kpp\","
-				     "\"vsp_id\":\"vsp-1\"}"),
-			  "val-a", AUTHZ_DENY, "token has no SKeyProv claim");
+	                             "\"vsp_id\":\"vsp-1\"}"),
+	                  "val-a", AUTHZ_DENY, "token has no SKeyProv claim");
 }
 
 static int test_skeyprov_false(void)
@@ -210,9 +209,9 @@ static int test_skeyprov_false(void)
 	static const char *const falsy[] = {"false", "0", "\"false\"", "null", "\"\""};
 	for (size_t i = 0; i < sizeof falsy / sizeof falsy[0]; i++) {
 		CHECK(owned_case(token(HEAD "\"client_id\":\"val-a\",\"scope\":\"ss-kpp\","
-					    "\"SKeyProv\":%s,\"vsp_id\":\"vsp-1\"}",
-				       falsy[i]),
-				 "val-a", AUTHZ_DENY, "token SKeyProv is false") == 0);
+		                            "\"SKeyProv\":%s,\"vsp_id\":\"vsp-1\"}",
+		                       falsy[i]),
+		                 "val-a", AUTHZ_DENY, "token SKeyProv is false") == 0);
 	}
 	return 0;
 }
@@ -220,31 +219,31 @@ static int test_skeyprov_false(void)
 static int test_scope_without_ss_kpp(void)
 {
 	CHECK(owned_case(token(HEAD "\"client_id\":\"val-a\",\"scope\":\"openid ss-kppx\","
-				    "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
-			 "val-a", AUTHZ_DENY, "token scope does not include ss-kpp") == 0);
+	                            "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
+	                 "val-a", AUTHZ_DENY, "token scope does not include ss-kpp") == 0);
 	CHECK(owned_case(token(HEAD "\"client_id\":\"val-a\",\"scope\":\"xss-kpp ss-kp\","
-				    "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
-			 "val-a", AUTHZ_DENY, "token scope does not include ss-kpp") == 0);
+	                            "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
+	                 "val-a", AUTHZ_DENY, "token scope does not include ss-kpp") == 0);
 	CHECK(owned_case(token(HEAD "\"client_id\":\"val-a\",\"scope\":\"SS-KPP\","
-				    "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
-			 "val-a", AUTHZ_DENY, "token scope does not include ss-kpp") == 0);
+	                            "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
+	                 "val-a", AUTHZ_DENY, "token scope does not include ss-kpp") == 0);
 	CHECK(owned_case(token(HEAD "\"client_id\":\"val-a\",\"scope\":\"\","
-				    "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
-			 "val-a", AUTHZ_DENY, "token scope does not include ss-kpp") == 0);
+	                            "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
+	                 "val-a", AUTHZ_DENY, "token scope does not include ss-kpp") == 0);
 	CHECK(owned_case(token(HEAD "\"client_id\":\"val-a\","
-				    "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
-			 "val-a", AUTHZ_DENY, "token has no scope") == 0);
+	                            "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
+	                 "val-a", AUTHZ_DENY, "token has no scope") == 0);
 	return 0;
 }
 
 static int test_scope_forms_accepted(void)
 {
 	CHECK(owned_case(token(HEAD "\"client_id\":\"val-a\",\"scope\":\"ss-kpp\","
-				    "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
-			 "val-a", AUTHZ_ALLOW, "vsp-1") == 0);
+	                            "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
+	                 "val-a", AUTHZ_ALLOW, "vsp-1") == 0);
 	CHECK(owned_case(token(HEAD "\"client_id\":\"val-a\",\"scope\":\"  a  ss-kpp  b \","
-				    "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
-			 "val-a", AUTHZ_ALLOW, "vsp-1") == 0);
+	                            "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
+	                 "val-a", AUTHZ_ALLOW, "vsp-1") == 0);
 	return 0;
 }
 
@@ -255,7 +254,7 @@ static int test_custom_and_default_scope(void)
 	authz_policy dflt = {v, NULL, 0};
 	authz_policy bad = {v, "a b", 0};
 	char *t = token(HEAD "\"client_id\":\"val-a\",\"scope\":\"kpp.write\","
-			     "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}");
+	                     "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}");
 	int ok;
 
 	CHECK(v != NULL && t != NULL);
@@ -271,22 +270,22 @@ static int test_custom_and_default_scope(void)
 static int test_no_vsp_id(void)
 {
 	CHECK(owned_case(token(HEAD "\"client_id\":\"val-a\",\"scope\":\"ss-kpp\","
-				    "\"SKeyProv\":true}"),
-			 "val-a", AUTHZ_DENY, "token has no vsp_id") == 0);
+	                            "\"SKeyProv\":true}"),
+	                 "val-a", AUTHZ_DENY, "token has no vsp_id") == 0);
 	CHECK(owned_case(token(HEAD "\"client_id\":\"val-a\",\"scope\":\"ss-kpp\","
-				    "\"SKeyProv\":true,\"vsp_id\":\"\"}"),
-			 "val-a", AUTHZ_DENY, "token has no vsp_id") == 0);
+	                            "\"SKeyProv\":true,\"vsp_id\":\"\"}"),
+	                 "val-a", AUTHZ_DENY, "token has no vsp_id") == 0);
 	return 0;
 }
 
 static int test_wrong_type_claim(void)
 {
 	CHECK(owned_case(token(HEAD "\"client_id\":\"val-a\",\"scope\":\"ss-kpp\","
-				    "\"SKeyProv\":true,\"vsp_id\":17}"),
-			 "val-a", AUTHZ_DENY, "vsp_id is not a string") == 0);
+	                            "\"SKeyProv\":true,\"vsp_id\":17}"),
+	                 "val-a", AUTHZ_DENY, "vsp_id is not a string") == 0);
 	CHECK(owned_case(token(HEAD "\"client_id\":[\"val-a\"],\"scope\":\"ss-kpp\","
-				    "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
-			 "val-a", AUTHZ_DENY, "client_id is not a string") == 0);
+	                            "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
+	                 "val-a", AUTHZ_DENY, "client_id is not a string") == 0);
 	return 0;
 }
 
@@ -317,14 +316,14 @@ static int test_vsp_id_too_long_fails_closed(void)
 static int test_invalid_token_is_denied(void)
 {
 	CHECK(owned_case(token("{\"iss\":\"" ISS "\",\"exp\":1699999969,\"client_id\":\"val-a\","
-			       "\"scope\":\"ss-kpp\",\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
-			 "val-a", AUTHZ_DENY, "token has expired") == 0);
+	                       "\"scope\":\"ss-kpp\",\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
+	                 "val-a", AUTHZ_DENY, "token has expired") == 0);
 	/* Within the policy's 30 s leeway. */
 	CHECK(owned_case(token("{\"iss\":\"" ISS "\",\"exp\":1699999970,\"client_id\":\"val-a\","
-			       "\"scope\":\"ss-kpp\",\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
-			 "val-a", AUTHZ_ALLOW, "vsp-1") == 0);
+	                       "\"scope\":\"ss-kpp\",\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}"),
+	                 "val-a", AUTHZ_ALLOW, "vsp-1") == 0);
 	CHECK(run_case("eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL2FzLmV4YW1wbGUifQ.c2lnbmF0dXJl",
-		       "val-a", AUTHZ_DENY, "algorithm none is not allowed") == 0);
+	               "val-a", AUTHZ_DENY, "algorithm none is not allowed") == 0);
 	CHECK(run_case("", "val-a", AUTHZ_DENY, "request has no access token") == 0);
 	CHECK(run_case("not-a-token", "val-a", AUTHZ_DENY, "three dot-separated parts") == 0);
 	return 0;
@@ -345,20 +344,20 @@ static int test_no_policy(void)
 }
 
 static const check_case cases[] = {
-	{"allow", test_allow},
-	{"token_of_a_used_by_b", test_token_of_a_used_by_b},
-	{"requester_prefix_is_not_a_match", test_requester_prefix_is_not_a_match},
-	{"no_client_id", test_no_client_id},
-	{"no_skeyprov", test_no_skeyprov},
-	{"skeyprov_false", test_skeyprov_false},
-	{"scope_without_ss_kpp", test_scope_without_ss_kpp},
-	{"scope_forms_accepted", test_scope_forms_accepted},
-	{"custom_and_default_scope", test_custom_and_default_scope},
-	{"no_vsp_id", test_no_vsp_id},
-	{"wrong_type_claim", test_wrong_type_claim},
-	{"vsp_id_too_long_fails_closed", test_vsp_id_too_long_fails_closed},
-	{"invalid_token_is_denied", test_invalid_token_is_denied},
-	{"no_policy", test_no_policy},
+    {"allow", test_allow},
+    {"token_of_a_used_by_b", test_token_of_a_used_by_b},
+    {"requester_prefix_is_not_a_match", test_requester_prefix_is_not_a_match},
+    {"no_client_id", test_no_client_id},
+    {"no_skeyprov", test_no_skeyprov},
+    {"skeyprov_false", test_skeyprov_false},
+    {"scope_without_ss_kpp", test_scope_without_ss_kpp},
+    {"scope_forms_accepted", test_scope_forms_accepted},
+    {"custom_and_default_scope", test_custom_and_default_scope},
+    {"no_vsp_id", test_no_vsp_id},
+    {"wrong_type_claim", test_wrong_type_claim},
+    {"vsp_id_too_long_fails_closed", test_vsp_id_too_long_fails_closed},
+    {"invalid_token_is_denied", test_invalid_token_is_denied},
+    {"no_policy", test_no_policy},
 };
 
 int main(void)

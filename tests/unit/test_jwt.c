@@ -731,6 +731,19 @@ static int test_duplicate_claim(void)
 	                "payload has a duplicate member");
 }
 
+/* jansson compares member names after unescaping, so an escaped spelling
+ * of client_id is the same member. */
+static int test_duplicate_claim_escaped(void)
+{
+	char p[512];
+	(void)snprintf(p, sizeof p,
+	               "{\"iss\":\"%s\",\"client_id\":\"val-b\",\"client\\u005fid\":\"val-a\","
+	               "\"exp\":%lld}",
+	               ISS, (long long)(NOW + 300));
+	return with_raw("{\"alg\":\"ES256\",\"kid\":\"es256\"}", p,
+	                "payload has a duplicate member");
+}
+
 static int test_duplicate_nested_member(void)
 {
 	char p[512];
@@ -1085,6 +1098,8 @@ static int test_add_key_rules(void)
 	CHECK(jwt_verifier_new(0, 0, err, sizeof err) == NULL);
 	CHECK(strstr(err, "allow-list is empty") != NULL);
 	CHECK(jwt_verifier_new(1u << JWT_ALG__COUNT, 0, err, sizeof err) == NULL);
+	CHECK(jwt_verifier_new(ALL, (size_t)-1, err, sizeof err) == NULL);
+	CHECK(strstr(err, "size limit") != NULL);
 	v = jwt_verifier_new(ALL, 0, err, sizeof err);
 	CHECK(v != NULL);
 	CHECK(jwt_verifier_add_key(v, ISS, "a", k_rsa1024.pub_pem, err, sizeof err) == -1);
@@ -1204,6 +1219,7 @@ static const check_case cases[] = {
     {"payload_is_string", test_payload_is_string},
     {"payload_trailing_garbage", test_payload_trailing_garbage},
     {"duplicate_claim", test_duplicate_claim},
+    {"duplicate_claim_escaped", test_duplicate_claim_escaped},
     {"duplicate_nested_member", test_duplicate_nested_member},
     {"exp_as_string", test_exp_as_string},
     {"exp_missing", test_exp_missing},
