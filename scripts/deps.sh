@@ -17,8 +17,9 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cache=${KMS_CACHE:-$HOME/.cache/seal-kms}
-venv=${KMS_VENV:-$HOME/.cache/seal-kms/venv}
+home=${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}
+cache=${KMS_CACHE:-$home/.cache/seal-kms}
+venv=${KMS_VENV:-$home/.cache/seal-kms/venv}
 kafka_version=4.1.2
 kafka_libs=$cache/kafka-$kafka_version/libs
 
@@ -28,6 +29,7 @@ packages=(
 	libmicrohttpd-dev uuid-dev
 	postgresql-15 postgresql-client-15
 	kcat openssl
+	procps iproute2 util-linux
 	openjdk-17-jre-headless maven
 	clang clang-format libclang-rt-14-dev valgrind
 	docker-compose

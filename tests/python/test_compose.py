@@ -1,0 +1,181 @@
+"""The Docker topology (docker-compose.yml and Dockerfile) is valid and complete.
+
+No Docker engine is needed: docker-compose validates and normalises the file
+on its own (`config`), and these tests read what it resolved, not the raw
+text, so that they see what Compose would actually run.
+"""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO / "docker-compose.yml"
+DOCKERFILE = REPO / "Dockerfile"
+
+LONG_RUNNING = ("kafka", "postgres", "kms")
+CONTRACT_TOPICS = {
+    "seal.km.provisioning.requests": 6,
+    "seal.km.provisioning.results": 6,
+    "seal.km.provisioning.dlq": 1,
+}
+
+
+def compose(*args):
+    exe = shutil.which("docker-compose")
+    assert exe, "docker-compose is not installed (scripts/deps.sh installs it)"
+    return subprocess.run(
+        [exe, "-f", str(COMPOSE_FILE), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def config():
+    run = compose("config")
+    assert run.returncode == 0, run.stderr
+    return yaml.safe_load(run.stdout)
+
+
+@pytest.fixture(scope="module")
+def services(config):
+    return config["services"]
+
+
+def script_of(service):
+    """The shell text a one-shot service runs (entrypoint plus command)."""
+    parts = []
+    for key in ("entrypoint", "command"):
+        value = service.get(key) or []
+        parts.extend([value] if isinstance(value, str) else value)
+    return "\n".join(parts)
+
+
+def test_config_is_valid():
+    run = compose("config", "-q")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == ""
+
+
+def test_services_listed():
+    run = compose("config", "--services")
+    assert run.returncode == 0, run.stderr
+    names = set(run.stdout.split())
+    assert {"kafka", "postgres", "init", "kms"} <= names
+
+
+@pytest.mark.parametrize("name", LONG_RUNNING)
+def test_long_running_services_have_healthchecks(services, name):
+    check = services[name].get("healthcheck")
+    assert check, f"{name} has no healthcheck"
+    assert not check.get("disable", False)
+    test = check.get("test")
+    assert test and test != ["NONE"], f"{name}: empty healthcheck"
+
+
+def test_kafka_is_apache_kafka_41_in_kraft_mode(services):
+    kafka = services["kafka"]
+    assert re.fullmatch(r"apache/kafka:4\.1\.\d+", kafka["image"]), kafka["image"]
+    env = kafka["environment"]
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    assert env["KAFKA_NODE_ID"] == "1"
+    assert "CONTROLLER" in env["KAFKA_CONTROLLER_LISTENER_NAMES"]
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].startswith("1@")
+    assert "ZOOKEEPER" not in " ".join(env).upper()
+
+
+def test_postgres_is_15(services):
+    image = services["postgres"]["image"]
+    assert re.fullmatch(r"postgres:15(\.\d+)?(-[a-z0-9.]+)?", image), image
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+
+
+def test_kms_health_probe_is_readyz(services):
+    kms = services["kms"]
+    assert "/readyz" in " ".join(kms["healthcheck"]["test"])
+    env = kms["environment"]
+    assert env["KMS_HEALTH_PORT"] == "8080"
+    assert env["KMS_BOOTSTRAP"] == "kafka:9092"
+    assert env["KMS_DSN"].startswith("postgresql://")
+
+
+def conditions(service):
+    return {name: dep["condition"] for name, dep in service["depends_on"].items()}
+
+
+def test_start_order(services):
+    assert conditions(services["kms"]) == {
+        "kafka": "service_healthy",
+        "postgres": "service_healthy",
+        "init": "service_completed_successfully",
+    }
+    init = conditions(services["init"])
+    assert init["postgres"] == "service_healthy"
+    # init runs after the topics exist, whichever service makes them.
+    topic_maker = next(
+        name for name, svc in services.items() if "kafka-topics.sh" in script_of(svc)
+    )
+    if topic_maker != "init":
+        assert init[topic_maker] == "service_completed_successfully"
+        assert conditions(services[topic_maker])["kafka"] == "service_healthy"
+
+
+def test_topics_are_the_contract_topics(services):
+    text = "\n".join(script_of(svc) for svc in services.values())
+    assert "kafka-topics.sh" in text and "--if-not-exists" in text
+    for topic, partitions in CONTRACT_TOPICS.items():
+        assert f"{topic}:{partitions}" in text or (
+            topic in text and f"--partitions {partitions}" in text
+        ), topic
+
+
+def test_init_migrates_and_adds_demo_provider(services):
+    # One command per line: continuation lines joined, blanks squeezed.
+    text = re.sub(r"[ \t]+", " ", script_of(services["init"]).replace("\\\n", " "))
+    assert "kms migrate" in text
+    assert "kmsctl provider add demo-vsp" in text
+    sla = re.search(r"kmsctl sla add[^\n]*", text)
+    assert sla, text
+    for arg in (
+        "--provider demo-vsp",
+        "--services v2x.platooning",
+        "--key-formats JWK,RAW",
+        "--max-val-servers 100",
+    ):
+        assert arg in sla.group(0)
+
+
+def test_kms_image_is_built_here(services):
+    for name in ("init", "kms"):
+        assert services[name]["image"] == services["kms"]["image"]
+    assert Path(services["kms"]["build"]["context"]).resolve() == REPO
+
+
+def test_dockerfile_stages():
+    text = DOCKERFILE.read_text()
+    stages = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", text, re.M | re.I)
+    assert len(stages) == 2, stages
+    assert all(image.startswith("debian:bookworm") for image, _ in stages)
+    build, runtime = text.split(stages[1][0], 1)
+    assert "make" in build
+    for lib in (
+        "librdkafka1",
+        "libavro23",
+        "libssl3",
+        "libpq5",
+        "libjansson4",
+        "libmicrohttpd12",
+        "curl",
+    ):
+        assert re.search(rf"\b{re.escape(lib)}\b", runtime), lib
+    for binary in ("kms", "kmsctl", "valctl"):
+        assert f"build/{binary}" in runtime
+    assert not re.search(r"\blib\S*-dev\b", runtime), "dev packages in the runtime image"
