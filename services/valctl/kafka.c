@@ -38,7 +38,7 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	if (k == NULL)
 		return;
 	snprintf(k->last_error, sizeof k->last_error, "%s: %s",
-		 rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+	         rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 	if (k->verbose)
 		fprintf(stderr, "rdkafka error: %s\n", k->last_error);
 }
@@ -53,7 +53,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 }
 
 static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
-		    size_t errstr_size)
+                    size_t errstr_size)
 {
 	char why[256];
 
@@ -66,7 +66,7 @@ static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, 
 
 /* A configuration with our defaults, then the brokers, then -X. */
 static rd_kafka_conf_t *make_conf(const valctl_common *c, valctl_kctx *kctx,
-				  const char *const *defaults, char *errstr, size_t errstr_size)
+                                  const char *const *defaults, char *errstr, size_t errstr_size)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	char name[256];
@@ -105,20 +105,14 @@ fail:
 }
 
 rd_kafka_t *valctl_producer_new(const valctl_common *c, valctl_kctx *kctx, int message_timeout_ms,
-				char *errstr, size_t errstr_size)
+                                char *errstr, size_t errstr_size)
 {
 	char timeout[32];
-	const char *defaults[] = {"enable.idempotence",
-				  "true",
-				  "acks",
-				  "all",
-				  "compression.type",
-				  "lz4",
-				  "linger.ms",
-				  "5",
-				  "message.timeout.ms",
-				  timeout,
-				  NULL};
+	const char *defaults[] = {"enable.idempotence", "true", "acks", "all", "compression.type",
+	                          "lz4", "linger.ms", "5", "message.timeout.ms", timeout,
+	                          /* Java's partitioner: a requester's key goes to
+	                           * the same partition whichever client sends it. */
+	                          "partitioner", "murmur2_random", NULL};
 	rd_kafka_conf_t *conf;
 	rd_kafka_t *rk;
 	char why[512];
@@ -137,9 +131,37 @@ rd_kafka_t *valctl_producer_new(const valctl_common *c, valctl_kctx *kctx, int m
 	return rk; /* conf is now owned by rk */
 }
 
+int valctl_producer_prepare(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errstr,
+                            size_t errstr_size)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_topic_t *rkt;
+	rd_kafka_resp_err_t err;
+
+	rkt = rd_kafka_topic_new(rk, topic, NULL);
+	if (rkt == NULL) {
+		snprintf(errstr, errstr_size, "cannot use topic %s: %s", topic,
+		         rd_kafka_err2str(rd_kafka_last_error()));
+		return -1;
+	}
+	err = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms > 0 ? timeout_ms : 1);
+	if (md != NULL)
+		rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_destroy(rkt);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		const valctl_kctx *k = rd_kafka_opaque(rk);
+
+		snprintf(errstr, errstr_size, "cannot reach the brokers for %s: %s%s%s", topic,
+		         rd_kafka_err2str(err), k != NULL && k->last_error[0] ? "; " : "",
+		         k != NULL ? k->last_error : "");
+		return -1;
+	}
+	return 0;
+}
+
 int valctl_produce(rd_kafka_t *rk, const char *topic, int32_t partition, const void *key,
-		   size_t key_len, const void *value, size_t value_len, rd_kafka_headers_t *headers,
-		   void *msg_opaque, int64_t deadline_us, char *errstr, size_t errstr_size)
+                   size_t key_len, const void *value, size_t value_len, rd_kafka_headers_t *headers,
+                   void *msg_opaque, int64_t deadline_us, char *errstr, size_t errstr_size)
 {
 	rd_kafka_resp_err_t err;
 
@@ -162,15 +184,15 @@ int valctl_produce(rd_kafka_t *rk, const char *topic, int32_t partition, const v
 	}
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		snprintf(errstr, errstr_size, "cannot produce to %s: %s", topic,
-			 rd_kafka_err2str(err));
+		         rd_kafka_err2str(err));
 		return -1;
 	}
 	return 0;
 }
 
 rd_kafka_headers_t *valctl_request_headers(const char *reply_topic, const void *correlation_id,
-					   size_t correlation_len, int32_t reply_partition,
-					   const char *request_id, const char *requester)
+                                           size_t correlation_len, int32_t reply_partition,
+                                           const char *request_id, const char *requester)
 {
 	rd_kafka_headers_t *h = rd_kafka_headers_new(8);
 	char source[512];
@@ -183,7 +205,7 @@ rd_kafka_headers_t *valctl_request_headers(const char *reply_topic, const void *
 		bad |= rd_kafka_header_add(h, "kafka_replyTopic", -1, reply_topic, -1) != 0;
 	if (correlation_id != NULL)
 		bad |= rd_kafka_header_add(h, "kafka_correlationId", -1, correlation_id,
-					   (ssize_t)correlation_len) != 0;
+		                           (ssize_t)correlation_len) != 0;
 	if (reply_partition >= 0) {
 		uint32_t v = (uint32_t)reply_partition;
 
@@ -208,14 +230,14 @@ rd_kafka_headers_t *valctl_request_headers(const char *reply_topic, const void *
 }
 
 int valctl_header_get(const rd_kafka_message_t *m, const char *name, const void **value,
-		      size_t *len)
+                      size_t *len)
 {
 	rd_kafka_headers_t *h = NULL;
 
 	/* The const cast: rd_kafka_message_headers only reads the message (it
 	 * parses the headers once and caches them in it). */
 	if (rd_kafka_message_headers((rd_kafka_message_t *)(uintptr_t)m, &h) !=
-		RD_KAFKA_RESP_ERR_NO_ERROR ||
+	        RD_KAFKA_RESP_ERR_NO_ERROR ||
 	    h == NULL)
 		return -1;
 	if (rd_kafka_header_get_last(h, name, value, len) != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -230,13 +252,31 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
+/* Errors a partition shows while its leadership settles. */
+static int retriable(rd_kafka_resp_err_t err)
+{
+	switch (err) {
+	case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+	case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+	case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+	case RD_KAFKA_RESP_ERR_OFFSET_NOT_AVAILABLE:
+	case RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH:
+	case RD_KAFKA_RESP_ERR_UNKNOWN_LEADER_EPOCH:
+	case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+	case RD_KAFKA_RESP_ERR__TRANSPORT:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 /* The partitions of the topic, retrying while the cluster is still electing
  * leaders or has only just created the topic. */
 static int tail_partitions(valctl_tail *t, const char *topic, int64_t deadline_us, char *errstr,
-			   size_t errstr_size)
+                           size_t errstr_size)
 {
 	const struct rd_kafka_metadata *md = NULL;
-	rd_kafka_resp_err_t err;
+	rd_kafka_resp_err_t err, seen = RD_KAFKA_RESP_ERR_NO_ERROR;
 	int i, left_ms;
 
 	for (;;) {
@@ -244,22 +284,28 @@ static int tail_partitions(valctl_tail *t, const char *topic, int64_t deadline_u
 		if (left_ms < 1)
 			left_ms = 1;
 		err = rd_kafka_metadata(t->rk, 0, t->rkt, &md, left_ms);
-		if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1)
-			err = md->topics[0].err;
-		if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0)
-			break;
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			if (md->topic_cnt != 1)
+				err = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+			else if (md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR)
+				err = md->topics[0].err;
+			else if (md->topics[0].partition_cnt <= 0)
+				err = RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+			else
+				break;
+		}
 		if (md != NULL) {
 			rd_kafka_metadata_destroy(md);
 			md = NULL;
 		}
-		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-			err = RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
-		if (valctl_mono_us() >= deadline_us || !valctl_run ||
-		    (err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE &&
-		     err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)) {
+		/* What the cluster said tells more than the final time-out. */
+		if (err != RD_KAFKA_RESP_ERR__TIMED_OUT)
+			seen = err;
+		if (valctl_mono_us() >= deadline_us || !valctl_run || !retriable(err)) {
 			snprintf(errstr, errstr_size, "cannot read the partitions of %s: %s%s%s",
-				 topic, rd_kafka_err2str(err), t->kctx.last_error[0] ? "; " : "",
-				 t->kctx.last_error);
+			         topic,
+			         rd_kafka_err2str(seen != RD_KAFKA_RESP_ERR_NO_ERROR ? seen : err),
+			         t->kctx.last_error[0] ? "; " : "", t->kctx.last_error);
 			return -1;
 		}
 		sleep_ms(200);
@@ -277,19 +323,75 @@ static int tail_partitions(valctl_tail *t, const char *topic, int64_t deadline_u
 	return 0;
 }
 
+/* The end (high watermark) of every partition into ends[]: one ListOffsets
+ * request for all of them (timestamp -1 asks for the latest offset), with a
+ * query per partition for any that request did not answer. */
+static int tail_ends(valctl_tail *t, const char *topic, int64_t deadline_us, int64_t *ends,
+                     char *errstr, size_t errstr_size)
+{
+	rd_kafka_topic_partition_list_t *l;
+	rd_kafka_resp_err_t err;
+	int i, left_ms;
+
+	l = rd_kafka_topic_partition_list_new(t->partition_count);
+	if (l == NULL) {
+		snprintf(errstr, errstr_size, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < t->partition_count; i++)
+		rd_kafka_topic_partition_list_add(l, topic, t->partitions[i])->offset = -1;
+	left_ms = (int)((deadline_us - valctl_mono_us()) / 1000);
+	err = rd_kafka_offsets_for_times(t->rk, l, left_ms > 1 ? left_ms : 1);
+	for (i = 0; i < t->partition_count; i++) {
+		const rd_kafka_topic_partition_t *e = &l->elems[i];
+		int64_t lo = 0, hi = 0;
+
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR && e->err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+		    e->offset >= 0) {
+			ends[i] = e->offset;
+			continue;
+		}
+		/* Leadership moves (and a new topic settles) in steps the
+		 * metadata does not show yet: retry those until the deadline. */
+		for (;;) {
+			rd_kafka_resp_err_t qerr;
+
+			left_ms = (int)((deadline_us - valctl_mono_us()) / 1000);
+			qerr = rd_kafka_query_watermark_offsets(t->rk, topic, t->partitions[i], &lo,
+			                                        &hi, left_ms > 1 ? left_ms : 1);
+			if (qerr == RD_KAFKA_RESP_ERR_NO_ERROR)
+				break;
+			if (!retriable(qerr) || valctl_mono_us() >= deadline_us || !valctl_run) {
+				snprintf(errstr, errstr_size, "cannot read the end of %s [%d]: %s",
+				         topic, (int)t->partitions[i], rd_kafka_err2str(qerr));
+				rd_kafka_topic_partition_list_destroy(l);
+				return -1;
+			}
+			sleep_ms(100);
+		}
+		ends[i] = hi;
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+	return 0;
+}
+
 valctl_tail *valctl_tail_new(const valctl_common *c, const char *topic, int from_beginning,
-			     int timeout_ms, char *errstr, size_t errstr_size)
+                             int timeout_ms, char *errstr, size_t errstr_size)
 {
 	/* No group: nothing to commit, nothing stored on the brokers. */
-	static const char *const defaults[] = {"enable.auto.commit",    "false",
-					       "enable.auto.offset.store", "false",
-					       "enable.partition.eof",  "false",
-					       NULL};
+	static const char *const defaults[] = {"enable.auto.commit", "false",
+	                                       "enable.auto.offset.store", "false",
+	                                       "enable.partition.eof", "false",
+	                                       /* A partition started while a fetch
+	                                        * waits joins the next fetch: keep
+	                                        * the wait short. */
+	                                       "fetch.wait.max.ms", "100", NULL};
 	int64_t deadline_us = valctl_mono_us() + (int64_t)timeout_ms * 1000;
 	rd_kafka_conf_t *conf = NULL;
+	int64_t *starts = NULL;
 	valctl_tail *t;
 	char why[512];
-	int i, left_ms;
+	int i;
 
 	t = calloc(1, sizeof *t);
 	if (t == NULL) {
@@ -311,49 +413,58 @@ valctl_tail *valctl_tail_new(const valctl_common *c, const char *topic, int from
 	t->queue = rd_kafka_queue_new(t->rk);
 	if (t->rkt == NULL || t->queue == NULL) {
 		snprintf(errstr, errstr_size, "cannot read topic %s: %s", topic,
-			 rd_kafka_err2str(rd_kafka_last_error()));
+		         rd_kafka_err2str(rd_kafka_last_error()));
 		goto fail;
 	}
 	if (tail_partitions(t, topic, deadline_us, errstr, errstr_size) != 0)
 		goto fail;
+	starts = calloc((size_t)t->partition_count, sizeof *starts);
+	if (starts == NULL) {
+		snprintf(errstr, errstr_size, "out of memory");
+		goto fail;
+	}
+	if (from_beginning) {
+		for (i = 0; i < t->partition_count; i++)
+			starts[i] = RD_KAFKA_OFFSET_BEGINNING;
+	} else if (tail_ends(t, topic, deadline_us, starts, errstr, errstr_size) != 0) {
+		goto fail;
+	}
+	/* Only now start fetching: a fetch waiting on the broker would delay
+	 * every offset query queued behind it on the same connection. */
 	for (i = 0; i < t->partition_count; i++) {
-		int64_t lo = 0, hi = 0;
-		rd_kafka_resp_err_t err;
-
-		if (!from_beginning) {
-			left_ms = (int)((deadline_us - valctl_mono_us()) / 1000);
-			err = rd_kafka_query_watermark_offsets(t->rk, topic, t->partitions[i], &lo,
-							       &hi, left_ms > 1 ? left_ms : 1);
-			if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-				snprintf(errstr, errstr_size,
-					 "cannot read the end of %s [%d]: %s", topic,
-					 (int)t->partitions[i], rd_kafka_err2str(err));
-				goto fail;
-			}
-		}
-		if (rd_kafka_consume_start_queue(t->rkt, t->partitions[i],
-						 from_beginning ? RD_KAFKA_OFFSET_BEGINNING : hi,
-						 t->queue) != 0) {
+		if (rd_kafka_consume_start_queue(t->rkt, t->partitions[i], starts[i], t->queue) !=
+		    0) {
 			snprintf(errstr, errstr_size, "cannot read %s [%d]: %s", topic,
-				 (int)t->partitions[i], rd_kafka_err2str(rd_kafka_last_error()));
+			         (int)t->partitions[i], rd_kafka_err2str(rd_kafka_last_error()));
 			goto fail;
 		}
 		t->started = i + 1;
 	}
+	free(starts);
 	return t;
 fail:
+	free(starts);
 	valctl_tail_destroy(t);
 	return NULL;
 }
 
 size_t valctl_tail_poll(valctl_tail *t, int timeout_ms, rd_kafka_message_t **msgs, size_t max)
 {
+	rd_kafka_message_t *first;
 	ssize_t n;
 
+	if (max == 0)
+		return 0;
 	/* Serve the handle's own queue too, so its errors reach error_cb. */
 	rd_kafka_poll(t->rk, 0);
-	n = rd_kafka_consume_batch_queue(t->queue, timeout_ms, msgs, max);
-	return n > 0 ? (size_t)n : 0;
+	/* A batch call waits out its whole timeout unless the batch fills:
+	 * wait for one message only, then take what else is there. */
+	first = rd_kafka_consume_queue(t->queue, timeout_ms);
+	if (first == NULL)
+		return 0;
+	msgs[0] = first;
+	n = max > 1 ? rd_kafka_consume_batch_queue(t->queue, 0, msgs + 1, max - 1) : 0;
+	return 1 + (n > 0 ? (size_t)n : 0);
 }
 
 int valctl_tail_partition_count(const valctl_tail *t)

@@ -175,8 +175,8 @@ static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
 } commands[] = {
-    {"token", valctl_cmd_token},   {"keygen", valctl_cmd_keygen}, {"provision", valctl_cmd_provision},
-    {"fleet", valctl_cmd_fleet},   {"record", valctl_cmd_record}, {"replay", valctl_cmd_replay},
+    {"token", valctl_cmd_token}, {"keygen", valctl_cmd_keygen}, {"provision", valctl_cmd_provision},
+    {"fleet", valctl_cmd_fleet}, {"record", valctl_cmd_record}, {"replay", valctl_cmd_replay},
 };
 
 int main(int argc, char **argv)

@@ -165,7 +165,7 @@ static codec_val_service *find_service(codec_request *r, const char *id)
 }
 
 static codec_val_service *add_service(codec_request *r, const char *id,
-				      codec_key_format_type format, const char *version)
+                                      codec_key_format_type format, const char *version)
 {
 	codec_val_service *grown, *s;
 
@@ -281,7 +281,7 @@ static int json_str_member(const json_t *obj, const char *name, const char **out
 }
 
 static int check_members(const json_t *obj, const char *const *allowed, const char *where,
-			 char *errstr, size_t errstr_size)
+                         char *errstr, size_t errstr_size)
 {
 	const char *key;
 	json_t *v;
@@ -302,11 +302,10 @@ static int check_members(const json_t *obj, const char *const *allowed, const ch
 }
 
 static int load_service(codec_request *r, const json_t *js, size_t index, char *errstr,
-			size_t errstr_size)
+                        size_t errstr_size)
 {
 	static const char *const service_fields[] = {"valServiceId", "keyFormat", NULL};
-	static const char *const format_fields[] = {"formatType", "formatVersion", "content",
-						    NULL};
+	static const char *const format_fields[] = {"formatType", "formatVersion", "content", NULL};
 	const char *id, *type, *version, *key;
 	codec_key_format_type format;
 	const json_t *kf, *content;
@@ -324,7 +323,7 @@ static int load_service(codec_request *r, const json_t *js, size_t index, char *
 		goto bad;
 	if (codec_key_format_type_parse(type, &format) != 0) {
 		snprintf(errstr, errstr_size, "valServices[%zu]: unknown formatType '%s'", index,
-			 type);
+		         type);
 		return -1;
 	}
 	s = add_service(r, id, format, version);
@@ -344,9 +343,9 @@ static int load_service(codec_request *r, const json_t *js, size_t index, char *
 bad:
 	if (errstr[0] == '\0')
 		snprintf(errstr, errstr_size,
-			 "valServices[%zu] needs valServiceId and keyFormat {formatType, "
-			 "formatVersion, content} of strings",
-			 index);
+		         "valServices[%zu] needs valServiceId and keyFormat {formatType, "
+		         "formatVersion, content} of strings",
+		         index);
 	return -1;
 oom:
 	snprintf(errstr, errstr_size, "out of memory");
@@ -356,9 +355,9 @@ oom:
 /* Fill r from the JSON file; 0, or -1 with errstr filled. */
 static int load_file(codec_request *r, const char *path, char *errstr, size_t errstr_size)
 {
-	static const char *const fields[] = {"requestId",   "requesterIdentity", "endpoint",
-					     "credentials", "valServices",       "sentAt",
-					     "suppFeat",    NULL};
+	static const char *const fields[] = {
+	    "requestId", "requesterIdentity", "endpoint", "credentials", "valServices",
+	    "sentAt",    "suppFeat",          NULL};
 	static const char *const cred_fields[] = {"accessToken", NULL};
 	const char *request_id, *requester, *endpoint, *token = NULL, *supp_feat;
 	const json_t *cred, *services, *sent_at;
@@ -386,13 +385,15 @@ static int load_file(codec_request *r, const char *path, char *errstr, size_t er
 	    json_str_member(root, "requesterIdentity", &requester) != 0 ||
 	    json_str_member(root, "endpoint", &endpoint) != 0 ||
 	    json_str_member(root, "suppFeat", &supp_feat) != 0) {
-		snprintf(why, sizeof why, "requestId, requesterIdentity, endpoint and suppFeat "
-					  "must be strings");
+		snprintf(why, sizeof why,
+		         "requestId, requesterIdentity, endpoint and suppFeat "
+		         "must be strings");
 		goto done;
 	}
-	if (cred != NULL && (!json_is_object(cred) ||
-			     check_members(cred, cred_fields, "credentials", why, sizeof why) != 0 ||
-			     json_str_member(cred, "accessToken", &token) != 0)) {
+	if (cred != NULL &&
+	    (!json_is_object(cred) ||
+	     check_members(cred, cred_fields, "credentials", why, sizeof why) != 0 ||
+	     json_str_member(cred, "accessToken", &token) != 0)) {
 		if (why[0] == '\0')
 			snprintf(why, sizeof why, "credentials must be {\"accessToken\": string}");
 		goto done;
@@ -435,8 +436,8 @@ static char *read_token_file(const char *path, char *errstr, size_t errstr_size)
 	if (t == NULL)
 		return NULL;
 	n = strlen(t);
-	while (n > 0 && (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' ' ||
-			 t[n - 1] == '\t'))
+	while (n > 0 &&
+	       (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' ' || t[n - 1] == '\t'))
 		t[--n] = '\0';
 	return t;
 }
@@ -454,17 +455,18 @@ static json_t *headers_json(const rd_kafka_message_t *m)
 	if (out == NULL)
 		return NULL;
 	if (rd_kafka_message_headers((rd_kafka_message_t *)(uintptr_t)m, &h) !=
-		RD_KAFKA_RESP_ERR_NO_ERROR ||
+	        RD_KAFKA_RESP_ERR_NO_ERROR ||
 	    h == NULL)
 		return out;
-	for (i = 0; rd_kafka_header_get_all(h, i, &name, &value, &size) ==
-		    RD_KAFKA_RESP_ERR_NO_ERROR;
+	for (i = 0;
+	     rd_kafka_header_get_all(h, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
 	     i++) {
 		json_t *v;
 
 		if (value == NULL) {
 			v = json_null();
-		} else if (strcmp(name, "kafka_correlationId") != 0 && valctl_utf8_ok(value, size)) {
+		} else if (strcmp(name, "kafka_correlationId") != 0 &&
+		           valctl_utf8_ok(value, size)) {
 			v = json_stringn(value, size);
 		} else {
 			/* Opaque bytes (the correlation id, or anything not
@@ -497,27 +499,26 @@ static int print_result(const codec_response_owned *r, const rd_kafka_message_t 
 	if (!as_json) {
 		if (r->result == CODEC_RESULT_SUCCESS)
 			return printf("SUCCESS requestId=%s kmsId=%s\n", r->request_id, r->kms_id) <
-				       0
-				   ? -1
-				   : 0;
+			               0
+			           ? -1
+			           : 0;
 		detail = valctl_quote(r->detail != NULL ? r->detail : "");
 		if (detail == NULL)
 			return -1;
 		rc = printf("FAILURE cause=%s detail=%s requestId=%s\n",
-			    cause != NULL && cause[0] != '\0' ? cause : "NONE", detail,
-			    r->request_id) < 0
-			 ? -1
-			 : 0;
+		            cause != NULL && cause[0] != '\0' ? cause : "NONE", detail,
+		            r->request_id) < 0
+		         ? -1
+		         : 0;
 		free(detail);
 		return rc;
 	}
-	o = json_pack("{s:s, s:s, s:s, s:o, s:o, s:s, s:I, s:o*}", "requestId", r->request_id,
-		      "requesterIdentity", r->requester_identity, "result",
-		      codec_result_name(r->result), "cause",
-		      cause != NULL && cause[0] != '\0' ? json_string(cause) : json_null(),
-		      "detail", r->detail != NULL ? json_string(r->detail) : json_null(), "kmsId",
-		      r->kms_id, "processedAt", (json_int_t)r->processed_at, "headers",
-		      headers_json(m));
+	o = json_pack(
+	    "{s:s, s:s, s:s, s:o, s:o, s:s, s:I, s:o*}", "requestId", r->request_id,
+	    "requesterIdentity", r->requester_identity, "result", codec_result_name(r->result),
+	    "cause", cause != NULL && cause[0] != '\0' ? json_string(cause) : json_null(), "detail",
+	    r->detail != NULL ? json_string(r->detail) : json_null(), "kmsId", r->kms_id,
+	    "processedAt", (json_int_t)r->processed_at, "headers", headers_json(m));
 	if (o == NULL)
 		return -1;
 	rc = valctl_print_json(stdout, o);
@@ -529,8 +530,8 @@ static int print_result(const codec_response_owned *r, const rd_kafka_message_t 
 
 /* Is m the Result we wait for? 1 yes (and *out set), 0 no. */
 static int match_result(const codec *cod, const rd_kafka_message_t *m, const void *corr,
-			size_t corr_len, const char *request_id, int verbose,
-			codec_response_owned **out)
+                        size_t corr_len, const char *request_id, int verbose,
+                        codec_response_owned **out)
 {
 	const void *h;
 	size_t h_len;
@@ -541,7 +542,7 @@ static int match_result(const codec *cod, const rd_kafka_message_t *m, const voi
 	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		if (verbose)
 			fprintf(stderr, "valctl provision: reading results: %s\n",
-				rd_kafka_message_errstr(m));
+			        rd_kafka_message_errstr(m));
 		return 0;
 	}
 	if (valctl_header_get(m, "kafka_correlationId", &h, &h_len) != 0 || h == NULL ||
@@ -550,15 +551,15 @@ static int match_result(const codec *cod, const rd_kafka_message_t *m, const voi
 	st = codec_decode_response(cod, m->payload, m->len, &r, errstr, sizeof errstr);
 	if (st != CODEC_OK) {
 		fprintf(stderr,
-			"valctl provision: a message with our correlation id is not a Result "
-			"(%s: %s); still waiting\n",
-			codec_status_name(st), errstr);
+		        "valctl provision: a message with our correlation id is not a Result "
+		        "(%s: %s); still waiting\n",
+		        codec_status_name(st), errstr);
 		return 0;
 	}
 	if (strcmp(r->request_id, request_id) != 0) {
 		if (verbose)
 			fprintf(stderr, "valctl provision: a Result with our correlation id "
-					"answers another requestId\n");
+			                "answers another requestId\n");
 		codec_response_owned_free(r);
 		return 0;
 	}
@@ -567,8 +568,8 @@ static int match_result(const codec *cod, const rd_kafka_message_t *m, const voi
 }
 
 static int run(const valctl_common *c, const provision_opts *o, const char *request_id,
-	       const char *requester, const unsigned char *value, size_t value_len,
-	       const codec *cod)
+               const char *requester, const unsigned char *value, size_t value_len,
+               const codec *cod)
 {
 	const char *sub = "provision";
 	int64_t start_us = valctl_mono_us();
@@ -608,6 +609,11 @@ static int run(const valctl_common *c, const provision_opts *o, const char *requ
 		valctl_err(sub, "%s", errstr);
 		goto done;
 	}
+	if (valctl_producer_prepare(producer, c->requests_topic, timeout_ms, errstr,
+	                            sizeof errstr) != 0) {
+		valctl_err(sub, "%s", errstr);
+		goto done;
+	}
 	if (o->raw_value_file == NULL) {
 		/* Placed before producing: the Result can only come after. */
 		tail = valctl_tail_new(c, c->reply_topic, 0, timeout_ms, errstr, sizeof errstr);
@@ -617,14 +623,14 @@ static int run(const valctl_common *c, const provision_opts *o, const char *requ
 		}
 	}
 	headers = valctl_request_headers(c->reply_topic, corr, corr_len,
-					 (int32_t)o->reply_partition, request_id, requester);
+	                                 (int32_t)o->reply_partition, request_id, requester);
 	if (headers == NULL) {
 		valctl_err(sub, "cannot build the headers");
 		goto done;
 	}
 	if (valctl_produce(producer, c->requests_topic, RD_KAFKA_PARTITION_UA, requester,
-			   requester != NULL ? strlen(requester) : 0, value, value_len, headers,
-			   NULL, deadline_us, errstr, sizeof errstr) != 0) {
+	                   requester != NULL ? strlen(requester) : 0, value, value_len, headers,
+	                   NULL, deadline_us, errstr, sizeof errstr) != 0) {
 		valctl_err(sub, "%s", errstr);
 		goto done;
 	}
@@ -634,7 +640,7 @@ static int run(const valctl_common *c, const provision_opts *o, const char *requ
 		rd_kafka_poll(producer, 0);
 		if (dl.done && dl.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 			valctl_err(sub, "the request was not delivered to %s: %s",
-				   c->requests_topic, rd_kafka_err2str(dl.err));
+			           c->requests_topic, rd_kafka_err2str(dl.err));
 			goto done;
 		}
 		if (tail == NULL) {
@@ -651,7 +657,7 @@ static int run(const valctl_common *c, const provision_opts *o, const char *requ
 				/* Printed while the message (and its headers) lives. */
 				if (result == NULL &&
 				    match_result(cod, msgs[i], corr, corr_len, request_id,
-						 c->verbose, &result) == 1 &&
+				                 c->verbose, &result) == 1 &&
 				    print_result(result, msgs[i], o->json) != 0)
 					print_failed = 1;
 				rd_kafka_message_destroy(msgs[i]);
@@ -670,12 +676,15 @@ static int run(const valctl_common *c, const provision_opts *o, const char *requ
 		if (valctl_mono_us() >= deadline_us) {
 			if (tail == NULL)
 				valctl_err(sub, "the request was not delivered within %g s%s%s",
-					   o->timeout_s, kctx.last_error[0] ? ": " : "",
-					   kctx.last_error);
+				           o->timeout_s, kctx.last_error[0] ? ": " : "",
+				           kctx.last_error);
 			else
-				valctl_err(sub, "no Result for requestId=%s on %s within %g s%s",
-					   request_id, c->reply_topic, o->timeout_s,
-					   dl.done ? "" : " (the request was not delivered either)");
+				valctl_err(sub,
+				           "no Result for requestId=%s on %s within %g s%s%s%s",
+				           request_id, c->reply_topic, o->timeout_s,
+				           dl.done ? "" : " (the request was not delivered either)",
+				           valctl_tail_last_error(tail)[0] ? "; last error: " : "",
+				           valctl_tail_last_error(tail));
 			rc = VALCTL_EXIT_TIMEOUT;
 			goto done;
 		}
@@ -692,7 +701,8 @@ done:
 		rd_kafka_flush(producer, 1000);
 		rd_kafka_destroy(producer);
 	}
-	rd_kafka_headers_destroy(headers);
+	if (headers != NULL)
+		rd_kafka_headers_destroy(headers);
 	valctl_tail_destroy(tail);
 	codec_response_owned_free(result);
 	return rc;
@@ -772,7 +782,7 @@ int valctl_cmd_provision(int argc, char **argv)
 			break;
 		case OPT_SERVICE:
 			r = parse_service(optarg, &o.services[o.service_count], errstr,
-					  sizeof errstr);
+			                  sizeof errstr);
 			o.service_count++; /* its buf is freed either way */
 			if (r != 0) {
 				rc = valctl_usage(sub, "%s", errstr);
@@ -781,7 +791,7 @@ int valctl_cmd_provision(int argc, char **argv)
 			break;
 		case OPT_CONTENT:
 			r = parse_content(optarg, &o.contents[o.content_count], errstr,
-					  sizeof errstr);
+			                  sizeof errstr);
 			o.content_count++;
 			if (r != 0) {
 				rc = valctl_usage(sub, "%s", errstr);
@@ -804,9 +814,9 @@ int valctl_cmd_provision(int argc, char **argv)
 		case OPT_REPLY_PARTITION:
 			if (valctl_parse_int64(optarg, 0, INT32_MAX, &o.reply_partition) != 0) {
 				rc = valctl_usage(sub,
-						  "--reply-partition needs a partition number "
-						  "0..2147483647, got '%s'",
-						  optarg);
+				                  "--reply-partition needs a partition number "
+				                  "0..2147483647, got '%s'",
+				                  optarg);
 				goto done;
 			}
 			break;
@@ -816,7 +826,7 @@ int valctl_cmd_provision(int argc, char **argv)
 		case OPT_TIMEOUT:
 			if (valctl_parse_double(optarg, 0.001, 1e6, &o.timeout_s) != 0) {
 				rc = valctl_usage(sub, "--timeout needs seconds > 0, got '%s'",
-						  optarg);
+				                  optarg);
 				goto done;
 			}
 			break;
@@ -848,24 +858,24 @@ int valctl_cmd_provision(int argc, char **argv)
 		rc = valctl_usage(sub, "give --token or --token-file, not both");
 		goto done;
 	}
-	if (o.raw_value_file != NULL && (o.file != NULL || o.service_count > 0 ||
-					 o.content_count > 0 || o.token != NULL ||
-					 o.token_file != NULL || o.endpoint != NULL)) {
+	if (o.raw_value_file != NULL &&
+	    (o.file != NULL || o.service_count > 0 || o.content_count > 0 || o.token != NULL ||
+	     o.token_file != NULL || o.endpoint != NULL)) {
 		rc = valctl_usage(sub, "--raw-value-file sends its bytes as they are; it takes "
-				       "no request fields but --requester and --request-id");
+		                       "no request fields but --requester and --request-id");
 		goto done;
 	}
 	if (o.raw_value_file == NULL && o.file == NULL &&
 	    (o.requester == NULL || o.endpoint == NULL ||
 	     (o.token == NULL && o.token_file == NULL) || o.service_count == 0)) {
 		rc = valctl_usage(sub, "--requester, --endpoint, --token (or --token-file) and "
-				       "at least one --service are required (or --file)");
+		                       "at least one --service are required (or --file)");
 		goto done;
 	}
 
 	if (o.raw_value_file != NULL) {
 		raw = valctl_read_file(o.raw_value_file, RAW_VALUE_MAX, &raw_len, errstr,
-				       sizeof errstr);
+		                       sizeof errstr);
 		if (raw == NULL) {
 			valctl_err(sub, "%s", errstr);
 			goto done;
@@ -913,7 +923,7 @@ int valctl_cmd_provision(int argc, char **argv)
 			goto done;
 		}
 		if (add_service(&req, o.services[i].id, o.services[i].format,
-				o.services[i].version) == NULL) {
+		                o.services[i].version) == NULL) {
 			valctl_err(sub, "out of memory");
 			goto done;
 		}
@@ -923,7 +933,7 @@ int valctl_cmd_provision(int argc, char **argv)
 
 		if (s == NULL) {
 			rc = valctl_usage(sub, "--content %s: no --service %s", o.contents[i].id,
-					  o.contents[i].id);
+			                  o.contents[i].id);
 			goto done;
 		}
 		if (set_content(s, o.contents[i].key, o.contents[i].value) != 0) {
@@ -933,7 +943,7 @@ int valctl_cmd_provision(int argc, char **argv)
 	}
 	if (req.requester_identity == NULL || req.endpoint == NULL || req.access_token == NULL) {
 		rc = valctl_usage(sub, "the request lacks requesterIdentity, endpoint or "
-				       "accessToken (from --file or flags)");
+		                       "accessToken (from --file or flags)");
 		goto done;
 	}
 	if (req.request_id == NULL) {

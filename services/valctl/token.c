@@ -87,7 +87,7 @@ oom:
 }
 
 char *valctl_token_sign(const char *key_pem, jwt_alg alg, const char *kid, const json_t *payload,
-			char *errstr, size_t errstr_size)
+                        char *errstr, size_t errstr_size)
 {
 	char *text, *token;
 
@@ -184,9 +184,9 @@ int valctl_cmd_token(int argc, char **argv)
 			break;
 		case OPT_TTL:
 			if (valctl_parse_int64(optarg, -(INT64_C(1) << 40), INT64_C(1) << 40,
-					       &tc.ttl_s) != 0) {
+			                       &tc.ttl_s) != 0) {
 				rc = valctl_usage(sub, "--ttl needs a number of seconds, got '%s'",
-						  optarg);
+				                  optarg);
 				goto done;
 			}
 			break;
@@ -232,7 +232,7 @@ int valctl_cmd_token(int argc, char **argv)
 
 		if (n == 0 || n >= sizeof name || (edits[i].unset ? eq != NULL : eq == NULL)) {
 			rc = valctl_usage(sub, edits[i].unset ? "--unset-claim needs NAME"
-							      : "--claim needs NAME=JSON");
+			                                      : "--claim needs NAME=JSON");
 			goto done;
 		}
 		memcpy(name, arg, n);
@@ -244,7 +244,7 @@ int valctl_cmd_token(int argc, char **argv)
 		v = json_loads(eq + 1, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
 		if (v == NULL) {
 			rc = valctl_usage(sub, "--claim %s: not JSON (%s); a string needs quotes",
-					  name, jerr.text);
+			                  name, jerr.text);
 			goto done;
 		}
 		if (json_object_set_new(payload, name, v) != 0) {
@@ -332,11 +332,12 @@ static EVP_PKEY *generate(jwt_alg alg)
 
 int valctl_cmd_keygen(int argc, char **argv)
 {
-	static const struct option opts[] = {{"out-private", required_argument, NULL, OPT_OUT_PRIVATE},
-					     {"out-public", required_argument, NULL, OPT_OUT_PUBLIC},
-					     {"alg", required_argument, NULL, OPT_ALG},
-					     {"help", no_argument, NULL, 'h'},
-					     {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {
+	    {"out-private", required_argument, NULL, OPT_OUT_PRIVATE},
+	    {"out-public", required_argument, NULL, OPT_OUT_PUBLIC},
+	    {"alg", required_argument, NULL, OPT_ALG},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0}};
 	const char *sub = "keygen";
 	const char *out_private = NULL, *out_public = NULL;
 	jwt_alg alg = JWT_ALG_ES256;
@@ -375,7 +376,7 @@ int valctl_cmd_keygen(int argc, char **argv)
 	if (pkey == NULL) {
 		e = ERR_get_error();
 		valctl_err(sub, "cannot generate a %s key: %s", jwt_alg_name(alg),
-			   e != 0 ? ERR_reason_error_string(e) : "unsupported");
+		           e != 0 ? ERR_reason_error_string(e) : "unsupported");
 		goto done;
 	}
 	priv = key_pem_text(pkey, 1, &priv_len);

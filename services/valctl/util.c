@@ -41,7 +41,7 @@ int valctl_random(void *buf, size_t len, char *errstr, size_t errstr_size)
 	if (len > INT_MAX || RAND_bytes(buf, (int)len) != 1) {
 		e = ERR_get_error();
 		snprintf(errstr, errstr_size, "random generator failed: %s",
-			 e != 0 ? ERR_reason_error_string(e) : "request too large");
+		         e != 0 ? ERR_reason_error_string(e) : "request too large");
 		return -1;
 	}
 	return 0;
@@ -123,7 +123,7 @@ int valctl_utf8_ok(const void *data, size_t len)
 }
 
 char *valctl_read_file(const char *path, size_t max_bytes, size_t *len, char *errstr,
-		       size_t errstr_size)
+                       size_t errstr_size)
 {
 	FILE *f = NULL;
 	char *buf = NULL;
@@ -143,7 +143,7 @@ char *valctl_read_file(const char *path, size_t max_bytes, size_t *len, char *er
 
 			if (cap >= max_bytes) {
 				snprintf(errstr, errstr_size, "%s is larger than %zu bytes", path,
-					 max_bytes);
+				         max_bytes);
 				goto fail;
 			}
 			cap = cap * 2 > max_bytes ? max_bytes : cap * 2;
@@ -157,7 +157,7 @@ char *valctl_read_file(const char *path, size_t max_bytes, size_t *len, char *er
 		if (n == 0) {
 			if (ferror(f)) {
 				snprintf(errstr, errstr_size, "cannot read %s: %s", path,
-					 strerror(errno));
+				         strerror(errno));
 				goto fail;
 			}
 			break;
@@ -178,7 +178,7 @@ fail:
 }
 
 int valctl_write_file(const char *path, const void *data, size_t len, mode_t mode, char *errstr,
-		      size_t errstr_size)
+                      size_t errstr_size)
 {
 	const char *p = data;
 	size_t done = 0;
@@ -194,7 +194,7 @@ int valctl_write_file(const char *path, const void *data, size_t len, mode_t mod
 	 * not stay world-readable because an older file was. */
 	if (fchmod(fd, mode) != 0) {
 		snprintf(errstr, errstr_size, "cannot set the mode of %s: %s", path,
-			 strerror(errno));
+		         strerror(errno));
 		goto fail;
 	}
 	while (done < len) {
@@ -252,7 +252,7 @@ unsigned char *valctl_base64_decode(const char *text, size_t *out_len)
 	for (i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)text[i];
 		int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-			 (c >= '0' && c <= '9') || c == '+' || c == '/';
+		         (c >= '0' && c <= '9') || c == '+' || c == '/';
 
 		if (c == '=' && i + 2 >= len && (i + 1 == len || text[i + 1] == '='))
 			ok = 1;
@@ -278,7 +278,8 @@ unsigned char *valctl_base64_decode(const char *text, size_t *out_len)
 
 int valctl_print_json(FILE *out, const json_t *value)
 {
-	if (json_dumpf(value, out, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
+	/* Six significant digits: microseconds of a run, not binary noise. */
+	if (json_dumpf(value, out, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(6)) != 0)
 		return -1;
 	if (fputc('\n', out) == EOF)
 		return -1;

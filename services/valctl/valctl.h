@@ -57,7 +57,9 @@ enum { VALCTL_OPT_REQUESTS_TOPIC = 1000, VALCTL_OPT_REPLY_TOPIC, VALCTL_OPT_FIRS
 	{"bootstrap", required_argument, NULL, 'b'},                                               \
 	    {"requests-topic", required_argument, NULL, VALCTL_OPT_REQUESTS_TOPIC},                \
 	    {"reply-topic", required_argument, NULL, VALCTL_OPT_REPLY_TOPIC},                      \
-	    {"verbose", no_argument, NULL, 'v'}
+	{                                                                                          \
+		"verbose", no_argument, NULL, 'v'                                                  \
+	}
 
 /* The help text of the shared options. */
 extern const char valctl_common_help[];
@@ -87,7 +89,7 @@ int valctl_parse_double(const char *s, double min, double max, double *out);
 
 /* ---- utilities ---- */
 
-int64_t valctl_now_ms(void); /* wall clock, ms since the epoch */
+int64_t valctl_now_ms(void);  /* wall clock, ms since the epoch */
 int64_t valctl_mono_us(void); /* monotonic clock, microseconds */
 /* Fill buf from OpenSSL's generator; 0, or -1 with errstr filled. */
 int valctl_random(void *buf, size_t len, char *errstr, size_t errstr_size);
@@ -102,11 +104,11 @@ int valctl_utf8_ok(const void *data, size_t len);
  * NUL-terminated; *len (when not NULL) gets its length. Caller frees. NULL
  * with errstr filled on failure. */
 char *valctl_read_file(const char *path, size_t max_bytes, size_t *len, char *errstr,
-		       size_t errstr_size);
+                       size_t errstr_size);
 /* Create or truncate path with the given mode and write data; 0, or -1 with
  * errstr filled. */
 int valctl_write_file(const char *path, const void *data, size_t len, mode_t mode, char *errstr,
-		      size_t errstr_size);
+                      size_t errstr_size);
 
 /* Standard base64 with padding. encode returns a malloc'd string; decode a
  * malloc'd buffer (NUL-terminated beyond *out_len) and *out_len. Both return
@@ -134,23 +136,29 @@ typedef struct {
  * -X properties. message_timeout_ms bounds the delivery of each message.
  * kctx is borrowed and must outlive the handle. NULL with errstr filled. */
 rd_kafka_t *valctl_producer_new(const valctl_common *c, valctl_kctx *kctx, int message_timeout_ms,
-				char *errstr, size_t errstr_size);
+                                char *errstr, size_t errstr_size);
+
+/* Load the metadata of topic into the producer, so that the first message
+ * to it leaves at once rather than at librdkafka's next periodic refresh;
+ * also fails early when no broker answers. 0, or -1 with errstr filled. */
+int valctl_producer_prepare(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errstr,
+                            size_t errstr_size);
 
 /* Produce one message (value and key copied) with the given headers, whose
  * ownership passes to the message on success. On -1 the headers are still
  * the caller's. When the local queue is full it polls and retries until
  * deadline_us (monotonic). msg_opaque reaches the delivery callback. */
 int valctl_produce(rd_kafka_t *rk, const char *topic, int32_t partition, const void *key,
-		   size_t key_len, const void *value, size_t value_len, rd_kafka_headers_t *headers,
-		   void *msg_opaque, int64_t deadline_us, char *errstr, size_t errstr_size);
+                   size_t key_len, const void *value, size_t value_len, rd_kafka_headers_t *headers,
+                   void *msg_opaque, int64_t deadline_us, char *errstr, size_t errstr_size);
 
 /* The headers of a request: kafka_replyTopic (when reply_topic is not NULL),
  * kafka_correlationId, kafka_replyPartition (when >= 0), and the CloudEvents
  * binary-mode headers with ce_id = request_id and ce_source =
  * valctl/<requester>. Caller owns the result. */
 rd_kafka_headers_t *valctl_request_headers(const char *reply_topic, const void *correlation_id,
-					   size_t correlation_len, int32_t reply_partition,
-					   const char *request_id, const char *requester);
+                                           size_t correlation_len, int32_t reply_partition,
+                                           const char *request_id, const char *requester);
 
 /* A reader of every partition of one topic, without a consumer group,
  * starting at the high watermarks read when it is made (or at the beginning):
@@ -158,7 +166,7 @@ rd_kafka_headers_t *valctl_request_headers(const char *reply_topic, const void *
 typedef struct valctl_tail valctl_tail;
 
 valctl_tail *valctl_tail_new(const valctl_common *c, const char *topic, int from_beginning,
-			     int timeout_ms, char *errstr, size_t errstr_size);
+                             int timeout_ms, char *errstr, size_t errstr_size);
 /* Up to max messages, waiting at most timeout_ms for the first; returns the
  * count. Caller destroys each with rd_kafka_message_destroy(). Messages that
  * are errors are returned too (m->err != 0). */
@@ -170,7 +178,7 @@ void valctl_tail_destroy(valctl_tail *t); /* NULL is a no-op */
 
 /* The value of the last header named name, or -1 if absent. */
 int valctl_header_get(const rd_kafka_message_t *m, const char *name, const void **value,
-		      size_t *len);
+                      size_t *len);
 
 /* ---- subcommands: argv[0] is the subcommand's name ---- */
 
@@ -198,6 +206,6 @@ json_t *valctl_token_payload(const valctl_token_claims *tc, char *errstr, size_t
 
 /* Sign payload with key_pem; a malloc'd token or NULL with errstr filled. */
 char *valctl_token_sign(const char *key_pem, jwt_alg alg, const char *kid, const json_t *payload,
-			char *errstr, size_t errstr_size);
+                        char *errstr, size_t errstr_size);
 
 #endif

@@ -1,0 +1,784 @@
+/*
+ * valctl fleet: many VAL servers at once, for load tests and benchmarks. N
+ * servers, each with its own token, send M requests each without waiting;
+ * request j of server i carries content entry "seq" = j, and all of a
+ * server's requests share its key, so the order in which its Results come
+ * back can be checked against the order they were sent.
+ *
+ * Every requestId is made before the first send and put in an
+ * open-addressing table that no one changes afterwards; the sender thread
+ * writes only the send time of an entry, the reader thread only what
+ * concerns its Result, so the two need no lock. The reader starts at the
+ * reply topic's high watermarks taken before the first send. At the end: a
+ * summary of counts, causes, throughput and latency (send to Result).
+ */
+#include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "valctl.h"
+
+#define MAX_SERVERS      100000
+#define MAX_REQUESTS     1000000
+#define MAX_TOTAL        2000000
+#define MAX_SERVICES     64
+#define KEY_FILE_MAX     (1024 * 1024)
+#define READ_BATCH       256
+#define REQUEST_ID_BYTES 37
+
+static const char fleet_help[] =
+    "Usage: valctl fleet --servers N --requests M --key PEM --iss ISS --vsp-id VSP [OPTIONS]\n"
+    "\n"
+    "Run N VAL servers, each with its own token (client_id = PREFIX + index), that\n"
+    "send M requests each without waiting (request j carries content seq=j), collect\n"
+    "the Results from the reply topic and print a summary: counts per result and\n"
+    "cause, missing and duplicate Results, Results out of per-server order,\n"
+    "throughput and latency (send to Result). Exit 1 if a Result is missing.\n"
+    "\n"
+    "  --servers N          number of VAL servers\n"
+    "  --requests M         requests per server\n"
+    "  --key PEM            the token issuer's private key\n"
+    "  --iss ISS            issuer\n"
+    "  --kid KID            key id in the token header\n"
+    "  --alg ALG            token algorithm (default ES256)\n"
+    "  --vsp-id VSP         VAL service provider (repeatable: servers are spread over\n"
+    "                       them round-robin)\n"
+    "  --services A,B,...   VAL services of each request (default v2x.a)\n"
+    "  --formats F[,...]    key format of each service, one for all or one per\n"
+    "                       service (default JWK)\n"
+    "  --prefix P           requester identity prefix (default fleet-)\n"
+    "  --rate R             requests per second over all servers (default 0: no limit)\n"
+    "  --timeout S          wait for Results at most S seconds after the last send\n"
+    "                       (default 30)\n"
+    "  --json               print the summary as a JSON object\n"
+    "  -h, --help           this help\n"
+    "\n";
+
+enum {
+	OPT_SERVERS = VALCTL_OPT_FIRST_FREE,
+	OPT_REQUESTS,
+	OPT_KEY,
+	OPT_ISS,
+	OPT_KID,
+	OPT_ALG,
+	OPT_VSP_ID,
+	OPT_SERVICES,
+	OPT_FORMATS,
+	OPT_PREFIX,
+	OPT_RATE,
+	OPT_TIMEOUT,
+	OPT_JSON
+};
+
+/* One request. The sender writes sent_us and delivery_failed; the reader
+ * writes the rest but id, server and seq, which are fixed before either
+ * starts. */
+typedef struct {
+	char id[REQUEST_ID_BYTES];
+	uint32_t server;
+	uint32_t seq;
+	int64_t sent_us; /* monotonic; 0: not sent */
+	int delivery_failed;
+	int64_t recv_us; /* monotonic; 0: no Result yet */
+	int result;      /* codec_result of the first Result */
+	int cause;       /* codec_cause of the first Result */
+} entry;
+
+typedef struct {
+	entry *entries;
+	size_t count;
+	uint32_t *slots; /* index + 1 into entries; 0 is empty */
+	size_t mask;     /* slot count - 1, a power of two minus one */
+} table;
+
+typedef struct {
+	/* Fixed before the reader starts. */
+	table tab;
+	valctl_tail *tail;
+	codec *decoder; /* the reader's own: a codec is not shared by threads */
+	size_t servers;
+	int64_t *last_seq; /* per server: the highest seq answered so far */
+	/* Written by the reader only; read by the sender after the join. */
+	size_t duplicates, out_of_order, foreign, undecodable;
+	/* Shared. */
+	atomic_size_t received; /* distinct Results */
+	atomic_int stop;
+	/* The sender's. */
+	size_t delivery_errors;
+} fleet;
+
+static uint32_t hash_id(const char *s)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	while (*s != '\0') {
+		h ^= (unsigned char)*s++;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+static int table_init(table *t, size_t count)
+{
+	size_t slots = 16;
+
+	while (slots < count * 2)
+		slots *= 2;
+	t->entries = calloc(count, sizeof *t->entries);
+	t->slots = calloc(slots, sizeof *t->slots);
+	t->count = count;
+	t->mask = slots - 1;
+	return t->entries != NULL && t->slots != NULL ? 0 : -1;
+}
+
+static void table_free(table *t)
+{
+	free(t->entries);
+	free(t->slots);
+}
+
+/* Put entries[index] in its slot; -1 if its id is there already. */
+static int table_insert(table *t, size_t index)
+{
+	size_t i = hash_id(t->entries[index].id) & t->mask;
+
+	while (t->slots[i] != 0) {
+		if (strcmp(t->entries[t->slots[i] - 1].id, t->entries[index].id) == 0)
+			return -1;
+		i = (i + 1) & t->mask;
+	}
+	t->slots[i] = (uint32_t)index + 1;
+	return 0;
+}
+
+static entry *table_find(const table *t, const char *id)
+{
+	size_t i = hash_id(id) & t->mask;
+
+	while (t->slots[i] != 0) {
+		entry *e = &t->entries[t->slots[i] - 1];
+
+		if (strcmp(e->id, id) == 0)
+			return e;
+		i = (i + 1) & t->mask;
+	}
+	return NULL;
+}
+
+static void on_result(fleet *f, const rd_kafka_message_t *m, int64_t now_us)
+{
+	codec_response_owned *r = NULL;
+	const void *corr = NULL;
+	size_t corr_len = 0;
+	char errstr[256];
+	entry *e;
+
+	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return;
+	if (codec_decode_response(f->decoder, m->payload, m->len, &r, errstr, sizeof errstr) !=
+	    CODEC_OK) {
+		f->undecodable++;
+		return;
+	}
+	e = table_find(&f->tab, r->request_id);
+	/* Ours only if it also echoes the correlation id we sent with it. */
+	if (e != NULL &&
+	    (valctl_header_get(m, "kafka_correlationId", &corr, &corr_len) != 0 || corr == NULL ||
+	     corr_len != strlen(e->id) || memcmp(corr, e->id, corr_len) != 0))
+		e = NULL;
+	if (e == NULL) {
+		f->foreign++; /* another client's traffic, or not an answer to us */
+	} else if (e->recv_us != 0) {
+		f->duplicates++;
+	} else {
+		e->recv_us = now_us;
+		e->result = (int)r->result;
+		e->cause = (int)r->cause;
+		/* Results of one server come back in the order it sent them
+		 * unless the KM-S reorders a partition. */
+		if ((int64_t)e->seq < f->last_seq[e->server])
+			f->out_of_order++;
+		else
+			f->last_seq[e->server] = e->seq;
+		atomic_fetch_add(&f->received, 1);
+	}
+	codec_response_owned_free(r);
+}
+
+static void *reader_main(void *arg)
+{
+	fleet *f = arg;
+	rd_kafka_message_t *msgs[READ_BATCH];
+	size_t n, i;
+	int64_t now;
+
+	while (!atomic_load(&f->stop)) {
+		n = valctl_tail_poll(f->tail, 100, msgs, READ_BATCH);
+		now = valctl_mono_us();
+		for (i = 0; i < n; i++) {
+			on_result(f, msgs[i], now);
+			rd_kafka_message_destroy(msgs[i]);
+		}
+	}
+	return NULL;
+}
+
+static void on_delivery(const rd_kafka_message_t *m, void *user)
+{
+	fleet *f = user;
+	entry *e = m->_private;
+
+	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR && e != NULL && !e->delivery_failed) {
+		e->delivery_failed = 1;
+		f->delivery_errors++;
+	}
+}
+
+/* Split a comma-separated list into at most max items pointing into buf
+ * (a copy the caller frees); the count, or -1 when an item is empty or there
+ * are too many. */
+static int split_list(const char *list, char **buf, char **items, int max)
+{
+	char *p;
+	int n = 0;
+
+	*buf = strdup(list);
+	if (*buf == NULL)
+		return -1;
+	p = *buf;
+	for (;;) {
+		char *comma = strchr(p, ',');
+
+		if (comma != NULL)
+			*comma = '\0';
+		if (p[0] == '\0' || n == max)
+			return -1;
+		items[n++] = p;
+		if (comma == NULL)
+			return n;
+		p = comma + 1;
+	}
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile of sorted values, in ms. */
+static double percentile_ms(const int64_t *sorted, size_t n, double p)
+{
+	size_t rank;
+
+	if (n == 0)
+		return 0;
+	rank = (size_t)(p / 100.0 * (double)n + 0.999999);
+	if (rank < 1)
+		rank = 1;
+	if (rank > n)
+		rank = n;
+	return (double)sorted[rank - 1] / 1000.0;
+}
+
+typedef struct {
+	size_t servers, requests, sent;
+	int64_t first_send_us, last_send_us;
+	int as_json;
+} run_info;
+
+static int print_summary(const fleet *f, const run_info *ri)
+{
+	size_t by_result[2] = {0, 0}, by_cause[CODEC_CAUSE__COUNT];
+	size_t results = atomic_load(&((fleet *)(uintptr_t)f)->received), n = 0, i;
+	int64_t *lat = NULL, last_recv = 0;
+	double elapsed_s = 0, send_s = 0, rps = 0, p50, p95, p99, max_ms;
+	json_t *o = NULL, *jr, *jc;
+	int rc = -1;
+
+	memset(by_cause, 0, sizeof by_cause);
+	lat = malloc((results > 0 ? results : 1) * sizeof *lat);
+	if (lat == NULL)
+		return -1;
+	for (i = 0; i < f->tab.count; i++) {
+		const entry *e = &f->tab.entries[i];
+
+		if (e->recv_us == 0 || e->sent_us == 0)
+			continue;
+		if (n < results)
+			lat[n++] = e->recv_us - e->sent_us;
+		if (e->result >= 0 && e->result < 2)
+			by_result[e->result]++;
+		if (e->cause >= 0 && e->cause < CODEC_CAUSE__COUNT)
+			by_cause[e->cause]++;
+		if (e->recv_us > last_recv)
+			last_recv = e->recv_us;
+	}
+	qsort(lat, n, sizeof *lat, cmp_i64);
+	p50 = percentile_ms(lat, n, 50);
+	p95 = percentile_ms(lat, n, 95);
+	p99 = percentile_ms(lat, n, 99);
+	max_ms = n > 0 ? (double)lat[n - 1] / 1000.0 : 0;
+	if (ri->sent > 0)
+		send_s = (double)(ri->last_send_us - ri->first_send_us) / 1e6;
+	if (n > 0 && last_recv > ri->first_send_us) {
+		elapsed_s = (double)(last_recv - ri->first_send_us) / 1e6;
+		rps = (double)n / elapsed_s;
+	}
+
+	if (!ri->as_json) {
+		rc = printf("sent=%zu results=%zu missing=%zu duplicates=%zu out_of_order=%zu "
+		            "delivery_errors=%zu\n",
+		            ri->sent, n, ri->sent - n, f->duplicates, f->out_of_order,
+		            f->delivery_errors) < 0;
+		rc |= printf("result SUCCESS=%zu FAILURE=%zu\n", by_result[0], by_result[1]) < 0;
+		rc |= printf("cause") < 0;
+		for (i = 0; i < CODEC_CAUSE__COUNT; i++) {
+			if (by_cause[i] > 0)
+				rc |= printf(" %s=%zu", codec_cause_name((codec_cause)i),
+				             by_cause[i]) < 0;
+		}
+		if (by_result[1] == 0)
+			rc |= printf(" none") < 0;
+		rc |= printf("\nservers=%zu requests_per_server=%zu send_s=%.3f elapsed_s=%.3f "
+		             "requests_per_second=%.1f\n",
+		             ri->servers, ri->requests, send_s, elapsed_s, rps) < 0;
+		rc |= printf("latency_ms p50=%.2f p95=%.2f p99=%.2f max=%.2f\n", p50, p95, p99,
+		             max_ms) < 0;
+		rc = rc ? -1 : 0;
+		goto done;
+	}
+	jr = json_pack("{s:I, s:I}", "SUCCESS", (json_int_t)by_result[0], "FAILURE",
+	               (json_int_t)by_result[1]);
+	jc = json_object();
+	for (i = 0; jc != NULL && i < CODEC_CAUSE__COUNT; i++) {
+		if (by_cause[i] > 0)
+			json_object_set_new(jc, codec_cause_name((codec_cause)i),
+			                    json_integer((json_int_t)by_cause[i]));
+	}
+	o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:f, s:f, "
+	              "s:f, s:{s:f, s:f, s:f, s:f}}",
+	              "servers", (json_int_t)ri->servers, "requests_per_server",
+	              (json_int_t)ri->requests, "sent", (json_int_t)ri->sent, "results",
+	              (json_int_t)n, "missing", (json_int_t)(ri->sent - n), "duplicates",
+	              (json_int_t)f->duplicates, "out_of_order", (json_int_t)f->out_of_order,
+	              "delivery_errors", (json_int_t)f->delivery_errors, "undecodable",
+	              (json_int_t)f->undecodable, "foreign", (json_int_t)f->foreign, "by_result",
+	              jr, "by_cause", jc, "send_s", send_s, "elapsed_s", elapsed_s,
+	              "requests_per_second", rps, "latency_ms", "p50", p50, "p95", p95, "p99", p99,
+	              "max", max_ms);
+	if (o == NULL)
+		goto done;
+	rc = valctl_print_json(stdout, o);
+done:
+	json_decref(o);
+	free(lat);
+	return rc;
+}
+
+typedef struct {
+	size_t servers, requests;
+	const char *key_file, *iss, *kid, *prefix, *services, *formats;
+	const char **vsp_ids;
+	size_t vsp_count;
+	jwt_alg alg;
+	double rate, timeout_s;
+	int json;
+} fleet_opts;
+
+/* Sleep until target_us (monotonic), serving the producer's events. */
+static void pace(rd_kafka_t *rk, int64_t target_us)
+{
+	int64_t now, wait;
+
+	while (valctl_run && (now = valctl_mono_us()) < target_us) {
+		wait = target_us - now;
+		if (wait >= 1000) {
+			rd_kafka_poll(rk, (int)(wait / 1000));
+		} else {
+			struct timespec ts = {0, (long)wait * 1000L};
+
+			rd_kafka_poll(rk, 0);
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
+static int run(const valctl_common *c, const fleet_opts *o)
+{
+	const char *sub = "fleet";
+	fleet f;
+	run_info ri;
+	valctl_kctx kctx;
+	codec_limits limits;
+	codec *encoder = NULL;
+	rd_kafka_t *producer = NULL;
+	char **tokens = NULL, *key_pem = NULL, *svc_buf = NULL, *fmt_buf = NULL;
+	char *svc_items[MAX_SERVICES], *fmt_items[MAX_SERVICES];
+	codec_val_service services[MAX_SERVICES];
+	codec_kv seq_kv[MAX_SERVICES];
+	char seq_text[24], requester[256], endpoint[300];
+	size_t total = o->servers * o->requests, i, j, k;
+	int nsvc, nfmt, reader_started = 0, rc = VALCTL_EXIT_RUNTIME;
+	pthread_t reader;
+	int64_t deadline_us;
+	char errstr[512];
+
+	memset(&f, 0, sizeof f);
+	memset(&ri, 0, sizeof ri);
+	atomic_init(&f.received, 0);
+	atomic_init(&f.stop, 0);
+	ri.servers = o->servers;
+	ri.requests = o->requests;
+	ri.as_json = o->json;
+
+	nsvc = split_list(o->services, &svc_buf, svc_items, MAX_SERVICES);
+	nfmt = split_list(o->formats, &fmt_buf, fmt_items, MAX_SERVICES);
+	if (nsvc < 0 || nfmt < 0 || (nfmt != 1 && nfmt != nsvc)) {
+		rc = valctl_usage(sub, "--services needs A,B,... and --formats one format or "
+		                       "one per service");
+		goto done;
+	}
+	memset(services, 0, sizeof services);
+	for (k = 0; k < (size_t)nsvc; k++) {
+		const char *fmt = fmt_items[nfmt == 1 ? 0 : k];
+
+		if (codec_key_format_type_parse(fmt, &services[k].format_type) != 0) {
+			rc = valctl_usage(sub, "unknown key format '%s'", fmt);
+			goto done;
+		}
+		services[k].val_service_id = svc_items[k];
+		seq_kv[k].key = (char *)(uintptr_t) "seq";
+		seq_kv[k].value = seq_text;
+		services[k].content = &seq_kv[k];
+		services[k].content_count = 1;
+	}
+	if (snprintf(requester, sizeof requester, "%s%zu", o->prefix, o->servers) >=
+	    (int)sizeof requester) {
+		rc = valctl_usage(sub, "--prefix is too long");
+		goto done;
+	}
+
+	/* Everything that can fail before a request is sent, first. */
+	key_pem = valctl_read_file(o->key_file, KEY_FILE_MAX, NULL, errstr, sizeof errstr);
+	if (key_pem == NULL) {
+		valctl_err(sub, "%s", errstr);
+		goto done;
+	}
+	tokens = calloc(o->servers, sizeof *tokens);
+	f.last_seq = malloc(o->servers * sizeof *f.last_seq);
+	if (tokens == NULL || f.last_seq == NULL || table_init(&f.tab, total) != 0) {
+		valctl_err(sub, "out of memory for %zu requests", total);
+		goto done;
+	}
+	f.servers = o->servers;
+	for (i = 0; i < o->servers; i++) {
+		valctl_token_claims tc = {o->iss,   requester, o->vsp_ids[i % o->vsp_count],
+		                          "ss-kpp", 3600,      1};
+		json_t *payload;
+
+		f.last_seq[i] = -1;
+		snprintf(requester, sizeof requester, "%s%zu", o->prefix, i);
+		payload = valctl_token_payload(&tc, errstr, sizeof errstr);
+		if (payload != NULL) {
+			tokens[i] = valctl_token_sign(key_pem, o->alg, o->kid, payload, errstr,
+			                              sizeof errstr);
+			json_decref(payload);
+		}
+		if (payload == NULL || tokens[i] == NULL) {
+			valctl_err(sub, "cannot make the token of %s: %s", requester, errstr);
+			goto done;
+		}
+	}
+	/* Request j of server i is entry j * servers + i: the send order. */
+	for (j = 0; j < o->requests; j++) {
+		for (i = 0; i < o->servers; i++) {
+			entry *e = &f.tab.entries[j * o->servers + i];
+
+			e->server = (uint32_t)i;
+			e->seq = (uint32_t)j;
+			e->result = -1;
+			e->cause = -1;
+			if (valctl_uuid_v4(e->id, errstr, sizeof errstr) != 0) {
+				valctl_err(sub, "%s", errstr);
+				goto done;
+			}
+			if (table_insert(&f.tab, j * o->servers + i) != 0) {
+				valctl_err(sub, "two random request ids are equal");
+				goto done;
+			}
+		}
+	}
+	codec_limits_default(&limits);
+	encoder = codec_new(&limits, errstr, sizeof errstr);
+	f.decoder = codec_new(&limits, errstr, sizeof errstr);
+	if (encoder == NULL || f.decoder == NULL) {
+		valctl_err(sub, "cannot load the schemas: %s", errstr);
+		goto done;
+	}
+	memset(&kctx, 0, sizeof kctx);
+	kctx.verbose = c->verbose;
+	kctx.on_delivery = on_delivery;
+	kctx.user = &f;
+	producer = valctl_producer_new(c, &kctx, (int)(o->timeout_s * 1000.0) + 30000, errstr,
+	                               sizeof errstr);
+	if (producer == NULL) {
+		valctl_err(sub, "%s", errstr);
+		goto done;
+	}
+	if (valctl_producer_prepare(producer, c->requests_topic, 30000, errstr, sizeof errstr) !=
+	    0) {
+		valctl_err(sub, "%s", errstr);
+		goto done;
+	}
+	f.tail = valctl_tail_new(c, c->reply_topic, 0, 30000, errstr, sizeof errstr);
+	if (f.tail == NULL) {
+		valctl_err(sub, "%s", errstr);
+		goto done;
+	}
+	if (pthread_create(&reader, NULL, reader_main, &f) != 0) {
+		valctl_err(sub, "cannot start the reader thread");
+		goto done;
+	}
+	reader_started = 1;
+
+	ri.first_send_us = valctl_mono_us();
+	for (k = 0; k < total && valctl_run; k++) {
+		entry *e = &f.tab.entries[k];
+		codec_request req;
+		rd_kafka_headers_t *h;
+		unsigned char *value = NULL;
+		size_t value_len = 0;
+		int r;
+
+		if (o->rate > 0)
+			pace(producer, ri.first_send_us + (int64_t)((double)k * 1e6 / o->rate));
+		snprintf(requester, sizeof requester, "%s%zu", o->prefix, (size_t)e->server);
+		snprintf(endpoint, sizeof endpoint, "https://%s.val.example/kpp", requester);
+		snprintf(seq_text, sizeof seq_text, "%u", e->seq);
+		memset(&req, 0, sizeof req);
+		req.request_id = e->id;
+		req.requester_identity = requester;
+		req.endpoint = endpoint;
+		req.access_token = tokens[e->server];
+		req.services = services;
+		req.service_count = (size_t)nsvc;
+		req.sent_at = valctl_now_ms();
+		if (codec_encode_request(encoder, &req, &value, &value_len, errstr,
+		                         sizeof errstr) != 0) {
+			valctl_err(sub, "cannot encode a request: %s", errstr);
+			break;
+		}
+		/* The requestId doubles as the correlation id. */
+		h = valctl_request_headers(c->reply_topic, e->id, strlen(e->id), -1, e->id,
+		                           requester);
+		if (h == NULL) {
+			free(value);
+			valctl_err(sub, "cannot build the headers");
+			break;
+		}
+		e->sent_us = valctl_mono_us();
+		r = valctl_produce(producer, c->requests_topic, RD_KAFKA_PARTITION_UA, requester,
+		                   strlen(requester), value, value_len, h, e,
+		                   e->sent_us + (int64_t)(o->timeout_s * 1e6), errstr,
+		                   sizeof errstr);
+		free(value);
+		if (r != 0) {
+			e->sent_us = 0;
+			rd_kafka_headers_destroy(h);
+			valctl_err(sub, "%s", errstr);
+			break;
+		}
+		ri.sent++;
+		ri.last_send_us = e->sent_us;
+		rd_kafka_poll(producer, 0);
+	}
+
+	/* Wait for the Results of everything delivered. */
+	deadline_us = valctl_mono_us() + (int64_t)(o->timeout_s * 1e6);
+	while (valctl_run && valctl_mono_us() < deadline_us &&
+	       atomic_load(&f.received) + f.delivery_errors < ri.sent)
+		rd_kafka_poll(producer, 20);
+	rd_kafka_flush(producer, 5000);
+	atomic_store(&f.stop, 1);
+	pthread_join(reader, NULL);
+	reader_started = 0;
+
+	if (!valctl_run)
+		valctl_err(sub, "interrupted");
+	if (print_summary(&f, &ri) != 0 || fflush(stdout) != 0) {
+		valctl_err(sub, "cannot write the summary to stdout");
+		goto done;
+	}
+	if (ri.sent < total || f.delivery_errors > 0) {
+		if (valctl_run)
+			valctl_err(sub, "%zu of %zu requests were not delivered",
+			           total - ri.sent + f.delivery_errors, total);
+		rc = VALCTL_EXIT_RUNTIME;
+	} else {
+		rc = atomic_load(&f.received) < ri.sent ? VALCTL_EXIT_FAILURE : VALCTL_EXIT_SUCCESS;
+	}
+done:
+	if (reader_started) {
+		atomic_store(&f.stop, 1);
+		pthread_join(reader, NULL);
+	}
+	if (producer != NULL) {
+		rd_kafka_flush(producer, 1000);
+		rd_kafka_destroy(producer);
+	}
+	valctl_tail_destroy(f.tail);
+	codec_destroy(encoder);
+	codec_destroy(f.decoder);
+	for (i = 0; tokens != NULL && i < o->servers; i++)
+		free(tokens[i]);
+	free(tokens);
+	if (key_pem != NULL) {
+		memset(key_pem, 0, strlen(key_pem));
+		free(key_pem);
+	}
+	free(f.last_seq);
+	table_free(&f.tab);
+	free(svc_buf);
+	free(fmt_buf);
+	return rc;
+}
+
+int valctl_cmd_fleet(int argc, char **argv)
+{
+	static const struct option opts[] = {VALCTL_COMMON_LONGOPTS,
+	                                     {"servers", required_argument, NULL, OPT_SERVERS},
+	                                     {"requests", required_argument, NULL, OPT_REQUESTS},
+	                                     {"key", required_argument, NULL, OPT_KEY},
+	                                     {"iss", required_argument, NULL, OPT_ISS},
+	                                     {"kid", required_argument, NULL, OPT_KID},
+	                                     {"alg", required_argument, NULL, OPT_ALG},
+	                                     {"vsp-id", required_argument, NULL, OPT_VSP_ID},
+	                                     {"services", required_argument, NULL, OPT_SERVICES},
+	                                     {"formats", required_argument, NULL, OPT_FORMATS},
+	                                     {"prefix", required_argument, NULL, OPT_PREFIX},
+	                                     {"rate", required_argument, NULL, OPT_RATE},
+	                                     {"timeout", required_argument, NULL, OPT_TIMEOUT},
+	                                     {"json", no_argument, NULL, OPT_JSON},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {NULL, 0, NULL, 0}};
+	const char *sub = "fleet";
+	valctl_common common;
+	fleet_opts o;
+	int64_t v;
+	int opt, r, rc;
+
+	valctl_common_init(&common);
+	memset(&o, 0, sizeof o);
+	o.alg = JWT_ALG_ES256;
+	o.prefix = "fleet-";
+	o.services = "v2x.a";
+	o.formats = "JWK";
+	o.timeout_s = 30;
+	o.vsp_ids = calloc((size_t)argc + 1, sizeof *o.vsp_ids);
+	if (o.vsp_ids == NULL) {
+		valctl_err(sub, "out of memory");
+		return VALCTL_EXIT_RUNTIME;
+	}
+	while ((opt = getopt_long(argc, argv, ":h" VALCTL_COMMON_SHORTOPTS, opts, NULL)) != -1) {
+		switch (opt) {
+		case OPT_SERVERS:
+			if (valctl_parse_int64(optarg, 1, MAX_SERVERS, &v) != 0) {
+				rc = valctl_usage(sub, "--servers needs 1..%d, got '%s'",
+				                  MAX_SERVERS, optarg);
+				goto done;
+			}
+			o.servers = (size_t)v;
+			break;
+		case OPT_REQUESTS:
+			if (valctl_parse_int64(optarg, 1, MAX_REQUESTS, &v) != 0) {
+				rc = valctl_usage(sub, "--requests needs 1..%d, got '%s'",
+				                  MAX_REQUESTS, optarg);
+				goto done;
+			}
+			o.requests = (size_t)v;
+			break;
+		case OPT_KEY:
+			o.key_file = optarg;
+			break;
+		case OPT_ISS:
+			o.iss = optarg;
+			break;
+		case OPT_KID:
+			o.kid = optarg;
+			break;
+		case OPT_ALG:
+			if (jwt_alg_parse(optarg, &o.alg) != 0) {
+				rc = valctl_usage(sub, "unknown --alg '%s'", optarg);
+				goto done;
+			}
+			break;
+		case OPT_VSP_ID:
+			o.vsp_ids[o.vsp_count++] = optarg;
+			break;
+		case OPT_SERVICES:
+			o.services = optarg;
+			break;
+		case OPT_FORMATS:
+			o.formats = optarg;
+			break;
+		case OPT_PREFIX:
+			o.prefix = optarg;
+			break;
+		case OPT_RATE:
+			if (valctl_parse_double(optarg, 0, 1e7, &o.rate) != 0) {
+				rc = valctl_usage(sub,
+				                  "--rate needs requests per second >= 0, "
+				                  "got '%s'",
+				                  optarg);
+				goto done;
+			}
+			break;
+		case OPT_TIMEOUT:
+			if (valctl_parse_double(optarg, 0.001, 1e6, &o.timeout_s) != 0) {
+				rc = valctl_usage(sub, "--timeout needs seconds > 0, got '%s'",
+				                  optarg);
+				goto done;
+			}
+			break;
+		case OPT_JSON:
+			o.json = 1;
+			break;
+		case 'h':
+			fputs(fleet_help, stdout);
+			fputs(valctl_common_help, stdout);
+			rc = VALCTL_EXIT_SUCCESS;
+			goto done;
+		default:
+			r = valctl_common_option(&common, sub, opt, optarg);
+			if (r != 1) {
+				rc = r == 0 ? valctl_getopt_error(sub, opt, argv)
+				            : VALCTL_EXIT_USAGE;
+				goto done;
+			}
+		}
+	}
+	if (optind < argc) {
+		rc = valctl_usage(sub, "unexpected argument '%s'", argv[optind]);
+		goto done;
+	}
+	if (o.servers == 0 || o.requests == 0 || o.key_file == NULL || o.iss == NULL ||
+	    o.vsp_count == 0) {
+		rc = valctl_usage(sub, "--servers, --requests, --key, --iss and --vsp-id are "
+		                       "required");
+		goto done;
+	}
+	if (o.servers * o.requests > MAX_TOTAL) {
+		rc = valctl_usage(sub, "--servers times --requests must be at most %d", MAX_TOTAL);
+		goto done;
+	}
+	rc = run(&common, &o);
+done:
+	free(o.vsp_ids);
+	valctl_common_free(&common);
+	return rc;
+}
