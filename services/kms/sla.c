@@ -49,7 +49,7 @@ static void clip(char out[NAME_CLIP + 4], const char *name)
 /* Format one sentence into detail, cut at a character boundary. The names in
  * the arguments are clipped by the caller. */
 static void say(char *detail, size_t detail_size, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void say(char *detail, size_t detail_size, const char *fmt, ...)
 {
@@ -87,7 +87,7 @@ static int sla_allows(const sla_terms *t, codec_key_format_type f)
 }
 
 codec_cause sla_evaluate(const sla_context *ctx, const codec_val_service *services, size_t n,
-			 char *detail, size_t detail_size)
+                         char *detail, size_t detail_size)
 {
 	char vsp[NAME_CLIP + 4], svc[NAME_CLIP + 4];
 	if (detail_size > 0)
@@ -107,7 +107,7 @@ codec_cause sla_evaluate(const sla_context *ctx, const codec_val_service *servic
 		int covered = 0;
 		for (size_t k = 0; k < ctx->sla_count && !covered; k++)
 			covered = sla_active(&ctx->slas[k], ctx->now_ms) &&
-				  sla_covers(&ctx->slas[k], services[i].val_service_id);
+			          sla_covers(&ctx->slas[k], services[i].val_service_id);
 		if (!covered) {
 			clip(vsp, ctx->vsp_id);
 			clip(svc, services[i].val_service_id);
@@ -147,8 +147,8 @@ codec_cause sla_evaluate(const sla_context *ctx, const codec_val_service *servic
 		for (size_t k = 0; k < ctx->sla_count && !allowed; k++) {
 			const sla_terms *t = &ctx->slas[k];
 			allowed = sla_active(t, ctx->now_ms) &&
-				  sla_covers(t, services[i].val_service_id) &&
-				  sla_has_room(ctx, t) && sla_allows(t, services[i].format_type);
+			          sla_covers(t, services[i].val_service_id) &&
+			          sla_has_room(ctx, t) && sla_allows(t, services[i].format_type);
 		}
 		if (!allowed) {
 			const char *name = codec_key_format_type_name(services[i].format_type);

@@ -25,9 +25,9 @@ typedef struct {
 
 /* What is known of the provider and the VAL server. Borrowed. */
 typedef struct {
-	const char *vsp_id;   /* the token's vsp_id, named in details */
-	int provider_known;   /* the provider exists */
-	int provider_enabled; /* and is not disabled */
+	const char *vsp_id;    /* the token's vsp_id, named in details */
+	int provider_known;    /* the provider exists */
+	int provider_enabled;  /* and is not disabled */
 	const sla_terms *slas; /* the provider's SLAs; inactive ones are ignored */
 	size_t sla_count;
 	int val_server_stored;         /* the VAL server is stored already ... */
@@ -51,7 +51,7 @@ typedef struct {
  * Rules 1 to 4 fail with NOT_ALLOWED_BY_SLA, rule 5 with
  * KEY_FORMAT_NOT_ALLOWED. */
 codec_cause sla_evaluate(const sla_context *ctx, const codec_val_service *services, size_t n,
-			 char *detail, size_t detail_size);
+                         char *detail, size_t detail_size);
 
 /* Copy src into dst (size bytes, always NUL-terminated when size > 0),
  * truncated at a UTF-8 character boundary so that the copy stays valid UTF-8

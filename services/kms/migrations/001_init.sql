@@ -11,8 +11,10 @@ CREATE TABLE providers (
 	vsp_id text PRIMARY KEY,
 	name text NOT NULL DEFAULT '',
 	enabled boolean NOT NULL DEFAULT true,
-	-- Maintained by the trigger below; read under the provider's row lock,
-	-- so an admission checks the SLA limit without counting val_servers.
+	-- How many val_servers rows name this provider. Kept by the KM-S, which
+	-- adds its batch's admissions once per batch while it holds the
+	-- provider's row lock, so an admission checks the SLA limit without
+	-- counting val_servers.
 	val_server_count integer NOT NULL DEFAULT 0 CHECK (val_server_count >= 0),
 	created_at timestamptz NOT NULL DEFAULT now(),
 	disabled_at timestamptz
@@ -98,26 +100,3 @@ CREATE TABLE audit (
 -- limited to about 2.7 kB, and a too-long identity must still get its audit
 -- row); the trail is ordered by id after the lookup.
 CREATE INDEX audit_requester_identity ON audit USING hash (requester_identity);
-
-CREATE FUNCTION val_servers_count() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-	IF TG_OP IN ('UPDATE', 'DELETE') THEN
-		UPDATE providers SET val_server_count = val_server_count - 1
-		WHERE vsp_id = OLD.vsp_id;
-	END IF;
-	IF TG_OP IN ('UPDATE', 'INSERT') THEN
-		UPDATE providers SET val_server_count = val_server_count + 1
-		WHERE vsp_id = NEW.vsp_id;
-	END IF;
-	RETURN NULL;
-END;
-$$;
-
-CREATE TRIGGER val_servers_count_insert_delete
-	AFTER INSERT OR DELETE ON val_servers
-	FOR EACH ROW EXECUTE FUNCTION val_servers_count();
-CREATE TRIGGER val_servers_count_move
-	AFTER UPDATE OF vsp_id ON val_servers
-	FOR EACH ROW WHEN (OLD.vsp_id IS DISTINCT FROM NEW.vsp_id)
-	EXECUTE FUNCTION val_servers_count();

@@ -1,0 +1,1246 @@
+/*
+ * kmsctl: the KM-S's admin command. It manages VAL service providers and
+ * their SLAs, and shows what the KM-S stored: VAL servers and their key
+ * formats, decisions, the audit trail, counts. It talks to the KM-S's
+ * PostgreSQL database directly (--dsn or KMS_DSN), never to the service.
+ *
+ * Human tables by default (cells escaped: see table.h); --json prints the
+ * same data exactly, as JSON, in these shapes (times are ISO 8601 UTC strings
+ * with milliseconds, "2030-01-31T12:00:00.000Z"; processed_at is the
+ * Result's processedAt, milliseconds since the epoch; absent values are null):
+ *
+ *   migrate          {"applied": N}
+ *   provider add     {"vsp_id", "name", "enabled"}
+ *   provider list    [{"vsp_id", "name", "enabled"}]
+ *   provider disable / enable   {"vsp_id", "name", "enabled"}
+ *   sla add          {"sla_id"}
+ *   sla list         [{"sla_id", "vsp_id", "services": [], "key_formats": [],
+ *                      "max_val_servers", "valid_from", "valid_until",
+ *                      "revoked"}]
+ *   sla revoke       {"sla_id", "revoked": true}
+ *   valserver list   [{"requester_identity", "vsp_id", "endpoint",
+ *                      "first_provisioned_at", "last_provisioned_at",
+ *                      "services": {"SVC": {"format_type", "format_version",
+ *                                           "content": {}, "version"}}}]
+ *   valserver show   the same object, plus "history": [{"val_service_id",
+ *                      "version", "format_type", "format_version", "content",
+ *                      "request_id", "provisioned_at"}] in service and version
+ *                      order
+ *   audit            [{"topic", "partition", "offset", "request_id",
+ *                      "outcome", "result", "cause", "detail", "kms_id",
+ *                      "processed_at", "reply_note"}] in the order recorded
+ *   decision         {"request_id", "requester_identity", "result", "cause",
+ *                     "detail", "kms_id", "processed_at"}
+ *   stats            {"decisions": {"total", "by_result": {RESULT: N},
+ *                                   "by_cause": {CAUSE: N}},
+ *                     "audit": {"total", "by_outcome": {OUTCOME: N}},
+ *                     "providers", "slas", "val_servers",
+ *                     "key_format_versions"}
+ *
+ * Exit codes: 0 done; 1 runtime failure (one line on stderr); 2 misuse (one
+ * hint on stderr); 3 already exists (provider add); 4 not found.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "store.h"
+#include "table.h"
+
+enum {
+	EXIT_OK = 0,
+	EXIT_RUNTIME = 1,
+	EXIT_USAGE = 2,
+	EXIT_EXISTS = 3,
+	EXIT_NOT_FOUND = 4,
+};
+
+/* Options a command may take, as bits. */
+enum {
+	OPT_NAME = 1 << 0,
+	OPT_PROVIDER = 1 << 1,
+	OPT_SERVICES = 1 << 2,
+	OPT_KEY_FORMATS = 1 << 3,
+	OPT_MAX = 1 << 4,
+	OPT_FROM = 1 << 5,
+	OPT_UNTIL = 1 << 6,
+};
+
+typedef struct {
+	const char *dsn;
+	int json;
+	unsigned given; /* OPT_ bits seen */
+	const char *name;
+	const char *provider;
+	const char *services;
+	const char *key_formats;
+	const char *max;
+	const char *valid_from;
+	const char *valid_until;
+	char **args; /* the positional arguments after the command words */
+	int nargs;
+} cli;
+
+/* ISO 8601 UTC with milliseconds, for every timestamptz shown. */
+#define ISO(col) "to_char((" col ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+static void usage(FILE *f)
+{
+	fputs("usage: kmsctl [--dsn DSN] [--json] COMMAND [ARGS]\n"
+	      "\n"
+	      "The KM-S's admin command: VAL service providers, their SLAs, and what the\n"
+	      "KM-S stored. DSN is a libpq connection string; default: $KMS_DSN.\n"
+	      "\n"
+	      "commands:\n"
+	      "  migrate                          create or upgrade the schema\n"
+	      "  provider add VSP_ID [--name NAME]\n"
+	      "  provider list\n"
+	      "  provider disable VSP_ID          its SLAs stop applying\n"
+	      "  provider enable VSP_ID\n"
+	      "  sla add --provider VSP_ID --services A,B --key-formats JWK,RAW\n"
+	      "          --max-val-servers N [--valid-from TIME] [--valid-until TIME]\n"
+	      "                                   prints the new SLA's id; TIME is ISO 8601\n"
+	      "                                   (2030-01-31 or 2030-01-31T12:00:00Z; UTC\n"
+	      "                                   unless an offset is given); default valid\n"
+	      "                                   from now until a year later\n"
+	      "  sla list [--provider VSP_ID]\n"
+	      "  sla revoke SLA_ID\n"
+	      "  valserver list [--provider VSP_ID]\n"
+	      "  valserver show IDENTITY          current key formats and their history\n"
+	      "  audit IDENTITY                   the audit trail of a VAL server\n"
+	      "  decision REQUEST_ID              the decision recorded for a requestId\n"
+	      "  stats                            counts\n"
+	      "\n"
+	      "options:\n"
+	      "  --dsn DSN     PostgreSQL connection string (default: $KMS_DSN)\n"
+	      "  --json        print JSON instead of tables\n"
+	      "  -h, --help    print this help\n"
+	      "\n"
+	      "key formats: RAW OPAQUE PKCS1 PKCS8 X509 EC_PRIVATE_KEY\n"
+	      "             TRANSPARENT_SYMMETRIC_KEY JWK MIKEY_SAKKE\n"
+	      "exit codes: 0 done, 1 failure, 2 misuse, 3 already exists, 4 not found\n",
+	      f);
+}
+
+static int misuse(const char *what)
+{
+	fprintf(stderr, "kmsctl: %s (see kmsctl --help)\n", what);
+	return EXIT_USAGE;
+}
+
+/* One line on stderr; message may come from libpq (with newlines). */
+static int fail_line(int code, const char *what, const char *message)
+{
+	char line[512];
+	snprintf(line, sizeof line, "%s%s%s", what, message != NULL ? ": " : "",
+	         message != NULL ? message : "");
+	for (char *p = line; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	size_t n = strlen(line);
+	while (n > 0 && line[n - 1] == ' ')
+		line[--n] = '\0';
+	fprintf(stderr, "kmsctl: %s\n", line);
+	return code;
+}
+
+/* ---- checked input ---- */
+
+static int utf8_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		unsigned c = *p;
+		size_t n;
+		unsigned min, cp;
+		if (c < 0x80) {
+			p++;
+			continue;
+		} else if ((c & 0xE0) == 0xC0) {
+			n = 2, min = 0x80, cp = c & 0x1F;
+		} else if ((c & 0xF0) == 0xE0) {
+			n = 3, min = 0x800, cp = c & 0x0F;
+		} else if ((c & 0xF8) == 0xF0) {
+			n = 4, min = 0x10000, cp = c & 0x07;
+		} else {
+			return 0;
+		}
+		for (size_t i = 1; i < n; i++) {
+			if ((p[i] & 0xC0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (p[i] & 0x3F);
+		}
+		if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+			return 0;
+		p += n;
+	}
+	return 1;
+}
+
+/* A decimal integer in [min, max], nothing else. */
+static int parse_int(const char *s, long long min, long long max, long long *out)
+{
+	if (s == NULL || *s == '\0' || *s == '+' || *s == ' ')
+		return -1;
+	char *end = NULL;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* n digits at s into *out; returns 0 or -1. */
+static int digits(const char *s, int n, int *out)
+{
+	int v = 0;
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/* Days from 1970-01-01 to the given proleptic Gregorian date. */
+static int64_t days_from_civil(int y, int m, int d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+/* ISO 8601: YYYY-MM-DD, or YYYY-MM-DDTHH:MM[:SS[.fff]] with an optional Z or
+ * +HH:MM / -HH:MM (UTC when absent). Milliseconds since the epoch in *out. */
+static int parse_time(const char *s, int64_t *out)
+{
+	static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	int y, mo, d, h = 0, mi = 0, sec = 0, ms = 0, off = 0;
+	if (strlen(s) < 10 || digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) ||
+	    s[7] != '-' || digits(s + 8, 2, &d))
+		return -1;
+	if (y < 1900 || mo < 1 || mo > 12 || d < 1)
+		return -1;
+	int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	if (d > mdays[mo - 1] + (mo == 2 && leap))
+		return -1;
+	const char *p = s + 10;
+	if (*p == 'T' || *p == 't') {
+		if (digits(p + 1, 2, &h) || p[3] != ':' || digits(p + 4, 2, &mi))
+			return -1;
+		p += 6;
+		if (*p == ':') {
+			if (digits(p + 1, 2, &sec))
+				return -1;
+			p += 3;
+			if (*p == '.') {
+				int nd = 0;
+				p++;
+				while (*p >= '0' && *p <= '9') {
+					if (nd < 3)
+						ms = ms * 10 + (*p - '0');
+					nd++;
+					p++;
+				}
+				if (nd == 0)
+					return -1;
+				for (; nd < 3; nd++)
+					ms *= 10;
+			}
+		}
+		if (h > 23 || mi > 59 || sec > 59)
+			return -1;
+		if (*p == 'Z' || *p == 'z') {
+			p++;
+		} else if (*p == '+' || *p == '-') {
+			int oh, om;
+			if (digits(p + 1, 2, &oh) || p[3] != ':' || digits(p + 4, 2, &om) ||
+			    oh > 23 || om > 59)
+				return -1;
+			off = (oh * 60 + om) * (*p == '-' ? -1 : 1);
+			p += 6;
+		}
+	}
+	if (*p != '\0')
+		return -1;
+	int64_t days = days_from_civil(y, mo, d);
+	*out = ((days * 24 + h) * 60 + mi - off) * 60000 + (int64_t)sec * 1000 + ms;
+	return 0;
+}
+
+/* A comma-separated list as a JSON array text (duplicates dropped). Every
+ * item must be non-empty. Returns a malloc'd text, or NULL (errs says why). */
+static char *list_json(const char *list, int key_formats, char *err, size_t err_size)
+{
+	char *text = NULL, *copy = strdup(list);
+	json_t *arr = json_array();
+	if (copy == NULL || arr == NULL) {
+		snprintf(err, err_size, "out of memory");
+		goto done;
+	}
+	char *item = copy;
+	for (;;) {
+		char *comma = strchr(item, ',');
+		if (comma != NULL)
+			*comma = '\0';
+		if (*item == '\0') {
+			snprintf(err, err_size, "an empty item in a comma-separated list");
+			goto done;
+		}
+		if (key_formats) {
+			codec_key_format_type t;
+			if (codec_key_format_type_parse(item, &t) != 0) {
+				char *shown = table_escape(item);
+				snprintf(err, err_size,
+				         "unknown key format '%.64s' (known: RAW, OPAQUE, PKCS1, "
+				         "PKCS8, X509, EC_PRIVATE_KEY, TRANSPARENT_SYMMETRIC_KEY, "
+				         "JWK, MIKEY_SAKKE)",
+				         shown != NULL ? shown : "?");
+				free(shown);
+				goto done;
+			}
+		}
+		int seen = 0;
+		size_t i;
+		json_t *v;
+		json_array_foreach(arr, i, v) seen |= strcmp(json_string_value(v), item) == 0;
+		if (!seen && json_array_append_new(arr, json_string(item)) != 0) {
+			snprintf(err, err_size, "out of memory");
+			goto done;
+		}
+		if (comma == NULL)
+			break;
+		item = comma + 1;
+	}
+	text = json_dumps(arr, JSON_COMPACT);
+	if (text == NULL)
+		snprintf(err, err_size, "out of memory");
+done:
+	json_decref(arr);
+	free(copy);
+	return text;
+}
+
+/* ---- database ---- */
+
+static void ignore_notice(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
+static PGconn *db_connect(const char *dsn)
+{
+	PGconn *c = PQconnectdb(dsn);
+	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+		fail_line(0, "cannot connect to PostgreSQL", c != NULL ? PQerrorMessage(c) : NULL);
+		PQfinish(c);
+		return NULL;
+	}
+	PQsetNoticeProcessor(c, ignore_notice, NULL);
+	if (PQsetClientEncoding(c, "UTF8") != 0) {
+		fail_line(0, "cannot set the client encoding", PQerrorMessage(c));
+		PQfinish(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* Run one parameterized statement. Returns its result, or NULL with the
+ * failure printed, unless its SQLSTATE is quiet_state, which the caller
+ * handles: then *quiet is set to 1. */
+static PGresult *db_run_quiet(PGconn *c, const char *sql, int n, const char *const *params,
+                              const char *quiet_state, int *quiet)
+{
+	PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+	ExecStatusType st = PQresultStatus(r);
+	if (r != NULL && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK))
+		return r;
+	const char *state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	const char *msg = r != NULL ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	if (quiet_state != NULL && state != NULL && strcmp(state, quiet_state) == 0)
+		*quiet = 1;
+	else
+		fail_line(0, "database", msg != NULL ? msg : PQerrorMessage(c));
+	PQclear(r);
+	return NULL;
+}
+
+static PGresult *db_run(PGconn *c, const char *sql, int n, const char *const *params)
+{
+	return db_run_quiet(c, sql, n, params, NULL, NULL);
+}
+
+static const char *cell(const PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+/* ---- JSON ---- */
+
+/* A JSON string of s, or null for NULL. Text from the database is UTF-8;
+ * should a byte not be, it is shown as U+FFFD rather than lost. */
+static json_t *jstr(const char *s)
+{
+	if (s == NULL)
+		return json_null();
+	json_t *j = json_string(s);
+	if (j != NULL)
+		return j;
+	size_t len = strlen(s);
+	char *fixed = malloc(len * 3 + 1);
+	if (fixed == NULL)
+		return NULL;
+	size_t o = 0;
+	for (size_t i = 0; i < len;) {
+		char one[5] = {0};
+		size_t n = 1;
+		for (; n <= 4 && i + n <= len; n++) {
+			memcpy(one, s + i, n);
+			one[n] = '\0';
+			if (utf8_valid(one))
+				break;
+		}
+		if (n <= 4 && i + n <= len) {
+			memcpy(fixed + o, s + i, n);
+			o += n;
+			i += n;
+		} else {
+			memcpy(fixed + o, "\xEF\xBF\xBD", 3);
+			o += 3;
+			i++;
+		}
+	}
+	fixed[o] = '\0';
+	j = json_string(fixed);
+	free(fixed);
+	return j;
+}
+
+static json_t *jint(const char *s)
+{
+	long long v;
+	if (s == NULL || parse_int(s, INT64_MIN, INT64_MAX, &v) != 0)
+		return json_null();
+	return json_integer(v);
+}
+
+static json_t *jbool(const char *s)
+{
+	return s == NULL ? json_null() : json_boolean(strcmp(s, "t") == 0);
+}
+
+/* JSON text from the database (jsonb, to_json), parsed. */
+static json_t *jparse(const char *s)
+{
+	if (s == NULL)
+		return json_null();
+	json_t *j = json_loads(s, JSON_DECODE_ANY, NULL);
+	return j != NULL ? j : json_null();
+}
+
+static int print_json(json_t *j)
+{
+	if (j == NULL)
+		return fail_line(EXIT_RUNTIME, "out of memory", NULL);
+	char *text = json_dumps(j, JSON_INDENT(2) | JSON_ENCODE_ANY);
+	json_decref(j);
+	if (text == NULL)
+		return fail_line(EXIT_RUNTIME, "cannot encode JSON", NULL);
+	puts(text);
+	free(text);
+	return EXIT_OK;
+}
+
+static int print_table(table *t)
+{
+	if (t == NULL)
+		return fail_line(EXIT_RUNTIME, "out of memory", NULL);
+	table_print(t, stdout);
+	table_destroy(t);
+	return EXIT_OK;
+}
+
+/* Add a row, or drop the table when out of memory (print_table reports it). */
+static table *row(table *t, const char *const *cells)
+{
+	if (t != NULL && table_add(t, cells) != 0) {
+		table_destroy(t);
+		return NULL;
+	}
+	return t;
+}
+
+/* ---- commands ---- */
+
+static int cmd_migrate(const cli *o)
+{
+	char err[512];
+	store *s = store_new(o->dsn, err, sizeof err);
+	if (s == NULL)
+		return fail_line(EXIT_RUNTIME, err, NULL);
+	int n = store_migrate(s, err, sizeof err);
+	store_destroy(s);
+	if (n < 0)
+		return fail_line(EXIT_RUNTIME, err, NULL);
+	if (o->json)
+		return print_json(json_pack("{s:i}", "applied", n));
+	printf("%d migration%s applied\n", n, n == 1 ? "" : "s");
+	return EXIT_OK;
+}
+
+static int show_provider(const cli *o, const PGresult *r, const char *done)
+{
+	if (o->json)
+		return print_json(json_pack("{s:o, s:o, s:o}", "vsp_id", jstr(cell(r, 0, 0)),
+		                            "name", jstr(cell(r, 0, 1)), "enabled",
+		                            jbool(cell(r, 0, 2))));
+	char *shown = table_escape(cell(r, 0, 0));
+	if (shown == NULL)
+		return fail_line(EXIT_RUNTIME, "out of memory", NULL);
+	printf("provider %s %s\n", shown, done);
+	free(shown);
+	return EXIT_OK;
+}
+
+static int cmd_provider_add(PGconn *c, const cli *o)
+{
+	const char *p[2] = {o->args[0], o->name != NULL ? o->name : ""};
+	if (p[0][0] == '\0')
+		return misuse("VSP_ID is empty");
+	PGresult *r = db_run(c,
+	                     "INSERT INTO providers (vsp_id, name) VALUES ($1, $2)"
+	                     " ON CONFLICT (vsp_id) DO NOTHING RETURNING vsp_id, name, enabled",
+	                     2, p);
+	if (r == NULL)
+		return EXIT_RUNTIME;
+	int rc = PQntuples(r) == 0 ? fail_line(EXIT_EXISTS, "the provider already exists", NULL)
+	                           : show_provider(o, r, "added");
+	PQclear(r);
+	return rc;
+}
+
+static int cmd_provider_list(PGconn *c, const cli *o)
+{
+	PGresult *r = db_run(c,
+	                     "SELECT vsp_id, name, enabled, " ISO("created_at") ", " ISO(
+	                         "disabled_at") ", val_server_count"
+	                                        " FROM providers ORDER BY vsp_id",
+	                     0, NULL);
+	if (r == NULL)
+		return EXIT_RUNTIME;
+	int rc;
+	if (o->json) {
+		json_t *arr = json_array();
+		for (int i = 0; i < PQntuples(r) && arr != NULL; i++)
+			if (json_array_append_new(arr, json_pack("{s:o, s:o, s:o}", "vsp_id",
+			                                         jstr(cell(r, i, 0)), "name",
+			                                         jstr(cell(r, i, 1)), "enabled",
+			                                         jbool(cell(r, i, 2)))) != 0) {
+				json_decref(arr);
+				arr = NULL;
+			}
+		rc = print_json(arr);
+	} else {
+		static const char *const h[] = {"VSP_ID",     "NAME",        "ENABLED",
+		                                "CREATED_AT", "DISABLED_AT", "VAL_SERVERS"};
+		table *t = table_new(6, h);
+		for (int i = 0; i < PQntuples(r); i++) {
+			const char *row_cells[6] = {
+			    cell(r, i, 0),
+			    cell(r, i, 1),
+			    strcmp(PQgetvalue(r, i, 2), "t") == 0 ? "yes" : "no",
+			    cell(r, i, 3),
+			    cell(r, i, 4),
+			    cell(r, i, 5)};
+			t = row(t, row_cells);
+		}
+		rc = print_table(t);
+	}
+	PQclear(r);
+	return rc;
+}
+
+static int cmd_provider_enable(PGconn *c, const cli *o, int enable)
+{
+	const char *p[2] = {o->args[0], enable ? "t" : "f"};
+	/* disabled_at keeps the first disabling */
+	PGresult *r = db_run(c,
+	                     "UPDATE providers SET enabled = $2,"
+	                     " disabled_at = CASE WHEN $2 THEN NULL"
+	                     " ELSE COALESCE(disabled_at, now()) END"
+	                     " WHERE vsp_id = $1 RETURNING vsp_id, name, enabled",
+	                     2, p);
+	if (r == NULL)
+		return EXIT_RUNTIME;
+	int rc = PQntuples(r) == 0 ? fail_line(EXIT_NOT_FOUND, "no such provider", NULL)
+	                           : show_provider(o, r, enable ? "enabled" : "disabled");
+	PQclear(r);
+	return rc;
+}
+
+static int cmd_sla_add(PGconn *c, const cli *o)
+{
+	unsigned need = OPT_PROVIDER | OPT_SERVICES | OPT_KEY_FORMATS | OPT_MAX;
+	if ((o->given & need) != need)
+		return misuse(
+		    "sla add needs --provider, --services, --key-formats and --max-val-servers");
+	long long max;
+	if (parse_int(o->max, 1, INT32_MAX, &max) != 0)
+		return misuse("--max-val-servers must be a whole number from 1 to 2147483647");
+	int64_t from = 0, until = 0;
+	if (o->valid_from != NULL && parse_time(o->valid_from, &from) != 0)
+		return misuse("--valid-from is not an ISO 8601 time like 2030-01-31T12:00:00Z");
+	if (o->valid_until != NULL && parse_time(o->valid_until, &until) != 0)
+		return misuse("--valid-until is not an ISO 8601 time like 2030-01-31T12:00:00Z");
+	if (o->valid_from != NULL && o->valid_until != NULL && until <= from)
+		return misuse("--valid-until must be later than --valid-from");
+
+	char err[256];
+	char *services = list_json(o->services, 0, err, sizeof err);
+	if (services == NULL)
+		return misuse(err);
+	char *formats = list_json(o->key_formats, 1, err, sizeof err);
+	if (formats == NULL) {
+		free(services);
+		return misuse(err);
+	}
+	char m[24], f[24], u[24];
+	snprintf(m, sizeof m, "%lld", max);
+	snprintf(f, sizeof f, "%lld", (long long)from);
+	snprintf(u, sizeof u, "%lld", (long long)until);
+	const char *p[6] = {o->provider,
+	                    services,
+	                    formats,
+	                    m,
+	                    o->valid_from != NULL ? f : NULL,
+	                    o->valid_until != NULL ? u : NULL};
+	int quiet = 0, rc = EXIT_RUNTIME;
+	/* 23514: the CHECK that valid_until is later than valid_from */
+	PGresult *r = db_run_quiet(
+	    c,
+	    "WITH t AS (SELECT COALESCE(to_timestamp($5::bigint / 1000.0), now()) AS f)"
+	    " INSERT INTO slas (vsp_id, services, key_formats, max_val_servers,"
+	    " valid_from, valid_until)"
+	    " SELECT p.vsp_id,"
+	    " ARRAY(SELECT e FROM jsonb_array_elements_text($2::jsonb) WITH ORDINALITY"
+	    "  AS a(e, i) ORDER BY i),"
+	    " ARRAY(SELECT e FROM jsonb_array_elements_text($3::jsonb) WITH ORDINALITY"
+	    "  AS a(e, i) ORDER BY i),"
+	    " $4, t.f, COALESCE(to_timestamp($6::bigint / 1000.0), t.f + interval '1 year')"
+	    " FROM providers p, t WHERE p.vsp_id = $1 RETURNING sla_id",
+	    6, p, "23514", &quiet);
+	if (r == NULL && quiet)
+		rc = misuse("--valid-until must be later than --valid-from");
+	else if (r != NULL && PQntuples(r) == 0)
+		rc = fail_line(EXIT_NOT_FOUND, "no such provider", NULL);
+	else if (r != NULL && o->json)
+		rc = print_json(json_pack("{s:o}", "sla_id", jint(cell(r, 0, 0))));
+	else if (r != NULL)
+		rc = printf("%s\n", PQgetvalue(r, 0, 0)) < 0 ? EXIT_RUNTIME : EXIT_OK;
+	PQclear(r);
+	free(services);
+	free(formats);
+	return rc;
+}
+
+/* A JSON array text of strings as one "a,b" cell (escaped later). */
+static char *joined(const char *json_text)
+{
+	json_t *arr = jparse(json_text);
+	size_t len = 1, i;
+	json_t *v;
+	json_array_foreach(arr, i, v) len += strlen(json_string_value(v)) + 1;
+	char *out = calloc(1, len);
+	size_t at = 0;
+	if (out != NULL)
+		json_array_foreach(arr, i, v)
+		{
+			int w = snprintf(out + at, len - at, "%s%s", i > 0 ? "," : "",
+			                 json_string_value(v));
+			if (w > 0)
+				at += (size_t)w;
+		}
+	json_decref(arr);
+	return out;
+}
+
+static int cmd_sla_list(PGconn *c, const cli *o)
+{
+	const char *p[1] = {o->provider};
+	PGresult *r = db_run(
+	    c,
+	    "SELECT sla_id, vsp_id, to_json(services)::text, to_json(key_formats)::text,"
+	    " max_val_servers, " ISO("valid_from") ", " ISO(
+	        "valid_until") ","
+	                       " revoked_at IS NOT NULL,"
+	                       " CASE WHEN revoked_at IS NOT NULL THEN 'revoked'"
+	                       " WHEN valid_until <= now() THEN 'expired'"
+	                       " WHEN valid_from > now() THEN 'pending'"
+	                       " WHEN NOT (SELECT enabled FROM providers WHERE vsp_id = "
+	                       "slas.vsp_id)"
+	                       " THEN 'provider disabled' ELSE 'active' END"
+	                       " FROM slas WHERE $1::text IS NULL OR vsp_id = $1 ORDER BY sla_id",
+	    1, p);
+	if (r == NULL)
+		return EXIT_RUNTIME;
+	int rc;
+	if (o->json) {
+		json_t *arr = json_array();
+		for (int i = 0; i < PQntuples(r) && arr != NULL; i++)
+			if (json_array_append_new(
+			        arr,
+			        json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "sla_id",
+			                  jint(cell(r, i, 0)), "vsp_id", jstr(cell(r, i, 1)),
+			                  "services", jparse(cell(r, i, 2)), "key_formats",
+			                  jparse(cell(r, i, 3)), "max_val_servers",
+			                  jint(cell(r, i, 4)), "valid_from", jstr(cell(r, i, 5)),
+			                  "valid_until", jstr(cell(r, i, 6)), "revoked",
+			                  jbool(cell(r, i, 7)))) != 0) {
+				json_decref(arr);
+				arr = NULL;
+			}
+		rc = print_json(arr);
+	} else {
+		static const char *const h[] = {
+		    "SLA_ID",          "VSP_ID",     "SERVICES",    "KEY_FORMATS",
+		    "MAX_VAL_SERVERS", "VALID_FROM", "VALID_UNTIL", "STATE"};
+		table *t = table_new(8, h);
+		for (int i = 0; i < PQntuples(r) && t != NULL; i++) {
+			char *svc = joined(cell(r, i, 2)), *kf = joined(cell(r, i, 3));
+			const char *row_cells[8] = {
+			    cell(r, i, 0), cell(r, i, 1), svc,           kf,
+			    cell(r, i, 4), cell(r, i, 5), cell(r, i, 6), cell(r, i, 8)};
+			t = svc != NULL && kf != NULL ? row(t, row_cells)
+			                              : (table_destroy(t), NULL);
+			free(svc);
+			free(kf);
+		}
+		rc = print_table(t);
+	}
+	PQclear(r);
+	return rc;
+}
+
+static int cmd_sla_revoke(PGconn *c, const cli *o)
+{
+	long long id;
+	if (parse_int(o->args[0], 1, INT64_MAX, &id) != 0)
+		return misuse("SLA_ID must be a positive whole number");
+	const char *p[1] = {o->args[0]};
+	/* revoked_at keeps the first revocation */
+	PGresult *r = db_run(c,
+	                     "UPDATE slas SET revoked_at = COALESCE(revoked_at, now())"
+	                     " WHERE sla_id = $1 RETURNING sla_id",
+	                     1, p);
+	if (r == NULL)
+		return EXIT_RUNTIME;
+	int rc;
+	if (PQntuples(r) == 0)
+		rc = fail_line(EXIT_NOT_FOUND, "no such SLA", NULL);
+	else if (o->json)
+		rc = print_json(
+		    json_pack("{s:o, s:b}", "sla_id", jint(cell(r, 0, 0)), "revoked", 1));
+	else
+		rc = printf("SLA %s revoked\n", PQgetvalue(r, 0, 0)) < 0 ? EXIT_RUNTIME : EXIT_OK;
+	PQclear(r);
+	return rc;
+}
+
+/* VAL servers with their current key format per service, one row per
+ * (server, service); $1 filters by provider, $2 by identity (NULL: all). */
+static const char SQL_VAL_SERVERS[] =
+    "SELECT v.requester_identity, v.vsp_id, v.endpoint, " ISO("v.first_provisioned_at") ", " ISO(
+        "v.last_provisioned_at") ","
+                                 " k.val_service_id, k.format_type, k.format_version,"
+                                 " k.content::text, k.version"
+                                 " FROM val_servers v LEFT JOIN LATERAL ("
+                                 "  SELECT DISTINCT ON (val_service_id) * FROM key_formats"
+                                 "  WHERE requester_identity = v.requester_identity"
+                                 "  ORDER BY val_service_id, version DESC) k ON true"
+                                 " WHERE ($1::text IS NULL OR v.vsp_id = $1)"
+                                 " AND ($2::text IS NULL OR v.requester_identity = $2)"
+                                 " ORDER BY v.requester_identity, k.val_service_id";
+
+/* The rows of SQL_VAL_SERVERS as the JSON array of the valserver list
+ * shape. */
+static json_t *val_servers_json(const PGresult *r)
+{
+	json_t *arr = json_array(), *cur = NULL, *services = NULL;
+	const char *cur_id = NULL;
+	for (int i = 0; i < PQntuples(r) && arr != NULL; i++) {
+		const char *id = PQgetvalue(r, i, 0);
+		if (cur_id == NULL || strcmp(cur_id, id) != 0) {
+			services = json_object();
+			cur = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "requester_identity",
+			                jstr(id), "vsp_id", jstr(cell(r, i, 1)), "endpoint",
+			                jstr(cell(r, i, 2)), "first_provisioned_at",
+			                jstr(cell(r, i, 3)), "last_provisioned_at",
+			                jstr(cell(r, i, 4)), "services", services);
+			if (cur == NULL || json_array_append_new(arr, cur) != 0)
+				goto oom;
+			cur_id = id;
+		}
+		if (PQgetisnull(r, i, 5))
+			continue;
+		json_t *kf = json_pack("{s:o, s:o, s:o, s:o}", "format_type", jstr(cell(r, i, 6)),
+		                       "format_version", jstr(cell(r, i, 7)), "content",
+		                       jparse(cell(r, i, 8)), "version", jint(cell(r, i, 9)));
+		if (kf == NULL || json_object_set_new(services, PQgetvalue(r, i, 5), kf) != 0)
+			goto oom;
+	}
+	return arr;
+oom:
+	json_decref(arr);
+	return NULL;
+}
+
+static table *val_servers_table(const PGresult *r)
+{
+	static const char *const h[] = {"REQUESTER_IDENTITY", "VSP_ID", "ENDPOINT",
+	                                "LAST_PROVISIONED_AT", "SERVICES"};
+	table *t = table_new(5, h);
+	for (int i = 0; i < PQntuples(r) && t != NULL;) {
+		/* the services of one server as "svc=FORMAT v2, ..." */
+		int first = i;
+		size_t len = 1;
+		for (;
+		     i < PQntuples(r) && strcmp(PQgetvalue(r, i, 0), PQgetvalue(r, first, 0)) == 0;
+		     i++)
+			if (!PQgetisnull(r, i, 5))
+				len += strlen(PQgetvalue(r, i, 5)) + strlen(PQgetvalue(r, i, 6)) +
+				       strlen(PQgetvalue(r, i, 9)) + 8;
+		char *svc = calloc(1, len);
+		if (svc == NULL) {
+			table_destroy(t);
+			return NULL;
+		}
+		for (int k = first; k < i; k++) {
+			if (PQgetisnull(r, k, 5))
+				continue;
+			size_t at = strlen(svc);
+			snprintf(svc + at, len - at, "%s%s=%s v%s", at > 0 ? ", " : "",
+			         PQgetvalue(r, k, 5), PQgetvalue(r, k, 6), PQgetvalue(r, k, 9));
+		}
+		const char *row_cells[5] = {cell(r, first, 0), cell(r, first, 1), cell(r, first, 2),
+		                            cell(r, first, 4), svc};
+		t = row(t, row_cells);
+		free(svc);
+	}
+	return t;
+}
+
+static int cmd_valserver_list(PGconn *c, const cli *o)
+{
+	const char *p[2] = {o->provider, NULL};
+	PGresult *r = db_run(c, SQL_VAL_SERVERS, 2, p);
+	if (r == NULL)
+		return EXIT_RUNTIME;
+	int rc = o->json ? print_json(val_servers_json(r)) : print_table(val_servers_table(r));
+	PQclear(r);
+	return rc;
+}
+
+static int cmd_valserver_show(PGconn *c, const cli *o)
+{
+	const char *p[2] = {NULL, o->args[0]};
+	int rc = EXIT_RUNTIME;
+	PGresult *r = NULL, *h = NULL;
+	/* one snapshot for both reads */
+	PGresult *b = db_run(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL);
+	if (b == NULL)
+		return EXIT_RUNTIME;
+	PQclear(b);
+	r = db_run(c, SQL_VAL_SERVERS, 2, p);
+	if (r == NULL)
+		goto done;
+	if (PQntuples(r) == 0) {
+		rc = fail_line(EXIT_NOT_FOUND, "no such VAL server", NULL);
+		goto done;
+	}
+	h = db_run(c,
+	           "SELECT val_service_id, version, format_type, format_version, content::text,"
+	           " request_id, " ISO("provisioned_at") " FROM key_formats"
+	                                                 " WHERE requester_identity = $1"
+	                                                 " ORDER BY val_service_id, version",
+	           1, p + 1);
+	if (h == NULL)
+		goto done;
+	if (o->json) {
+		json_t *arr = val_servers_json(r);
+		json_t *obj = json_array_get(arr, 0);
+		json_t *hist = json_array();
+		for (int i = 0; i < PQntuples(h) && hist != NULL; i++)
+			if (json_array_append_new(
+			        hist,
+			        json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "val_service_id",
+			                  jstr(cell(h, i, 0)), "version", jint(cell(h, i, 1)),
+			                  "format_type", jstr(cell(h, i, 2)), "format_version",
+			                  jstr(cell(h, i, 3)), "content", jparse(cell(h, i, 4)),
+			                  "request_id", jstr(cell(h, i, 5)), "provisioned_at",
+			                  jstr(cell(h, i, 6)))) != 0) {
+				json_decref(hist);
+				hist = NULL;
+			}
+		if (obj == NULL || hist == NULL || json_object_set_new(obj, "history", hist) != 0) {
+			json_decref(arr);
+			rc = print_json(NULL);
+			goto done;
+		}
+		json_incref(obj);
+		json_decref(arr);
+		rc = print_json(obj);
+		goto done;
+	}
+	static const char *const fields[] = {"requester_identity", "vsp_id", "endpoint",
+	                                     "first_provisioned_at", "last_provisioned_at"};
+	for (int i = 0; i < 5; i++) {
+		char *v = table_escape(PQgetvalue(r, 0, i));
+		if (v == NULL) {
+			rc = fail_line(EXIT_RUNTIME, "out of memory", NULL);
+			goto done;
+		}
+		printf("%-21s %s\n", fields[i], v);
+		free(v);
+	}
+	printf("\n");
+	static const char *const hh[] = {"VAL_SERVICE_ID", "VERSION", "FORMAT_TYPE",
+	                                 "FORMAT_VERSION", "CONTENT", "REQUEST_ID",
+	                                 "PROVISIONED_AT", "CURRENT"};
+	table *t = table_new(8, hh);
+	for (int i = 0; i < PQntuples(h); i++) {
+		int current = i + 1 == PQntuples(h) ||
+		              strcmp(PQgetvalue(h, i, 0), PQgetvalue(h, i + 1, 0)) != 0;
+		const char *row_cells[8] = {cell(h, i, 0), cell(h, i, 1),     cell(h, i, 2),
+		                            cell(h, i, 3), cell(h, i, 4),     cell(h, i, 5),
+		                            cell(h, i, 6), current ? "*" : ""};
+		t = row(t, row_cells);
+	}
+	rc = print_table(t);
+done:
+	PQclear(r);
+	PQclear(h);
+	PQclear(PQexec(c, "COMMIT"));
+	return rc;
+}
+
+static int cmd_audit(PGconn *c, const cli *o)
+{
+	const char *p[1] = {o->args[0]};
+	PGresult *r = db_run(c,
+	                     "SELECT topic, kafka_partition, kafka_offset, request_id, outcome,"
+	                     " result, cause, detail, kms_id, processed_at, reply_note"
+	                     " FROM audit WHERE requester_identity = $1 ORDER BY id",
+	                     1, p);
+	if (r == NULL)
+		return EXIT_RUNTIME;
+	int rc;
+	if (o->json) {
+		json_t *arr = json_array();
+		for (int i = 0; i < PQntuples(r) && arr != NULL; i++)
+			if (json_array_append_new(
+			        arr, json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, "
+			                       "s:o, s:o}",
+			                       "topic", jstr(cell(r, i, 0)), "partition",
+			                       jint(cell(r, i, 1)), "offset", jint(cell(r, i, 2)),
+			                       "request_id", jstr(cell(r, i, 3)), "outcome",
+			                       jstr(cell(r, i, 4)), "result", jstr(cell(r, i, 5)),
+			                       "cause", jstr(cell(r, i, 6)), "detail",
+			                       jstr(cell(r, i, 7)), "kms_id", jstr(cell(r, i, 8)),
+			                       "processed_at", jint(cell(r, i, 9)), "reply_note",
+			                       jstr(cell(r, i, 10)))) != 0) {
+				json_decref(arr);
+				arr = NULL;
+			}
+		rc = print_json(arr);
+	} else {
+		static const char *const h[] = {
+		    "TOPIC", "PARTITION", "OFFSET", "REQUEST_ID",   "OUTCOME",   "RESULT",
+		    "CAUSE", "DETAIL",    "KMS_ID", "PROCESSED_AT", "REPLY_NOTE"};
+		table *t = table_new(11, h);
+		for (int i = 0; i < PQntuples(r); i++) {
+			const char *row_cells[11];
+			for (int k = 0; k < 11; k++)
+				row_cells[k] = cell(r, i, k);
+			t = row(t, row_cells);
+		}
+		rc = print_table(t);
+	}
+	PQclear(r);
+	return rc;
+}
+
+static int cmd_decision(PGconn *c, const cli *o)
+{
+	const char *p[1] = {o->args[0]};
+	PGresult *r = db_run(c,
+	                     "SELECT request_id, requester_identity, result, cause, detail, kms_id,"
+	                     " processed_at FROM decisions WHERE request_id = $1",
+	                     1, p);
+	if (r == NULL)
+		return EXIT_RUNTIME;
+	int rc;
+	if (PQntuples(r) == 0) {
+		rc = fail_line(EXIT_NOT_FOUND, "no decision for this requestId", NULL);
+	} else if (o->json) {
+		rc = print_json(json_pack(
+		    "{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "request_id", jstr(cell(r, 0, 0)),
+		    "requester_identity", jstr(cell(r, 0, 1)), "result", jstr(cell(r, 0, 2)),
+		    "cause", jstr(cell(r, 0, 3)), "detail", jstr(cell(r, 0, 4)), "kms_id",
+		    jstr(cell(r, 0, 5)), "processed_at", jint(cell(r, 0, 6))));
+	} else {
+		static const char *const fields[] = {
+		    "request_id", "requester_identity", "result", "cause", "detail",
+		    "kms_id",     "processed_at"};
+		rc = EXIT_OK;
+		for (int i = 0; i < 7 && rc == EXIT_OK; i++) {
+			char *v = table_escape(PQgetisnull(r, 0, i) ? "-" : PQgetvalue(r, 0, i));
+			if (v == NULL)
+				rc = fail_line(EXIT_RUNTIME, "out of memory", NULL);
+			else
+				printf("%-19s %s\n", fields[i], v);
+			free(v);
+		}
+	}
+	PQclear(r);
+	return rc;
+}
+
+/* name -> count from a two-column result, into obj; returns the total. */
+static long long counts(json_t *obj, table *t, const char *prefix, const PGresult *r, int col)
+{
+	long long total = 0;
+	for (int i = 0; i < PQntuples(r); i++) {
+		long long n = 0;
+		parse_int(PQgetvalue(r, i, col + 1), 0, INT64_MAX, &n);
+		const char *key = PQgetisnull(r, i, col) ? "none" : PQgetvalue(r, i, col);
+		total += n;
+		if (obj != NULL)
+			json_object_set_new(obj, key, json_integer(n));
+		if (t != NULL) {
+			char name[160];
+			snprintf(name, sizeof name, "%s.%s", prefix, key);
+			const char *row_cells[2] = {name, PQgetvalue(r, i, col + 1)};
+			table_add(t, row_cells);
+		}
+	}
+	return total;
+}
+
+static int cmd_stats(PGconn *c, const cli *o)
+{
+	int rc = EXIT_RUNTIME;
+	PGresult *res = NULL, *cau = NULL, *out = NULL, *tot = NULL;
+	PGresult *b = db_run(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL);
+	if (b == NULL)
+		return EXIT_RUNTIME;
+	PQclear(b);
+	res = db_run(c, "SELECT result, count(*) FROM decisions GROUP BY 1 ORDER BY 1", 0, NULL);
+	cau = db_run(c,
+	             "SELECT cause, count(*) FROM decisions WHERE cause IS NOT NULL"
+	             " GROUP BY 1 ORDER BY 1",
+	             0, NULL);
+	out = db_run(c, "SELECT outcome, count(*) FROM audit GROUP BY 1 ORDER BY 1", 0, NULL);
+	tot = db_run(c,
+	             "SELECT (SELECT count(*) FROM providers), (SELECT count(*) FROM slas),"
+	             " (SELECT count(*) FROM val_servers), (SELECT count(*) FROM key_formats)",
+	             0, NULL);
+	if (res == NULL || cau == NULL || out == NULL || tot == NULL)
+		goto done;
+	if (o->json) {
+		json_t *by_result = json_object(), *by_cause = json_object();
+		json_t *by_outcome = json_object();
+		long long nd = counts(by_result, NULL, NULL, res, 0);
+		counts(by_cause, NULL, NULL, cau, 0);
+		long long na = counts(by_outcome, NULL, NULL, out, 0);
+		rc = print_json(json_pack(
+		    "{s:{s:I, s:o, s:o}, s:{s:I, s:o}, s:o, s:o, s:o, s:o}", "decisions", "total",
+		    (json_int_t)nd, "by_result", by_result, "by_cause", by_cause, "audit", "total",
+		    (json_int_t)na, "by_outcome", by_outcome, "providers", jint(cell(tot, 0, 0)),
+		    "slas", jint(cell(tot, 0, 1)), "val_servers", jint(cell(tot, 0, 2)),
+		    "key_format_versions", jint(cell(tot, 0, 3))));
+	} else {
+		static const char *const h[] = {"COUNT", "N"};
+		table *t = table_new(2, h);
+		if (t != NULL) {
+			char nd[24], na[24];
+			long long d = counts(NULL, NULL, NULL, res, 0);
+			long long a = counts(NULL, NULL, NULL, out, 0);
+			snprintf(nd, sizeof nd, "%lld", d);
+			snprintf(na, sizeof na, "%lld", a);
+			const char *r1[2] = {"decisions", nd};
+			table_add(t, r1);
+			counts(NULL, t, "decisions.result", res, 0);
+			counts(NULL, t, "decisions.cause", cau, 0);
+			const char *r2[2] = {"audit", na};
+			table_add(t, r2);
+			counts(NULL, t, "audit.outcome", out, 0);
+			static const char *const names[] = {"providers", "slas", "val_servers",
+			                                    "key_format_versions"};
+			for (int i = 0; i < 4; i++) {
+				const char *rr[2] = {names[i], PQgetvalue(tot, 0, i)};
+				table_add(t, rr);
+			}
+		}
+		rc = print_table(t);
+	}
+done:
+	PQclear(res);
+	PQclear(cau);
+	PQclear(out);
+	PQclear(tot);
+	PQclear(PQexec(c, "COMMIT"));
+	return rc;
+}
+
+/* ---- dispatch ---- */
+
+typedef struct {
+	const char *group, *verb; /* verb NULL: a one-word command */
+	int nargs;                /* positional arguments after the words */
+	unsigned options;         /* OPT_ bits it accepts */
+	int (*run)(PGconn *c, const cli *o);
+} command;
+
+static int run_provider_disable(PGconn *c, const cli *o)
+{
+	return cmd_provider_enable(c, o, 0);
+}
+
+static int run_provider_enable(PGconn *c, const cli *o)
+{
+	return cmd_provider_enable(c, o, 1);
+}
+
+static const command commands[] = {
+    {"migrate", NULL, 0, 0, NULL},
+    {"provider", "add", 1, OPT_NAME, cmd_provider_add},
+    {"provider", "list", 0, 0, cmd_provider_list},
+    {"provider", "disable", 1, 0, run_provider_disable},
+    {"provider", "enable", 1, 0, run_provider_enable},
+    {"sla", "add", 0,
+     OPT_PROVIDER | OPT_SERVICES | OPT_KEY_FORMATS | OPT_MAX | OPT_FROM | OPT_UNTIL, cmd_sla_add},
+    {"sla", "list", 0, OPT_PROVIDER, cmd_sla_list},
+    {"sla", "revoke", 1, 0, cmd_sla_revoke},
+    {"valserver", "list", 0, OPT_PROVIDER, cmd_valserver_list},
+    {"valserver", "show", 1, 0, cmd_valserver_show},
+    {"audit", NULL, 1, 0, cmd_audit},
+    {"decision", NULL, 1, 0, cmd_decision},
+    {"stats", NULL, 0, 0, cmd_stats},
+};
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"dsn", required_argument, NULL, 'd'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"name", required_argument, NULL, 'n'},
+	    {"provider", required_argument, NULL, 'p'},
+	    {"services", required_argument, NULL, 's'},
+	    {"key-formats", required_argument, NULL, 'k'},
+	    {"max-val-servers", required_argument, NULL, 'm'},
+	    {"valid-from", required_argument, NULL, 'f'},
+	    {"valid-until", required_argument, NULL, 'u'},
+	    {NULL, 0, NULL, 0},
+	};
+	cli o = {0};
+	opterr = 0;
+	int ch;
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'd':
+			o.dsn = optarg;
+			break;
+		case 'j':
+			o.json = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		case 'n':
+			o.name = optarg, o.given |= OPT_NAME;
+			break;
+		case 'p':
+			o.provider = optarg, o.given |= OPT_PROVIDER;
+			break;
+		case 's':
+			o.services = optarg, o.given |= OPT_SERVICES;
+			break;
+		case 'k':
+			o.key_formats = optarg, o.given |= OPT_KEY_FORMATS;
+			break;
+		case 'm':
+			o.max = optarg, o.given |= OPT_MAX;
+			break;
+		case 'f':
+			o.valid_from = optarg, o.given |= OPT_FROM;
+			break;
+		case 'u':
+			o.valid_until = optarg, o.given |= OPT_UNTIL;
+			break;
+		default:
+			return misuse("an unknown option, or an option without its value");
+		}
+	}
+	char **words = argv + optind;
+	int nwords = argc - optind;
+	if (nwords == 0)
+		return misuse("no command given");
+
+	const command *cmd = NULL;
+	int used = 0;
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0] && cmd == NULL; i++) {
+		if (strcmp(commands[i].group, words[0]) != 0)
+			continue;
+		if (commands[i].verb == NULL) {
+			cmd = &commands[i], used = 1;
+		} else if (nwords >= 2 && strcmp(commands[i].verb, words[1]) == 0) {
+			cmd = &commands[i], used = 2;
+		}
+	}
+	if (cmd == NULL)
+		return misuse("unknown command");
+	o.args = words + used;
+	o.nargs = nwords - used;
+	if (o.nargs != cmd->nargs)
+		return misuse(cmd->nargs == 0 ? "this command takes no arguments"
+		                              : "this command takes one argument");
+	if ((o.given & ~cmd->options) != 0)
+		return misuse("an option this command does not take");
+	/* the database holds UTF-8 only: say so here rather than fail there */
+	const char *inputs[] = {o.name, o.provider, o.services, o.key_formats};
+	for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++)
+		if (inputs[i] != NULL && !utf8_valid(inputs[i]))
+			return misuse("an option's value is not valid UTF-8");
+	for (int i = 0; i < o.nargs; i++)
+		if (!utf8_valid(o.args[i]))
+			return misuse("an argument is not valid UTF-8");
+
+	if (o.dsn == NULL)
+		o.dsn = getenv("KMS_DSN");
+	if (o.dsn == NULL || o.dsn[0] == '\0')
+		return misuse("no database: give --dsn or set KMS_DSN");
+
+	if (cmd->run == NULL)
+		return cmd_migrate(&o);
+	PGconn *c = db_connect(o.dsn);
+	if (c == NULL)
+		return EXIT_RUNTIME;
+	int rc = cmd->run(c, &o);
+	PQfinish(c);
+	if (fflush(stdout) != 0)
+		return fail_line(EXIT_RUNTIME, "cannot write the output", NULL);
+	return rc;
+}
