@@ -741,10 +741,13 @@ static void collect(svc *s)
 {
 	size_t max = (size_t)s->cfg->batch_max;
 	size_t take = s->ndeferred < max ? s->ndeferred : max;
-	for (size_t i = 0; i < take; i++)
-		add_to_batch(s, s->deferred[i]);
-	memmove(s->deferred, s->deferred + take, (s->ndeferred - take) * sizeof *s->deferred);
-	s->ndeferred -= take;
+	if (take > 0) {
+		for (size_t i = 0; i < take; i++)
+			add_to_batch(s, s->deferred[i]);
+		memmove(s->deferred, s->deferred + take,
+			(s->ndeferred - take) * sizeof *s->deferred);
+		s->ndeferred -= take;
+	}
 
 	int64_t deadline = 0;
 	while (s->nslots < max && run) {

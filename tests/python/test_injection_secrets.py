@@ -395,15 +395,20 @@ def test_startup_log_does_not_show_the_dsn_password(stack, kms_factory):
     assert PW not in out, "the password is in the startup log"
 
     bad_port = free_port()
+    leaks = []
     for unreachable in (f"postgresql://postgres:{PW}@127.0.0.1:{bad_port}/kms",
                         f"host=127.0.0.1 port={bad_port} user=postgres password={PW}",
                         f"postgresql://postgres@127.0.0.1:{bad_port}/kms?password={PW}",
                         # libpq quotes a malformed token back in its error
                         f"postgresql://postgres:{PW}%zz@127.0.0.1:{bad_port}/kms"):
         rc, out = _run_briefly([*kms.args(), "--dsn", unreachable, "--health-port", "0"], 3)
-        assert out.strip(), "nothing logged"
-        assert PW not in out, f"the password is in the log: {out[-600:]}"
+        assert "database_unreachable" in out, out[-2000:]
+        if PW in out:
+            line = next(ln for ln in out.splitlines() if PW in ln)
+            leaks.append(f"kms run, DSN {unreachable!r}: {line[:300]}")
         cp = subprocess.run([kms.stack.binary("kms"), "migrate", "--dsn", unreachable],
                             capture_output=True, text=True, timeout=60)
         assert cp.returncode != 0
-        assert PW not in cp.stdout + cp.stderr, f"kms migrate prints it: {cp.stderr}"
+        if PW in cp.stdout + cp.stderr:
+            leaks.append(f"kms migrate, DSN {unreachable!r}: {cp.stderr.strip()[:300]}")
+    assert not leaks, "the password is printed:\n" + "\n".join(leaks)
