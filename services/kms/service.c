@@ -56,6 +56,12 @@ static void on_signal(int sig)
 
 typedef enum { SEND_NONE = 0, SEND_PENDING, SEND_DONE, SEND_FAILED } send_state;
 
+/* Where one produced message stands; the delivery callback fills it. */
+typedef struct {
+	send_state state;
+	rd_kafka_resp_err_t err;
+} send_track;
+
 /* One consumed message and everything decided about it. */
 typedef struct {
 	rd_kafka_message_t *msg; /* owned */
@@ -69,7 +75,8 @@ typedef struct {
 	int32_t reply_partition;
 	char reply_note[256];
 	store_item item;
-	send_state result_state, dlq_state;
+	send_track result_send, dlq_send;
+	int dlq_omit_value; /* the value is too large to copy into the DLQ */
 } slot;
 
 typedef struct {
@@ -143,10 +150,11 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	(void)rk;
 	(void)opaque;
 	/* _private points at the slot's state field for this message */
-	send_state *state = m->_private;
-	if (state == NULL)
+	send_track *track = m->_private;
+	if (track == NULL)
 		return;
-	*state = m->err ? SEND_FAILED : SEND_DONE;
+	track->state = m->err ? SEND_FAILED : SEND_DONE;
+	track->err = m->err;
 	if (m->err)
 		log_event(LOG_WARN, "delivery_failed", "{s:s, s:s}", "topic",
 			  rd_kafka_topic_name(m->rkt), "error", rd_kafka_err2str(m->err));
@@ -580,16 +588,17 @@ static int produce_result(svc *s, slot *sl, int use_default)
 
 	const char *topic = use_default ? s->cfg->results_topic : sl->reply_topic;
 	int32_t partition = use_default ? RD_KAFKA_PARTITION_UA : sl->reply_partition;
-	sl->result_state = SEND_PENDING;
+	sl->result_send.state = SEND_PENDING;
 	rd_kafka_resp_err_t err = rd_kafka_producev(
 	    s->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
 	    RD_KAFKA_V_KEY(requester, strlen(requester)), RD_KAFKA_V_VALUE(value, len),
 	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_HEADERS(h),
-	    RD_KAFKA_V_OPAQUE(&sl->result_state), RD_KAFKA_V_END);
+	    RD_KAFKA_V_OPAQUE(&sl->result_send), RD_KAFKA_V_END);
 	if (err) {
 		rd_kafka_headers_destroy(h);
 		free(value);
-		sl->result_state = SEND_FAILED;
+		sl->result_send.state = SEND_FAILED;
+		sl->result_send.err = err;
 		log_event(LOG_WARN, "produce_failed", "{s:s}", "error", rd_kafka_err2str(err));
 		return -1;
 	}
@@ -618,18 +627,31 @@ static int produce_dlq(svc *s, slot *sl)
 	rd_kafka_header_add(h, "__connect.errors.exception.class.name", -1, DLQ_EXCEPTION, -1);
 	rd_kafka_header_add(h, "__connect.errors.exception.message", -1, message, -1);
 
-	sl->dlq_state = SEND_PENDING;
+	if (sl->dlq_omit_value) {
+		char size[32];
+		snprintf(size, sizeof size, "%zu", m->len);
+		rd_kafka_header_add(h, "kms.dlq.value.omitted.bytes", -1, size, -1);
+	}
+	sl->dlq_send.state = SEND_PENDING;
 	rd_kafka_resp_err_t err = rd_kafka_producev(
 	    s->producer, RD_KAFKA_V_TOPIC(s->cfg->dlq_topic), RD_KAFKA_V_KEY(m->key, m->key_len),
-	    RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-	    RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(&sl->dlq_state), RD_KAFKA_V_END);
+	    RD_KAFKA_V_VALUE(sl->dlq_omit_value ? NULL : m->payload, sl->dlq_omit_value ? 0 : m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+	    RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(&sl->dlq_send), RD_KAFKA_V_END);
 	if (err) {
 		rd_kafka_headers_destroy(h);
-		sl->dlq_state = SEND_FAILED;
+		sl->dlq_send.state = SEND_FAILED;
+		sl->dlq_send.err = err;
 		log_event(LOG_WARN, "produce_failed", "{s:s}", "error", rd_kafka_err2str(err));
 		return -1;
 	}
 	return 0;
+}
+
+static int too_large(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+	       err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE ||
+	       err == RD_KAFKA_RESP_ERR_INVALID_RECORD;
 }
 
 /* Publish what the batch owes and wait until the broker has it all. A
@@ -652,8 +674,10 @@ static int publish(svc *s)
 		size_t pending = 0, failed = 0;
 		for (size_t i = 0; i < s->nslots; i++) {
 			slot *sl = &s->slots[i];
-			pending += (sl->result_state == SEND_PENDING) + (sl->dlq_state == SEND_PENDING);
-			failed += (sl->result_state == SEND_FAILED) + (sl->dlq_state == SEND_FAILED);
+			pending += (sl->result_send.state == SEND_PENDING) +
+				   (sl->dlq_send.state == SEND_PENDING);
+			failed += (sl->result_send.state == SEND_FAILED) +
+				  (sl->dlq_send.state == SEND_FAILED);
 		}
 		if (pending == 0 && failed == 0)
 			break;
@@ -665,9 +689,15 @@ static int publish(svc *s)
 				return -1;
 			for (size_t i = 0; i < s->nslots; i++) {
 				slot *sl = &s->slots[i];
-				if (sl->dlq_state == SEND_FAILED)
+				if (sl->dlq_send.state == SEND_FAILED) {
+					/* A copy the broker will never take: keep the
+					 * coordinates and headers, drop the value (it
+					 * stays in the requests topic). */
+					if (too_large(sl->dlq_send.err))
+						sl->dlq_omit_value = 1;
 					produce_dlq(s, sl);
-				if (sl->result_state == SEND_FAILED) {
+				}
+				if (sl->result_send.state == SEND_FAILED) {
 					int custom = strcmp(sl->reply_topic,
 							    s->cfg->results_topic) != 0 ||
 						     sl->reply_partition != RD_KAFKA_PARTITION_UA;

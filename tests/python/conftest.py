@@ -25,7 +25,7 @@ Fixtures
     ``binary(name)``, ``dsn_for(dbname)``, ``psql(sql, dbname='postgres')``.
 ``kms_factory`` (function) and ``kms_module_factory`` (module)
     ``factory(start=True, extra_args=(), env=None, requests_partitions=6,
-    results_partitions=3, dlq_partitions=1, kms_id=None)`` returns a new
+    results_partitions=6, dlq_partitions=1, kms_id=None)`` returns a new
     ``Kms`` in a new world; every ``Kms`` made is torn down after the test
     (or module).
 ``kms`` (module)
@@ -367,7 +367,7 @@ class Kms:
     _count = 0
 
     def __init__(self, stack, *, extra_args=(), env=None, requests_partitions=6,
-                 results_partitions=3, dlq_partitions=1, kms_id=None, world=None):
+                 results_partitions=6, dlq_partitions=1, kms_id=None, world=None):
         self.stack = stack
         self.extra_args = list(extra_args)
         self.env = dict(env or {})

@@ -94,8 +94,14 @@ def test_postgresql_stopped_15s(kms_factory, fault_table):
 
 
 def test_kafka_broker_stopped_15s(kms_factory, fault_table):
-    """The Kafka broker is stopped for 15 s in the middle of the load."""
-    with scenario("3 Kafka broker down 15s", kms_factory, fault_table, True) as sc:
+    """The Kafka broker is stopped for 15 s in the middle of the load.
+
+    Repeated Results are counted but allowed here: the outage outlasts the
+    group session, so the KM-S loses its assignment, and the offsets it
+    stored in its last second before the broker went away cannot be
+    committed; those requests come again and get their recorded Result
+    again (identical, which is checked)."""
+    with scenario("3 Kafka broker down 15s", kms_factory, fault_table, False) as sc:
         k = sc.instance()
         sc.wait_ready(k)
         sc.start_load(30)
@@ -118,6 +124,8 @@ def test_three_instances_one_killed_one_stopped(kms_factory, fault_table):
         victim, leaver, survivor = sc.rng.sample(ks, 3)
         sc.sleep_until_load(sc.rng.uniform(0.2, 0.4))
         sc.sigkill(victim)
+        # nothing restarts it: the others must take its partitions over
+        sc.end_fault([leaver.kms_id, survivor.kms_id])
         sc.sleep_until_load(sc.rng.uniform(0.5, 0.7))
         sc.sigterm(leaver)
         sc.expect_left_group(leaver)

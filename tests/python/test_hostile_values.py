@@ -293,7 +293,7 @@ def test_value_over_the_default_size_limit(kms_factory):
     assert len(value) == 1048577
     coords = hostile.send_all(kms, [value], ident, HEADERS,
                               producer_conf={"message.max.bytes": 4 * 1048576})
-    recs = hostile.dlq_by_offset(kms, coords, timeout=60)[coords[0]]
+    recs = hostile.dlq_by_offset(kms, coords, timeout=30)[coords[0]]
     msg = hostile.assert_dlq_record(recs[0], value, ident, coords[0], HEADERS)
     assert "1048576" in msg or "limit" in msg.lower(), msg
     _, resp = kms.result(req["requestId"])
@@ -317,7 +317,7 @@ def test_undecodable_value_just_under_the_default_size_limit(kms_factory):
     assert len(value) == 1040000
     coords = hostile.send_all(kms, [value], ident, HEADERS,
                               producer_conf={"message.max.bytes": 2 * 1048576})
-    recs = hostile.dlq_by_offset(kms, coords, timeout=60)[coords[0]]
+    recs = hostile.dlq_by_offset(kms, coords, timeout=30)[coords[0]]
     hostile.assert_dlq_record(recs[0], value, ident, coords[0], HEADERS)
     _, resp = kms.result(req["requestId"])
     assert (resp["result"], resp["cause"]) == INVALID

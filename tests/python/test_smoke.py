@@ -13,4 +13,4 @@ def test_c_smoke_against_real_broker_and_database(stack):
                                                            KMS_DSN=stack.dsn))
     print(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert re.search(r"^7 passed, 0 failed$", proc.stdout, re.M), proc.stdout
+    assert re.search(r"^8 passed, 0 failed$", proc.stdout, re.M), proc.stdout

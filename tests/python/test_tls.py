@@ -22,6 +22,7 @@ non-zero with a certificate error; a host name the certificate does not
 name is refused by verify-full as well.
 """
 
+import gc
 import json
 import os
 import shutil
@@ -95,7 +96,11 @@ def tls(stack):
                  if ln.startswith("export KMS_WRONG_CA_FILE=")]
         assert wrong, f"scripts/stack env printed no KMS_WRONG_CA_FILE: {exports}"
         env_out = dict(env, wrong_ca=wrong[0])
-        yield TlsStack(values, env_out, stack.build)
+        ts = TlsStack(values, env_out, stack.build)
+        yield ts
+        # drop the harness's admin client before its broker goes away
+        ts.plain._admin = None
+        gc.collect()
     finally:
         down = subprocess.run([STACK, "reset"], capture_output=True, text=True, env=env,
                               timeout=300)
