@@ -16,13 +16,16 @@
  * deadlock, a statement the server refuses) abandons the whole batch.
  *
  * Admissions are serialized per provider: every provider named in the batch
- * is locked FOR UPDATE at the start, in vsp_id order so two KM-S instances
- * cannot deadlock on them, and locked again (a no-op then) where each message
- * reads it. The provider's VAL server count is read under that lock; the
- * batch's own admissions are counted here and added to the stored count once
- * per provider before the commit, because updating the provider's row for
- * every admission makes every later read of that row in the transaction
- * slower (measured: a quarter of the time of a fleet's first provisioning).
+ * is locked at the start, in vsp_id order so two KM-S instances cannot
+ * deadlock on them, and locked again (a no-op then) where each message reads
+ * it. The lock is FOR NO KEY UPDATE rather than FOR UPDATE: it excludes the
+ * other KM-S instances just the same, but not the KEY SHARE lock that the
+ * foreign key of a concurrent insert (a VAL server admitted elsewhere, an SLA
+ * being added) takes on the provider's row. The provider's VAL server count is read under that
+ * lock; the batch's own admissions are counted here and added to the stored count once per provider
+ * before the commit, because updating the provider's row for every admission makes every later read
+ * of that row in the transaction slower (measured: a quarter of the time of a fleet's first
+ * provisioning).
  */
 #include "store.h"
 
@@ -346,7 +349,7 @@ fail:
 static const char SQL_LOCK_PROVIDERS[] =
     "SELECT vsp_id FROM providers"
     " WHERE vsp_id IN (SELECT jsonb_array_elements_text($1::jsonb))"
-    " ORDER BY vsp_id FOR UPDATE";
+    " ORDER BY vsp_id FOR NO KEY UPDATE";
 
 /* (a) Was this very message handled before? */
 static const char SQL_AUDIT_GET[] =
@@ -370,7 +373,7 @@ static const char SQL_PROVIDER_GET[] =
     "  AND s.revoked_at IS NULL"
     "  AND s.valid_from <= to_timestamp($3::bigint / 1000.0)"
     "  AND s.valid_until > to_timestamp($3::bigint / 1000.0)"
-    " WHERE p.vsp_id = $1 ORDER BY s.sla_id FOR UPDATE OF p";
+    " WHERE p.vsp_id = $1 ORDER BY s.sla_id FOR NO KEY UPDATE OF p";
 
 /* A VAL server is never moved to another provider: when the identity was
  * stored by another provider's admission meanwhile, nothing is updated, and
@@ -590,10 +593,10 @@ static int run_plain(store *s, const char *sql1, const char *sql2, char *errstr,
 	q_init(&q[0], NULL, sql1);
 	q_init(&q[1], NULL, sql2);
 	size_t n = sql2 != NULL ? 2 : 1;
-	if (exchange(s, qs, n, errstr, errstr_size) != 0)
-		return -1;
 	const char *state = NULL;
-	int rc = verdict(qs, n, &state, errstr, errstr_size) == Q_OK ? 0 : -1;
+	int rc = -1;
+	if (exchange(s, qs, n, errstr, errstr_size) == 0)
+		rc = verdict(qs, n, &state, errstr, errstr_size) == Q_OK ? 0 : -1;
 	q_clear(&q[0]);
 	q_clear(&q[1]);
 	return rc;

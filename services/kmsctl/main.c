@@ -590,32 +590,73 @@ static int cmd_provider_enable(PGconn *c, const cli *o, int enable)
 	return rc;
 }
 
-static int cmd_sla_add(PGconn *c, const cli *o)
+/* The checked inputs of sla add. */
+typedef struct {
+	long long max;
+	int64_t from, until; /* ms; meaningful when given */
+	char *services;      /* JSON arrays, owned */
+	char *formats;
+} sla_input;
+
+static void sla_input_free(sla_input *in)
 {
+	free(in->services);
+	free(in->formats);
+	in->services = in->formats = NULL;
+}
+
+/* Check sla add's options. Returns 0, or EXIT_USAGE with the hint printed. */
+static int sla_input_parse(const cli *o, sla_input *in)
+{
+	memset(in, 0, sizeof *in);
 	unsigned need = OPT_PROVIDER | OPT_SERVICES | OPT_KEY_FORMATS | OPT_MAX;
 	if ((o->given & need) != need)
 		return misuse(
 		    "sla add needs --provider, --services, --key-formats and --max-val-servers");
-	long long max;
-	if (parse_int(o->max, 1, INT32_MAX, &max) != 0)
+	if (parse_int(o->max, 1, INT32_MAX, &in->max) != 0)
 		return misuse("--max-val-servers must be a whole number from 1 to 2147483647");
-	int64_t from = 0, until = 0;
-	if (o->valid_from != NULL && parse_time(o->valid_from, &from) != 0)
+	if (o->valid_from != NULL && parse_time(o->valid_from, &in->from) != 0)
 		return misuse("--valid-from is not an ISO 8601 time like 2030-01-31T12:00:00Z");
-	if (o->valid_until != NULL && parse_time(o->valid_until, &until) != 0)
+	if (o->valid_until != NULL && parse_time(o->valid_until, &in->until) != 0)
 		return misuse("--valid-until is not an ISO 8601 time like 2030-01-31T12:00:00Z");
-	if (o->valid_from != NULL && o->valid_until != NULL && until <= from)
+	if (o->valid_from != NULL && o->valid_until != NULL && in->until <= in->from)
 		return misuse("--valid-until must be later than --valid-from");
-
 	char err[256];
-	char *services = list_json(o->services, 0, err, sizeof err);
-	if (services == NULL)
+	in->services = list_json(o->services, 0, err, sizeof err);
+	if (in->services == NULL)
 		return misuse(err);
-	char *formats = list_json(o->key_formats, 1, err, sizeof err);
-	if (formats == NULL) {
-		free(services);
+	in->formats = list_json(o->key_formats, 1, err, sizeof err);
+	if (in->formats == NULL) {
+		sla_input_free(in);
 		return misuse(err);
 	}
+	return 0;
+}
+
+static int check_sla_add(const cli *o)
+{
+	sla_input in;
+	int rc = sla_input_parse(o, &in);
+	sla_input_free(&in);
+	return rc;
+}
+
+static int check_sla_revoke(const cli *o)
+{
+	long long id;
+	if (parse_int(o->args[0], 1, INT64_MAX, &id) != 0)
+		return misuse("SLA_ID must be a positive whole number");
+	return 0;
+}
+
+static int cmd_sla_add(PGconn *c, const cli *o)
+{
+	sla_input in;
+	if (sla_input_parse(o, &in) != 0)
+		return EXIT_USAGE;
+	const char *services = in.services, *formats = in.formats;
+	long long max = in.max;
+	int64_t from = in.from, until = in.until;
 	char m[24], f[24], u[24];
 	snprintf(m, sizeof m, "%lld", max);
 	snprintf(f, sizeof f, "%lld", (long long)from);
@@ -650,8 +691,7 @@ static int cmd_sla_add(PGconn *c, const cli *o)
 	else if (r != NULL)
 		rc = printf("%s\n", PQgetvalue(r, 0, 0)) < 0 ? EXIT_RUNTIME : EXIT_OK;
 	PQclear(r);
-	free(services);
-	free(formats);
+	sla_input_free(&in);
 	return rc;
 }
 
@@ -735,9 +775,8 @@ static int cmd_sla_list(PGconn *c, const cli *o)
 
 static int cmd_sla_revoke(PGconn *c, const cli *o)
 {
-	long long id;
-	if (parse_int(o->args[0], 1, INT64_MAX, &id) != 0)
-		return misuse("SLA_ID must be a positive whole number");
+	if (check_sla_revoke(o) != 0)
+		return EXIT_USAGE;
 	const char *p[1] = {o->args[0]};
 	/* revoked_at keeps the first revocation */
 	PGresult *r = db_run(c,
@@ -1107,9 +1146,10 @@ done:
 /* ---- dispatch ---- */
 
 typedef struct {
-	const char *group, *verb; /* verb NULL: a one-word command */
-	int nargs;                /* positional arguments after the words */
-	unsigned options;         /* OPT_ bits it accepts */
+	const char *group, *verb;   /* verb NULL: a one-word command */
+	int nargs;                  /* positional arguments after the words */
+	unsigned options;           /* OPT_ bits it accepts */
+	int (*check)(const cli *o); /* misuse found before connecting, or NULL */
 	int (*run)(PGconn *c, const cli *o);
 } command;
 
@@ -1124,20 +1164,21 @@ static int run_provider_enable(PGconn *c, const cli *o)
 }
 
 static const command commands[] = {
-    {"migrate", NULL, 0, 0, NULL},
-    {"provider", "add", 1, OPT_NAME, cmd_provider_add},
-    {"provider", "list", 0, 0, cmd_provider_list},
-    {"provider", "disable", 1, 0, run_provider_disable},
-    {"provider", "enable", 1, 0, run_provider_enable},
+    {"migrate", NULL, 0, 0, NULL, NULL},
+    {"provider", "add", 1, OPT_NAME, NULL, cmd_provider_add},
+    {"provider", "list", 0, 0, NULL, cmd_provider_list},
+    {"provider", "disable", 1, 0, NULL, run_provider_disable},
+    {"provider", "enable", 1, 0, NULL, run_provider_enable},
     {"sla", "add", 0,
-     OPT_PROVIDER | OPT_SERVICES | OPT_KEY_FORMATS | OPT_MAX | OPT_FROM | OPT_UNTIL, cmd_sla_add},
-    {"sla", "list", 0, OPT_PROVIDER, cmd_sla_list},
-    {"sla", "revoke", 1, 0, cmd_sla_revoke},
-    {"valserver", "list", 0, OPT_PROVIDER, cmd_valserver_list},
-    {"valserver", "show", 1, 0, cmd_valserver_show},
-    {"audit", NULL, 1, 0, cmd_audit},
-    {"decision", NULL, 1, 0, cmd_decision},
-    {"stats", NULL, 0, 0, cmd_stats},
+     OPT_PROVIDER | OPT_SERVICES | OPT_KEY_FORMATS | OPT_MAX | OPT_FROM | OPT_UNTIL, check_sla_add,
+     cmd_sla_add},
+    {"sla", "list", 0, OPT_PROVIDER, NULL, cmd_sla_list},
+    {"sla", "revoke", 1, 0, check_sla_revoke, cmd_sla_revoke},
+    {"valserver", "list", 0, OPT_PROVIDER, NULL, cmd_valserver_list},
+    {"valserver", "show", 1, 0, NULL, cmd_valserver_show},
+    {"audit", NULL, 1, 0, NULL, cmd_audit},
+    {"decision", NULL, 1, 0, NULL, cmd_decision},
+    {"stats", NULL, 0, 0, NULL, cmd_stats},
 };
 
 int main(int argc, char **argv)
@@ -1228,6 +1269,8 @@ int main(int argc, char **argv)
 		if (!utf8_valid(o.args[i]))
 			return misuse("an argument is not valid UTF-8");
 
+	if (cmd->check != NULL && cmd->check(&o) != 0)
+		return EXIT_USAGE;
 	if (o.dsn == NULL)
 		o.dsn = getenv("KMS_DSN");
 	if (o.dsn == NULL || o.dsn[0] == '\0')

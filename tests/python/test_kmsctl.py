@@ -1,27 +1,31 @@
 """kmsctl, the admin command, against a live PostgreSQL.
 
-Needs KMS_DSN (skipped without it) and the built binary in KMS_BUILD
-(default "build"). Every name is unique per run, so the module can run again
-on the same database. Rows the KM-S itself would write (VAL servers, key
-formats, decisions, audit) are seeded with psql, whose :'var' quoting keeps
-the seeding parameterized.
+The server is KMS_DSN's, or else the project's stack (the ``stack``
+fixture); the module works in a database of its own, created for it and
+dropped after it (or, when it may not create one, in the given database:
+every name is unique per run). The binary is KMS_BUILD's (default "build").
+Rows the KM-S itself would write (VAL servers, key formats, decisions, audit)
+are seeded with psql, whose :'var' quoting keeps the seeding parameterized.
 """
 
+import glob
 import json
 import os
 import shutil
 import subprocess
+import urllib.parse
 import uuid
 
 import pytest
 
-DSN = os.environ.get("KMS_DSN", "")
-BUILD = os.environ.get("KMS_BUILD", "build")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.join(REPO, os.environ.get("KMS_BUILD", "build"))
 KMSCTL = os.path.join(BUILD, "kmsctl")
-
-pytestmark = pytest.mark.skipif(not DSN, reason="KMS_DSN is not set")
+MIGRATIONS = len(glob.glob(os.path.join(REPO, "services", "kms", "migrations", "*.sql")))
 
 RUN = uuid.uuid4().hex[:10]
+DSN = ""  # this module's database, set by the db fixture
+FRESH = {"applied": None}  # what the first migrate applied, on a new database
 
 # Names that must survive a round trip: quotes, backslashes, LIKE wildcards,
 # C0 and C1 control characters, 4-byte UTF-8.
@@ -74,20 +78,45 @@ def one_error_line(err):
     assert err.startswith("kmsctl: ")
 
 
-def psql(sql, **variables):
-    if shutil.which("psql") is None:
-        pytest.skip("psql is not installed")
-    cmd = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", DSN]
+def psql_bin():
+    for p in (shutil.which("psql"), "/usr/lib/postgresql/15/bin/psql"):
+        if p and os.path.exists(p):
+            return p
+    pytest.skip("psql is not installed")
+
+
+def dsn_for(dsn, dbname):
+    if "://" in dsn:
+        u = urllib.parse.urlsplit(dsn)
+        return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + dbname, u.query, u.fragment))
+    return f"{dsn} dbname={dbname}"
+
+
+def psql(sql, dsn=None, check=True, **variables):
+    cmd = [psql_bin(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn or DSN]
     for k, v in variables.items():
         cmd += ["-v", f"{k}={v}"]
     p = subprocess.run(cmd, input=sql.encode("utf-8"), capture_output=True, timeout=60)
-    assert p.returncode == 0, p.stderr.decode("utf-8", "replace")
+    if check:
+        assert p.returncode == 0, p.stderr.decode("utf-8", "replace")
+    return p.returncode
 
 
 @pytest.fixture(scope="module", autouse=True)
-def migrated():
-    rc, _, err = run("migrate")
+def db(request):
+    global DSN
+    base = os.environ.get("KMS_DSN") or request.getfixturevalue("stack").dsn
+    name = "kmsctl_" + RUN
+    created = psql(f"CREATE DATABASE {name}", dsn=base, check=False) == 0
+    DSN = dsn_for(base, name) if created else base
+    rc, out, err = run("--json", "migrate")
     assert rc == 0, err
+    if created:
+        FRESH["applied"] = json.loads(out)["applied"]
+    yield DSN
+    DSN = base
+    if created:
+        psql(f"DROP DATABASE {name} WITH (FORCE)", dsn=base, check=False)
 
 
 def test_help_and_misuse():
@@ -123,9 +152,18 @@ def test_unreachable_database_is_a_runtime_failure():
     assert rc == 1
     assert out == ""
     one_error_line(err)
+    # misuse is found before connecting
+    rc, out, err = run(
+        "--dsn", "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2", "sla", "add",
+        "--provider", "p", "--services", "a", "--key-formats", "NOPE", "--max-val-servers", "1",
+    )
+    assert rc == 2
+    one_error_line(err)
 
 
 def test_migrate_twice():
+    if FRESH["applied"] is not None:  # every migration, once, on a new database
+        assert FRESH["applied"] == MIGRATIONS >= 1
     rc, out, err = run("migrate")
     assert rc == 0 and err == ""
     assert out == "0 migrations applied\n"
