@@ -40,7 +40,16 @@ add_counts() { # "N passed, N failed" line on stdin
 log=$(mktemp -d)
 trap 'scripts/stack down >/dev/null 2>&1; rm -rf "$log"' EXIT
 
-echo "== C unit tests"
+echo "== stack"
+if ! KMS_SKIP_DEPS=1 scripts/stack up; then
+	echo "stack did not come up"
+	total_failed=$((total_failed + 1))
+	echo "$total_passed passed, $total_failed failed"
+	exit 1
+fi
+eval "$(scripts/stack env)"
+
+echo "== C unit tests (the store's against the stack's database)"
 if [ -n "$SANITIZE" ]; then
 	scripts/run-unit.sh "$build"/tests/test_* | tee "$log/unit"
 else
@@ -51,15 +60,6 @@ add_counts <"$log/unit"
 echo "== fuzz targets (${KMS_FUZZ_SECONDS:-15} s each)"
 scripts/fuzz.sh "${KMS_FUZZ_SECONDS:-15}" | tee "$log/fuzz"
 add_counts <"$log/fuzz"
-
-echo "== stack"
-if ! KMS_SKIP_DEPS=1 scripts/stack up; then
-	echo "stack did not come up"
-	total_failed=$((total_failed + 1))
-	echo "$total_passed passed, $total_failed failed"
-	exit 1
-fi
-eval "$(scripts/stack env)"
 
 echo "== integration, end-to-end and fault tests"
 "$venv/bin/python" -m pytest -p no:cacheprovider -q -rfEs --junitxml="$log/junit.xml" tests/python "$@"

@@ -45,7 +45,7 @@ import subprocess
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -283,7 +283,8 @@ class ResultsTap:
     def _run(self):
         while not self._stop:
             try:
-                msgs = self._c.consume(num_messages=1000, timeout=0.2)
+                # a short wait: the time a Result is first seen is a figure
+                msgs = self._c.consume(num_messages=1000, timeout=0.02)
             except Exception as e:  # the consumer was closed under us
                 self.errors.append(str(e))
                 return
@@ -520,8 +521,8 @@ class Scenario:
         shutil.rmtree(self.log_dir, ignore_errors=True)
         os.makedirs(self.log_dir, exist_ok=True)
         self.logger = client_logger(os.path.join(self.log_dir, "clients.log"))
-        self.world = self.factory(start=False, extra_args=self.kms_args, requests_partitions=12,
-                                  results_partitions=6)
+        self.world = self.factory(start=False, extra_args=self.kms_args,
+                                  requests_partitions=12, results_partitions=6)
         self.event(f"world {self.world.prefix} (seed {self.seed})")
         self.vsp_id = self.world.provider(f"vsp-{self.world.prefix}", name="fault load")
         self.world.sla(self.vsp_id, [SERVICE_A, SERVICE_B], key_formats=KEY_FORMATS,
@@ -535,7 +536,8 @@ class Scenario:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:
-            self.event(f"error: {exc_type.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            self.event(f"error: {exc_type.__name__}: {first}")
         try:
             self.row.update(self.figures)
             if exc_type is not None:
@@ -648,12 +650,15 @@ class Scenario:
     def outage(self, what, stop, start, seconds):
         """Stop a component, keep it away for seconds, start it again. The
         KM-S instances running must say they are not ready meanwhile."""
-        stop()
-        t_down = time.monotonic()
-        self.event(f"{what} down")
-        self.sleep(seconds - (time.monotonic() - t_down))
-        t_up = time.monotonic()
-        start()
+        try:
+            stop()
+            t_down = time.monotonic()
+            self.event(f"{what} down")
+            self.sleep(seconds - (time.monotonic() - t_down))
+        finally:
+            # whatever happened, the stack is left up for the tests after
+            t_up = time.monotonic()
+            start()
         self.event(f"{what} back after {t_up - t_down:.1f}s away")
         self.outages.append((what, t_down, t_up, [k.kms_id for k in self.instances
                                                   if k.running]))
@@ -663,10 +668,7 @@ class Scenario:
         its session times out."""
         deadline = time.monotonic() + within
         while True:
-            try:
-                members = group_members(self.world.stack.bootstrap, self.world.group_id, self.logger)
-            except Exception as e:
-                members = [f"(describe failed: {e})"]
+            members = self._members()
             if k.kms_id not in members:
                 self.event(f"{k.kms_id} is out of the group")
                 return
@@ -676,6 +678,12 @@ class Scenario:
                 self.event(f"{k.kms_id} still in the group")
                 return
             time.sleep(0.2)
+
+    def _members(self):
+        try:
+            return group_members(self.world.stack.bootstrap, self.world.group_id, self.logger)
+        except Exception as e:
+            return [f"(describe failed: {e})"]
 
     def end_fault(self, kms_ids=None):
         """A fault is over now; kms_ids must be ready again (default: the
@@ -698,8 +706,14 @@ class Scenario:
         deadline = time.monotonic() + RECOVERY_TIMEOUT
         while self.tap.answered(ids) < len(ids):
             if time.monotonic() > deadline:
+                # a KM-S that says it is ready but answers nothing is hung
+                ready = {k.kms_id: k.readyz() for k in self.instances if k.running}
                 self.event(f"recovery timeout: {self.tap.answered(ids)} of {len(ids)} "
-                           f"answered")
+                           f"answered; /readyz {ready}")
+                self.extra.append((f"backlog not answered within {RECOVERY_TIMEOUT:.0f}s "
+                                   f"of the load's end",
+                                   f"{len(ids) - self.tap.answered(ids)} unanswered while "
+                                   f"/readyz said {ready}"))
                 break
             if not any(k.running for k in self.instances):
                 self.event("no KM-S running")
@@ -728,10 +742,7 @@ class Scenario:
         the group; it does not wait to be timed out)."""
         deadline = time.monotonic() + 3.0
         while True:
-            try:
-                members = group_members(self.world.stack.bootstrap, self.world.group_id, self.logger)
-            except Exception as e:
-                members = [f"(describe failed: {e})"]
+            members = self._members()
             if not members or time.monotonic() > deadline:
                 return members
             time.sleep(0.2)
@@ -942,9 +953,10 @@ class Scenario:
             got_ids = [a["request_id"] for a in trail]
             if got_ids != [it.request_id for it in its] or any(
                     a["outcome"] != "DECIDED" for a in trail):
+                seqs = [self.load.by_id[i].seq if i in self.load.by_id else "?"
+                        for i in got_ids]
                 v.add("kmsctl audit trail is not the requests in order, each decided once",
-                      f"{server}: {len(trail)} rows, seq "
-                      f"{[self.load.by_id[i].seq if i in self.load.by_id else '?' for i in got_ids]}")
+                      f"{server}: {len(trail)} rows, seq {seqs}")
         for rid in self.rng.sample(sorted(sent_ids), min(sample, len(sent_ids))):
             d = w.kmsctl("decision", rid, check=False)
             r = results.get(rid, [None])[0]

@@ -64,7 +64,9 @@ def test_sigkill_at_random_moments(kms_factory, fault_table):
     with scenario("1 SIGKILL x5 + restart", kms_factory, fault_table, False) as sc:
         k = sc.instance()
         sc.wait_ready(k)
-        sc.start_load(60)
+        # five cycles of restart, rejoin (the dead member's session must time
+        # out first) and a random wait fit well within this
+        sc.start_load(75)
         kills = 0
         while True:
             # a random moment while it works: the backlog of the restart
