@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dsn.h"
 #include "jwt.h"
 
 typedef enum { OPT_STR, OPT_INT } opt_type;
@@ -368,53 +369,7 @@ int config_validate(const kms_config *cfg, char *errstr, size_t errstr_size)
 
 void config_mask_dsn(const char *dsn, char *out, size_t out_size)
 {
-	if (out_size == 0)
-		return;
-	out[0] = '\0';
-	size_t o = 0;
-	const char *scheme = strstr(dsn, "://");
-	if (scheme != NULL) {
-		/* URI form: postgresql://user:password@host/... */
-		const char *auth = scheme + 3;
-		const char *at = strchr(auth, '@');
-		const char *colon = memchr(auth, ':', at ? (size_t)(at - auth) : 0);
-		if (at != NULL && colon != NULL) {
-			snprintf(out, out_size, "%.*s:****%s", (int)(colon - dsn), dsn, at);
-			return;
-		}
-		snprintf(out, out_size, "%s", dsn);
-		return;
-	}
-	/* key=value form: mask the value of password=... */
-	const char *p = dsn;
-	while (*p && o + 1 < out_size) {
-		if (strncmp(p, "password", 8) == 0 && (p == dsn || isspace((unsigned char)p[-1]))) {
-			const char *q = p + 8;
-			while (isspace((unsigned char)*q))
-				q++;
-			if (*q == '=') {
-				q++;
-				while (isspace((unsigned char)*q))
-					q++;
-				int n = snprintf(out + o, out_size - o, "password=****");
-				o += (n > 0 && (size_t)n < out_size - o) ? (size_t)n : 0;
-				if (*q == '\'') {
-					for (q++; *q && *q != '\''; q++)
-						if (*q == '\\' && q[1])
-							q++;
-					if (*q)
-						q++;
-				} else {
-					while (*q && !isspace((unsigned char)*q))
-						q++;
-				}
-				p = q;
-				continue;
-			}
-		}
-		out[o++] = *p++;
-	}
-	out[o] = '\0';
+	dsn_mask(dsn, out, out_size);
 }
 
 void config_print(const kms_config *cfg, void *file)

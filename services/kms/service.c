@@ -176,9 +176,14 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
 		log_event(LOG_INFO, "partitions_assigned", "{s:i}", "count", parts->cnt);
 		rd_kafka_assign(rk, parts);
-		/* a batch is in hand: new partitions wait until it is done */
+		/* A batch is in hand: new partitions wait until it is done.
+		 * Otherwise they must flow, whatever state an earlier
+		 * assignment of theirs was left in: librdkafka keeps a
+		 * partition's pause across an unassign and a new assign. */
 		if (s->paused)
 			rd_kafka_pause_partitions(rk, parts);
+		else
+			rd_kafka_resume_partitions(rk, parts);
 		health_set(s->health, HEALTH_GROUP_JOINED, 1);
 		return;
 	}
@@ -196,6 +201,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			s->deferred[keep++] = s->deferred[i];
 	}
 	s->ndeferred = keep;
+	rd_kafka_resume_partitions(rk, parts);
 	rd_kafka_assign(rk, NULL);
 	health_set(s->health, HEALTH_GROUP_JOINED, 0);
 }
@@ -269,6 +275,9 @@ static int make_clients(svc *s, char *errstr, size_t errstr_size)
 	    conf_set(conf, "message.timeout.ms", "0", errstr, errstr_size) != 0 ||
 	    conf_set(conf, "linger.ms", "2", errstr, errstr_size) != 0 ||
 	    conf_set(conf, "compression.codec", "lz4", errstr, errstr_size) != 0 ||
+	    /* room for a DLQ copy of the largest request value and its headers;
+	     * the broker's own limit still applies */
+	    conf_set(conf, "message.max.bytes", "16777216", errstr, errstr_size) != 0 ||
 	    /* the partitioner of the Java client, so keys land where they would */
 	    conf_set(conf, "partitioner", "murmur2_random", errstr, errstr_size) != 0) {
 		rd_kafka_conf_destroy(conf);

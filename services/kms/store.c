@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dsn.h"
 #include "embedded.h"
 #include "log.h"
 #include "sla.h"
@@ -117,6 +118,7 @@ static int connect_now(store *s, char *errstr, size_t errstr_size)
 	}
 	if (PQstatus(s->conn) != CONNECTION_OK) {
 		set_err(errstr, errstr_size, "postgresql connect", PQerrorMessage(s->conn));
+		dsn_scrub(s->dsn, errstr, errstr_size);
 		return -1;
 	}
 	/* NOTICEs ("already exists, skipping") are not worth a line */

@@ -49,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dsn.h"
 #include "codec.h"
 #include "store.h"
 #include "table.h"
@@ -344,7 +345,10 @@ static PGconn *db_connect(const char *dsn)
 {
 	PGconn *c = PQconnectdb(dsn);
 	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
-		fail_line(0, "cannot connect to PostgreSQL", c != NULL ? PQerrorMessage(c) : NULL);
+		char why[512];
+		snprintf(why, sizeof why, "%s", c != NULL ? PQerrorMessage(c) : "out of memory");
+		dsn_scrub(dsn, why, sizeof why);
+		fail_line(0, "cannot connect to PostgreSQL", why);
 		PQfinish(c);
 		return NULL;
 	}

@@ -44,6 +44,7 @@ import signal
 import subprocess
 import threading
 import time
+import traceback
 import uuid
 from dataclasses import dataclass
 
@@ -68,6 +69,9 @@ KMS_ARGS = ("-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000")
 # A request answered later than this after it was produced was held up by a
 # fault (in steady state the KM-S answers within tens of milliseconds).
 SLOW = 1.0
+
+# librdkafka debug contexts for the harness's own clients (into clients.log)
+CLIENT_DEBUG = os.environ.get("KMS_FAULT_CLIENT_DEBUG", "")
 
 RECOVERY_TIMEOUT = float(os.environ.get("KMS_FAULT_RECOVERY_TIMEOUT", "120"))
 
@@ -151,10 +155,12 @@ class Load:
             "partitioner": "murmur2_random",
             "error_cb": lambda e: self.errors.append((time.monotonic(), str(e))),
             **({"logger": logger} if logger is not None else {}),
+            **({"debug": CLIENT_DEBUG} if CLIENT_DEBUG else {}),
         })
         self.thread = None
         self.started = self.finished = None
         self.stopping = False
+        self.failure = None  # what stopped the producing thread, if anything
 
     def _delivered(self, item):
         def cb(err, msg):
@@ -165,6 +171,12 @@ class Load:
         return cb
 
     def _run(self, duration):
+        try:
+            self._produce_all(duration)
+        except BaseException as e:  # reported by wait_done()
+            self.failure = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
+
+    def _produce_all(self, duration):
         n = len(self.items)
         t0 = self.started = time.monotonic()
         for i, it in enumerate(self.items):
@@ -208,6 +220,9 @@ class Load:
             self.stopping = True
             self.thread.join(10)
             raise AssertionError(f"the load did not finish in {timeout:.0f}s")
+        if self.failure is not None:
+            raise AssertionError(f"the load's producer failed after {self.progress()} "
+                                 f"requests: {self.failure}")
         while time.monotonic() < deadline:
             self.producer.poll(0.2)
             if all(it.coords is not None or it.error is not None for it in self.items):
@@ -269,6 +284,7 @@ class ResultsTap:
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
             **({"logger": logger} if logger is not None else {}),
+            **({"debug": CLIENT_DEBUG} if CLIENT_DEBUG else {}),
         })
         self.partitions = {}
         assign = []
@@ -285,14 +301,15 @@ class ResultsTap:
             try:
                 # a short wait: the time a Result is first seen is a figure
                 msgs = self._c.consume(num_messages=1000, timeout=0.02)
-            except Exception as e:  # the consumer was closed under us
-                self.errors.append(str(e))
-                return
+            except Exception as e:  # kept as evidence; reading goes on
+                self.errors.append((time.monotonic(), f"{type(e).__name__}: {e}"))
+                time.sleep(0.1)
+                continue
             now = time.monotonic()
             with self.lock:
                 for m in msgs:
                     if m.error():
-                        self.errors.append(str(m.error()))
+                        self.errors.append((now, str(m.error())))
                         continue
                     rec = Rec(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
                               [(k, v if v is not None else b"") for k, v in (m.headers() or [])],
@@ -568,6 +585,12 @@ class Scenario:
                 shutil.copy(k.log_path, dest)
         with open(os.path.join(dest, "events.txt"), "w") as f:
             f.write(self.event_text() + "\n")
+            for what, errs in (("load producer", self.load.errors if self.load else []),
+                               ("results reader", self.tap.errors if self.tap else [])):
+                if errs:
+                    f.write(f"\n{what} errors ({len(errs)}):\n")
+                    for t, e in errs[:50]:
+                        f.write(f"{t - self.t0:7.2f}s  {e}\n")
             if self.watch is not None:
                 f.write("\n/readyz changes:\n")
                 for t, kms_id, status, body in self.watch.changes:

@@ -34,7 +34,8 @@ when not null); ``valServices[i].content.count``,
 Tokens
 ------
 ``b64u()``, ``es256_token(key, header, payload)`` (header and payload as
-bytes, used verbatim, or as dicts), ``hs256_token(secret, header, payload)``.
+bytes, used verbatim, or as dicts), ``es256_signature(key, signing_input)``,
+``hs256_token(secret, header, payload)``.
 
 Checks shared by the security tests
 -----------------------------------
@@ -228,13 +229,18 @@ def _json_bytes(part):
     return json.dumps(part, separators=(",", ":")).encode("utf-8")
 
 
+def es256_signature(key, signing_input):
+    """The base64url ES256 signature (r || s, 64 bytes) of signing_input,
+    whatever those bytes are."""
+    r, s = decode_dss_signature(key.sign(bytes(signing_input), ec.ECDSA(hashes.SHA256())))
+    return b64u(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+
+
 def es256_token(key, header, payload):
     """A compact JWS over header and payload exactly as given (bytes used
     verbatim; a dict is serialised), signed ES256 with key."""
-    signing_input = (b64u(_json_bytes(header)) + "." + b64u(_json_bytes(payload))).encode()
-    der = key.sign(signing_input, ec.ECDSA(hashes.SHA256()))
-    r, s = decode_dss_signature(der)
-    return signing_input.decode() + "." + b64u(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+    signing_input = b64u(_json_bytes(header)) + "." + b64u(_json_bytes(payload))
+    return signing_input + "." + es256_signature(key, signing_input.encode())
 
 
 def hs256_token(secret, header, payload):
@@ -349,6 +355,11 @@ def assert_dlq_record(rec, sent_value, sent_key, coords, sent_headers=(), token=
         h["__connect.errors.exception.class.name"]
     msg = h["__connect.errors.exception.message"].decode("utf-8")
     assert 3 <= len(msg) <= 1000 and "\n" not in msg, f"exception message {msg!r}"
+    # what the KM-S added quotes no JWS part ("eyJ" starts the base64url of
+    # any JSON object)
+    for n, v in rec.header_list:
+        if n.startswith("__connect.errors."):
+            assert b"eyJ" not in v, f"{n} seems to quote a token: {v[:200]!r}"
     if token:
         for part in [token] + [p for p in token.split(".") if len(p) >= 8]:
             for n, v in rec.header_list:

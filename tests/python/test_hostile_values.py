@@ -22,8 +22,9 @@ The values are built by ``hostile.layout`` from a valid request, one piece
 changed at a time.
 """
 
+import base64
+import os
 import time
-import uuid
 
 import pytest
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
@@ -266,15 +267,22 @@ def hostile_wait(pred, timeout, what):
         time.sleep(0.2)
 
 
+def _filler(n):
+    """n characters that no compression shrinks (the KM-S's producer
+    compresses, and the broker's record limit applies to the compressed
+    batch)."""
+    return base64.urlsafe_b64encode(os.urandom(n))[:n].decode()
+
+
 def _big_request(kms, ident, vsp, size):
-    base = kms.request(ident, [kmswire.service("svc-a", "JWK", None,
-                                               {"k000": "x" * 8000})],
+    """A request of exactly size bytes: content values of 8000 random
+    characters, then a pad to the byte."""
+    base = kms.request(ident, [kmswire.service("svc-a", "JWK", None, {"k000": _filler(8000)})],
                        vsp)
-    # fill the content map with 8000-byte values up to about size, then pad
     content = base["valServices"][0]["keyFormat"]["content"]
     i = 1
     while len(kmswire.encode_request(base)) < size - 9000:
-        content[f"k{i:03d}"] = "x" * 8000
+        content[f"k{i:03d}"] = _filler(8000)
         i += 1
     return hostile.pad_request_to(base, size)
 
@@ -319,6 +327,38 @@ def test_undecodable_value_just_under_the_default_size_limit(kms_factory):
                               producer_conf={"message.max.bytes": 2 * 1048576})
     recs = hostile.dlq_by_offset(kms, coords, timeout=30)[coords[0]]
     hostile.assert_dlq_record(recs[0], value, ident, coords[0], HEADERS)
+    _, resp = kms.result(req["requestId"])
+    assert (resp["result"], resp["cause"]) == INVALID
+    hostile.assert_nothing_stored(kms, ident)
+    hostile.serve_next(kms, ident, vsp)
+
+
+def test_value_the_dlq_topic_cannot_hold(kms_factory):
+    """The requests topic takes 4 MiB records, the DLQ topic only the
+    broker's default (about 1 MiB): a 1.5 MiB value cannot be copied whole.
+    The DLQ still gets a record for it, with the Connect headers, its key
+    and original headers, and a note of the size it left out; the Result is
+    sent and the KM-S goes on (the value itself stays in the requests
+    topic)."""
+    kms = kms_factory()
+    _raise_topic_limit(kms, [kms.requests_topic], 4 * 1048576)
+    vsp = hostile.provisioned(kms, ["svc-a"])
+    ident = kms.unique("big")
+    req = _big_request(kms, ident, vsp, 1536 * 1024)
+    value = kmswire.encode_request(req)
+    coords = hostile.send_all(kms, [value], ident, HEADERS,
+                              producer_conf={"message.max.bytes": 4 * 1048576})
+    recs = hostile.dlq_by_offset(kms, coords, timeout=60)[coords[0]]
+    assert len(recs) == 1
+    rec = recs[0]
+    assert rec.key == ident.encode()
+    assert not rec.value, "a value the DLQ topic cannot hold was not left out"
+    assert [(n, v) for n, v in rec.header_list[:len(HEADERS)]] == HEADERS
+    h = rec.headers
+    assert (h["__connect.errors.topic"].decode(), int(h["__connect.errors.partition"]),
+            int(h["__connect.errors.offset"])) == coords[0]
+    noted = [n for n, v in rec.header_list if v == str(len(value)).encode()]
+    assert noted, f"no header notes the {len(value)} bytes left out: {rec.header_list}"
     _, resp = kms.result(req["requestId"])
     assert (resp["result"], resp["cause"]) == INVALID
     hostile.assert_nothing_stored(kms, ident)
@@ -603,6 +643,5 @@ def test_null_key(world):
     assert (resp2["result"], resp2["cause"]) == INVALID
     assert hostile.audit_at(kms, coords2[0])["outcome"] == "DLQ"
     hostile.assert_nothing_stored(kms, ident)
-    # a null key hashes to any partition: the next request is sent keyed
+    # a null key lands on any partition: the next request is sent keyed
     hostile.serve_next(kms, ident, vsp)
-    assert uuid.UUID(req["requestId"])

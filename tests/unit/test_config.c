@@ -9,6 +9,7 @@
 
 #include "check.h"
 #include "config.h"
+#include "dsn.h"
 
 static char file_path[64];
 
@@ -141,8 +142,30 @@ static int test_mask_dsn(void)
 	config_mask_dsn("host=db user=kms password=s3cret dbname=kms", out, sizeof out);
 	CHECK_STR(out, "host=db user=kms password=**** dbname=kms");
 	config_mask_dsn("host=db password = 'a b\\' c' dbname=kms", out, sizeof out);
-	CHECK_STR(out, "host=db password=**** dbname=kms");
+	CHECK_STR(out, "host=db password = **** dbname=kms");
 	CHECK(strstr(out, "s3cret") == NULL);
+	config_mask_dsn("postgresql://u@h/db?sslmode=disable&password=s3cret", out, sizeof out);
+	CHECK_STR(out, "postgresql://u@h/db?sslmode=disable&password=****");
+	config_mask_dsn("postgresql://u@h/db?password=s3cret&sslmode=disable", out, sizeof out);
+	CHECK_STR(out, "postgresql://u@h/db?password=****&sslmode=disable");
+	config_mask_dsn("postgres://u:p%40ss@h/db", out, sizeof out);
+	CHECK_STR(out, "postgres://u:****@h/db");
+	return 0;
+}
+
+static int test_scrub_message(void)
+{
+	char msg[256];
+	snprintf(msg, sizeof msg, "invalid percent-encoded token: \"s3cret%%zz\"");
+	dsn_scrub("postgresql://u:s3cret%zz@h/db", msg, sizeof msg);
+	CHECK(strstr(msg, "s3cret") == NULL);
+	CHECK(strstr(msg, "****") != NULL);
+	snprintf(msg, sizeof msg, "bad value a b c here");
+	dsn_scrub("host=h password='a b c'", msg, sizeof msg);
+	CHECK_STR(msg, "bad value **** here");
+	snprintf(msg, sizeof msg, "nothing secret");
+	dsn_scrub("host=h user=u", msg, sizeof msg);
+	CHECK_STR(msg, "nothing secret");
 	return 0;
 }
 
@@ -174,6 +197,7 @@ static const check_case cases[] = {
     {"bad_file_line", test_bad_file_line},
     {"bad_alg_list", test_bad_alg_list},
     {"mask_dsn", test_mask_dsn},
+    {"scrub_message", test_scrub_message},
     {"print_masks_password", test_print_masks_password},
 };
 
