@@ -26,6 +26,7 @@ import signal
 import subprocess
 import time
 import unicodedata
+import urllib.request
 
 import pytest
 
@@ -322,7 +323,8 @@ DSNS = {
     "URI with port and query": f"postgresql://kms:{PW}@db.example:5432/kms?sslmode=require",
     "URI percent-encoded password": f"postgres://u:{PW}%40x@h/db",
     "URI password in the query": f"postgresql://u@h/db?password={PW}",
-    "URI password in the query, after another": f"postgresql://u@h/db?sslmode=disable&password={PW}",
+    "URI password in the query, after another":
+        f"postgresql://u@h/db?sslmode=disable&password={PW}",
     "key=value": f"host=h user=u password={PW} dbname=db",
     "key=value quoted": f"host=h password='{PW} with space' dbname=db",
     "key=value spaced": f"host=h password = {PW} dbname=db",
@@ -372,10 +374,10 @@ def _run_briefly(args, seconds, ready=None):
     return p.returncode, out.decode("utf-8", "replace")
 
 
-def test_startup_log_does_not_show_the_dsn_password(stack, kms_factory):
+def test_startup_log_does_not_show_the_dsn_password(kms_factory):
     """The stack's PostgreSQL trusts local connections, so a DSN with a
-    password works: the KM-S starts, serves, stops, and its log never holds
-    the password. A KM-S whose database is unreachable logs why, without the
+    password works: the KM-S starts, becomes ready, stops, and its log never
+    holds the password. A KM-S whose database is unreachable logs why, without the
     password either; so does `kms migrate`."""
     kms = kms_factory(start=False)
     u = kms.dsn.split("://", 1)
@@ -384,7 +386,6 @@ def test_startup_log_does_not_show_the_dsn_password(stack, kms_factory):
     args = [*kms.args(), "--dsn", dsn, "--health-port", str(port), "--log-level", "debug"]
 
     def ready():
-        import urllib.request
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
                 return r.status == 200
