@@ -69,7 +69,7 @@ void log_event(log_level level, const char *event, const char *fields, ...)
 		return;
 
 	json_t *head = json_pack("{s:s, s:s, s:s, s:s}", "ts", when, "level", level_names[level],
-				 "svc", service_name, "event", event);
+	                         "svc", service_name, "event", event);
 	if (head != NULL) {
 		json_object_update_missing(head, line);
 		char *text = json_dumps(head, JSON_COMPACT | JSON_PRESERVE_ORDER);

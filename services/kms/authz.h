@@ -22,8 +22,8 @@ typedef struct {
 /* Decide whether the token authorizes requester_identity. On AUTHZ_ALLOW,
  * vsp_id (size vsp_id_size) receives the token's vsp_id claim. On AUTHZ_DENY,
  * detail receives one sentence for the Result (never the token). */
-authz_decision authz_check(const authz_policy *p, const char *token,
-			   const char *requester_identity, int64_t now_s, char *vsp_id,
-			   size_t vsp_id_size, char *detail, size_t detail_size);
+authz_decision authz_check(const authz_policy *p, const char *token, const char *requester_identity,
+                           int64_t now_s, char *vsp_id, size_t vsp_id_size, char *detail,
+                           size_t detail_size);
 
 #endif

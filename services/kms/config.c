@@ -28,9 +28,14 @@ typedef struct {
 	const char *help;
 } opt;
 
-#define STR(field, def, help) {#field, OPT_STR, def, offsetof(kms_config, field), 0, 0, help}
-#define INT(field, def, lo, hi, help)                                                          \
-	{#field, OPT_INT, def, offsetof(kms_config, field), lo, hi, help}
+#define STR(field, def, help)                                                                      \
+	{                                                                                          \
+#field, OPT_STR, def, offsetof(kms_config, field), 0, 0, help                      \
+	}
+#define INT(field, def, lo, hi, help)                                                              \
+	{                                                                                          \
+#field, OPT_INT, def, offsetof(kms_config, field), lo, hi, help                    \
+	}
 
 static const opt opts[] = {
     STR(bootstrap, "127.0.0.1:19092", "Kafka bootstrap servers"),
@@ -41,7 +46,7 @@ static const opt opts[] = {
     STR(results_topic, "seal.km.provisioning.results", "default topic of Results"),
     STR(dlq_topic, "seal.km.provisioning.dlq", "dead-letter topic"),
     STR(reply_topic_pattern, "",
-	"regex a kafka_replyTopic must match (default: any but requests, DLQ and __ topics)"),
+        "regex a kafka_replyTopic must match (default: any but requests, DLQ and __ topics)"),
     STR(issuers_file, "", "JSON file of trusted token issuers and their public keys"),
     STR(jwt_algs, "ES256,ES384,RS256,PS256,EdDSA", "allowed token signature algorithms"),
     STR(scope, "ss-kpp", "scope the access token must carry"),
@@ -101,7 +106,7 @@ static int parse_int(const char *s, int64_t *out)
 }
 
 static int set_opt(kms_config *cfg, const opt *o, const char *value, const char *source,
-		   char *errstr, size_t errstr_size)
+                   char *errstr, size_t errstr_size)
 {
 	if (o->type == OPT_STR) {
 		char *copy = strdup(value);
@@ -116,7 +121,7 @@ static int set_opt(kms_config *cfg, const opt *o, const char *value, const char 
 	int64_t v;
 	if (parse_int(value, &v) != 0 || v < o->min || v > o->max) {
 		snprintf(errstr, errstr_size, "%s: %s must be a whole number from %lld to %lld",
-			 source, o->name, (long long)o->min, (long long)o->max);
+		         source, o->name, (long long)o->min, (long long)o->max);
 		return -1;
 	}
 	*int_field(cfg, o) = v;
@@ -124,7 +129,7 @@ static int set_opt(kms_config *cfg, const opt *o, const char *value, const char 
 }
 
 static int add_rdkafka(kms_config *cfg, const char *kv, const char *source, char *errstr,
-		       size_t errstr_size)
+                       size_t errstr_size)
 {
 	const char *eq = strchr(kv, '=');
 	if (eq == NULL || eq == kv) {
@@ -164,7 +169,7 @@ static int load_file(kms_config *cfg, const char *path, char *errstr, size_t err
 	FILE *f = fopen(path, "r");
 	if (f == NULL) {
 		snprintf(errstr, errstr_size, "cannot open config file %s: %s", path,
-			 strerror(errno));
+		         strerror(errno));
 		return -1;
 	}
 	char line[4096];
@@ -218,11 +223,11 @@ void config_usage(void *file)
 			if (*p == '_')
 				*p = '-';
 		fprintf(f, "  --%-22s %s (default: %s)\n", flag, opts[i].help,
-			*opts[i].def ? opts[i].def : "none");
+		        *opts[i].def ? opts[i].def : "none");
 	}
 	fprintf(f, "  --config FILE            read settings from FILE (or KMS_CONFIG)\n"
-		   "  -X key=value             librdkafka property (file: rdkafka.key = value)\n"
-		   "  -h, --help               this text\n");
+	           "  -X key=value             librdkafka property (file: rdkafka.key = value)\n"
+	           "  -h, --help               this text\n");
 }
 
 int config_load(kms_config *cfg, int argc, char **argv, char *errstr, size_t errstr_size)
@@ -328,7 +333,7 @@ int config_alg_mask(const kms_config *cfg, unsigned *mask, char *errstr, size_t 
 		name[len] = '\0';
 		if (jwt_alg_parse(name, &a) != 0) {
 			snprintf(errstr, errstr_size, "jwt_algs: '%s' is not an allowed algorithm",
-				 name);
+			         name);
 			return -1;
 		}
 		*mask |= 1u << a;

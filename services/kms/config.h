@@ -23,7 +23,7 @@ typedef struct {
 	char *dlq_topic;
 	char *reply_topic_pattern; /* POSIX extended regex; "" = the default rule */
 	char *issuers_file;
-	char *jwt_algs;  /* comma-separated allow-list */
+	char *jwt_algs; /* comma-separated allow-list */
 	char *scope;
 	char *log_level;
 	int64_t leeway_s;

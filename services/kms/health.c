@@ -19,7 +19,7 @@ struct health {
 };
 
 static const char *const fact_names[HEALTH__COUNT] = {"group_joined", "database", "broker",
-						       "not_paused"};
+                                                      "not_paused"};
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *body)
 {
@@ -34,8 +34,8 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
-			      const char *method, const char *version, const char *upload_data,
-			      size_t *upload_data_size, void **req_cls)
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **req_cls)
 {
 	(void)version;
 	(void)upload_data;
@@ -49,15 +49,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	if (strcmp(url, "/readyz") == 0) {
 		char body[256];
 		size_t o = (size_t)snprintf(body, sizeof body, "{\"status\":\"%s\"",
-					    health_ready(h) ? "ready" : "not ready");
+		                            health_ready(h) ? "ready" : "not ready");
 		for (int i = 0; i < HEALTH__COUNT && o < sizeof body; i++)
-			o += (size_t)snprintf(body + o, sizeof body - o, ",\"%s\":%s",
-					      fact_names[i],
-					      atomic_load(&h->facts[i]) ? "true" : "false");
+			o +=
+			    (size_t)snprintf(body + o, sizeof body - o, ",\"%s\":%s", fact_names[i],
+			                     atomic_load(&h->facts[i]) ? "true" : "false");
 		if (o < sizeof body)
 			snprintf(body + o, sizeof body - o, "}\n");
 		return reply(conn, health_ready(h) ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
-			     body);
+		             body);
 	}
 	return reply(conn, MHD_HTTP_NOT_FOUND, "{\"error\":\"not found\"}\n");
 }
@@ -75,8 +75,8 @@ health *health_new(unsigned port, char *errstr, size_t errstr_size)
 	addr.sin_port = htons((uint16_t)port);
 	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-				     (uint16_t)port, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR,
-				     &addr, MHD_OPTION_CONNECTION_TIMEOUT, 5u, MHD_OPTION_END);
+	                             (uint16_t)port, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR,
+	                             &addr, MHD_OPTION_CONNECTION_TIMEOUT, 5u, MHD_OPTION_END);
 	if (h->daemon == NULL) {
 		snprintf(errstr, errstr_size, "cannot serve health on 127.0.0.1:%u", port);
 		free(h);

@@ -16,9 +16,9 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: kms [run|migrate|config] [settings]\n"
-		   "  run      consume provisioning requests and answer them (default)\n"
-		   "  migrate  create or upgrade the database schema, then exit\n"
-		   "  config   print the effective settings (passwords masked), then exit\n\n");
+	           "  run      consume provisioning requests and answer them (default)\n"
+	           "  migrate  create or upgrade the database schema, then exit\n"
+	           "  config   print the effective settings (passwords masked), then exit\n\n");
 	config_usage(f);
 }
 

@@ -137,12 +137,12 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		char fatal[512];
 		rd_kafka_fatal_error(rk, fatal, sizeof fatal);
 		log_event(LOG_ERROR, "kafka_fatal", "{s:s, s:s}", "client", rd_kafka_name(rk),
-			  "error", fatal);
+		          "error", fatal);
 		run = 0;
 		return;
 	}
 	log_event(LOG_WARN, "kafka_error", "{s:s, s:s, s:s}", "client", rd_kafka_name(rk), "code",
-		  rd_kafka_err2name((rd_kafka_resp_err_t)err), "reason", reason);
+	          rd_kafka_err2name((rd_kafka_resp_err_t)err), "reason", reason);
 }
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -157,7 +157,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	track->err = m->err;
 	if (m->err)
 		log_event(LOG_WARN, "delivery_failed", "{s:s, s:s}", "topic",
-			  rd_kafka_topic_name(m->rkt), "error", rd_kafka_err2str(m->err));
+		          rd_kafka_topic_name(m->rkt), "error", rd_kafka_err2str(m->err));
 }
 
 static int is_revoked(const rd_kafka_topic_partition_list_t *parts, const rd_kafka_message_t *m)
@@ -170,7 +170,7 @@ static int is_revoked(const rd_kafka_topic_partition_list_t *parts, const rd_kaf
 }
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-			 rd_kafka_topic_partition_list_t *parts, void *opaque)
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
 	svc *s = opaque;
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
@@ -209,7 +209,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 /* ---- client set-up ---- */
 
 static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr,
-		    size_t errstr_size)
+                    size_t errstr_size)
 {
 	if (rd_kafka_conf_set(conf, k, v, errstr, errstr_size) != RD_KAFKA_CONF_OK)
 		return -1;
@@ -225,7 +225,7 @@ static rd_kafka_conf_t *base_conf(svc *s, char *errstr, size_t errstr_size)
 		goto fail;
 	for (size_t i = 0; i < cfg->rdkafka_count; i++)
 		if (conf_set(conf, cfg->rdkafka_keys[i], cfg->rdkafka_values[i], errstr,
-			     errstr_size) != 0)
+		             errstr_size) != 0)
 			goto fail;
 	rd_kafka_conf_set_error_cb(conf, on_error);
 	rd_kafka_conf_set_opaque(conf, s);
@@ -257,7 +257,7 @@ static int make_clients(svc *s, char *errstr, size_t errstr_size)
 	/* a -X given twice wins over the defaults above */
 	for (size_t i = 0; i < cfg->rdkafka_count; i++)
 		if (rd_kafka_conf_set(conf, cfg->rdkafka_keys[i], cfg->rdkafka_values[i], NULL,
-				      0) != RD_KAFKA_CONF_OK)
+		                      0) != RD_KAFKA_CONF_OK)
 			break;
 	rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
 	s->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
@@ -285,7 +285,7 @@ static int make_clients(svc *s, char *errstr, size_t errstr_size)
 	}
 	for (size_t i = 0; i < cfg->rdkafka_count; i++)
 		if (rd_kafka_conf_set(conf, cfg->rdkafka_keys[i], cfg->rdkafka_values[i], NULL,
-				      0) != RD_KAFKA_CONF_OK)
+		                      0) != RD_KAFKA_CONF_OK)
 			break;
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	s->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
@@ -307,7 +307,7 @@ static void defer_message(svc *s, rd_kafka_message_t *m)
 			/* Cannot keep it: rewind the partition so it comes again. */
 			rd_kafka_topic_partition_list_t *p = rd_kafka_topic_partition_list_new(1);
 			rd_kafka_topic_partition_list_add(p, rd_kafka_topic_name(m->rkt),
-							  m->partition)
+			                                  m->partition)
 			    ->offset = m->offset;
 			rd_kafka_error_t *e = rd_kafka_seek_partitions(s->consumer, p, 1000);
 			rd_kafka_error_destroy(e);
@@ -324,8 +324,8 @@ static void defer_message(svc *s, rd_kafka_message_t *m)
 static void handle_consumer_error(svc *s, rd_kafka_message_t *m)
 {
 	if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-		log_event(LOG_WARN, "consume_error", "{s:s, s:s}", "code", rd_kafka_err2name(m->err),
-			  "reason", rd_kafka_message_errstr(m));
+		log_event(LOG_WARN, "consume_error", "{s:s, s:s}", "code",
+		          rd_kafka_err2name(m->err), "reason", rd_kafka_message_errstr(m));
 		if (m->err == RD_KAFKA_RESP_ERR__TRANSPORT ||
 		    m->err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
 			health_set(s->health, HEALTH_BROKER, 0);
@@ -401,14 +401,13 @@ static const rd_kafka_headers_t *headers_of(const rd_kafka_message_t *m)
 	return h;
 }
 
-static int header(const rd_kafka_message_t *m, const char *name, const void **value,
-		  size_t *size)
+static int header(const rd_kafka_message_t *m, const char *name, const void **value, size_t *size)
 {
 	const rd_kafka_headers_t *h = headers_of(m);
 	if (h == NULL)
 		return -1;
 	return rd_kafka_header_get_last(h, name, value, size) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0
-											     : -1;
+	                                                                                    : -1;
 }
 
 static int topic_name_ok(const char *t, size_t n)
@@ -441,7 +440,7 @@ static void route_reply(svc *s, slot *sl)
 	char name[256];
 	if (!topic_name_ok(t, n)) {
 		snprintf(sl->reply_note, sizeof sl->reply_note,
-			 "kafka_replyTopic refused: not a valid topic name");
+		         "kafka_replyTopic refused: not a valid topic name");
 		return;
 	}
 	memcpy(name, t, n);
@@ -451,11 +450,11 @@ static void route_reply(svc *s, slot *sl)
 		allowed = regexec(&s->reply_re, name, 0, NULL, 0) == 0;
 	else
 		allowed = strcmp(name, cfg->requests_topic) != 0 &&
-			  strcmp(name, cfg->dlq_topic) != 0 && strncmp(name, "__", 2) != 0;
+		          strcmp(name, cfg->dlq_topic) != 0 && strncmp(name, "__", 2) != 0;
 	if (!allowed) {
 		snprintf(sl->reply_note, sizeof sl->reply_note,
-			 "kafka_replyTopic refused: %.180s does not match the reply-topic pattern",
-			 name);
+		         "kafka_replyTopic refused: %.180s does not match the reply-topic pattern",
+		         name);
 		return;
 	}
 	snprintf(sl->reply_topic, sizeof sl->reply_topic, "%s", name);
@@ -464,11 +463,11 @@ static void route_reply(svc *s, slot *sl)
 		return;
 	const unsigned char *b = v;
 	int32_t p = n == 4 ? (int32_t)((uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 |
-				       (uint32_t)b[2] << 8 | (uint32_t)b[3])
-			   : -1;
+	                               (uint32_t)b[2] << 8 | (uint32_t)b[3])
+	                   : -1;
 	if (p < 0) {
 		snprintf(sl->reply_note, sizeof sl->reply_note,
-			 "kafka_replyPartition ignored: not a 4-byte non-negative integer");
+		         "kafka_replyPartition ignored: not a 4-byte non-negative integer");
 		return;
 	}
 	sl->reply_partition = p;
@@ -486,14 +485,13 @@ static void decide_pure(svc *s, slot *sl, int64_t now_s)
 	route_reply(s, sl);
 	it->reply_note = sl->reply_note[0] ? sl->reply_note : NULL;
 
-	sl->status = codec_decode_request(s->codec, m->payload, m->payload ? m->len : 0,
-					  &sl->req, &sl->salvage, sl->decode_error,
-					  sizeof sl->decode_error);
+	sl->status = codec_decode_request(s->codec, m->payload, m->payload ? m->len : 0, &sl->req,
+	                                  &sl->salvage, sl->decode_error, sizeof sl->decode_error);
 	if (sl->status != CODEC_OK) {
 		it->dlq = 1;
 		it->pre_cause = CODEC_CAUSE_INVALID_REQUEST;
-		snprintf(sl->pre_detail, sizeof sl->pre_detail, "value could not be decoded: %.200s",
-			 sl->decode_error);
+		snprintf(sl->pre_detail, sizeof sl->pre_detail,
+		         "value could not be decoded: %.200s", sl->decode_error);
 		it->pre_detail = sl->pre_detail;
 		/* a Result only when the request can still be named */
 		if (sl->salvage.request_id != NULL && validate_uuid(sl->salvage.request_id) &&
@@ -513,13 +511,13 @@ static void decide_pure(svc *s, slot *sl, int64_t now_s)
 	if (validate_request(r, &s->limits, sl->pre_detail, sizeof sl->pre_detail) != 0) {
 		it->pre_cause = CODEC_CAUSE_INVALID_REQUEST;
 	} else if (m->key == NULL || m->key_len != strlen(r->requester_identity) ||
-		   memcmp(m->key, r->requester_identity, m->key_len) != 0) {
+	           memcmp(m->key, r->requester_identity, m->key_len) != 0) {
 		it->pre_cause = CODEC_CAUSE_INVALID_REQUEST;
 		snprintf(sl->pre_detail, sizeof sl->pre_detail,
-			 "the message key must be the requesterIdentity");
+		         "the message key must be the requesterIdentity");
 	} else if (authz_check(&s->policy, r->access_token, r->requester_identity, now_s,
-			       sl->vsp_id, sizeof sl->vsp_id, sl->pre_detail,
-			       sizeof sl->pre_detail) != AUTHZ_ALLOW) {
+	                       sl->vsp_id, sizeof sl->vsp_id, sl->pre_detail,
+	                       sizeof sl->pre_detail) != AUTHZ_ALLOW) {
 		it->pre_cause = CODEC_CAUSE_UNAUTHORIZED;
 	} else {
 		it->vsp_id = sl->vsp_id;
@@ -549,10 +547,9 @@ static void result_id(const unsigned char *value, size_t len, char out[37])
 	unsigned int mdlen = sizeof md;
 	memset(md, 0, sizeof md);
 	EVP_Digest(value, len, md, &mdlen, EVP_sha256(), NULL);
-	snprintf(out, 37,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", md[0],
-		 md[1], md[2], md[3], md[4], md[5], md[6], md[7], md[8], md[9], md[10], md[11],
-		 md[12], md[13], md[14], md[15]);
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+	         md[0], md[1], md[2], md[3], md[4], md[5], md[6], md[7], md[8], md[9], md[10],
+	         md[11], md[12], md[13], md[14], md[15]);
 }
 
 static int produce_result(svc *s, slot *sl, int use_default)
@@ -628,7 +625,7 @@ static int produce_dlq(svc *s, slot *sl)
 	rd_kafka_headers_t *h = orig ? rd_kafka_headers_copy(orig) : rd_kafka_headers_new(8);
 	char message[384];
 	snprintf(message, sizeof message, "%s: %s", codec_status_name(sl->status),
-		 sl->decode_error);
+	         sl->decode_error);
 	rd_kafka_header_add(h, "__connect.errors.topic", -1, rd_kafka_topic_name(m->rkt), -1);
 	add_header_num(h, "__connect.errors.partition", m->partition);
 	add_header_num(h, "__connect.errors.offset", (long long)m->offset);
@@ -644,8 +641,10 @@ static int produce_dlq(svc *s, slot *sl)
 	sl->dlq_send.state = SEND_PENDING;
 	rd_kafka_resp_err_t err = rd_kafka_producev(
 	    s->producer, RD_KAFKA_V_TOPIC(s->cfg->dlq_topic), RD_KAFKA_V_KEY(m->key, m->key_len),
-	    RD_KAFKA_V_VALUE(sl->dlq_omit_value ? NULL : m->payload, sl->dlq_omit_value ? 0 : m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-	    RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(&sl->dlq_send), RD_KAFKA_V_END);
+	    RD_KAFKA_V_VALUE(sl->dlq_omit_value ? NULL : m->payload,
+	                     sl->dlq_omit_value ? 0 : m->len),
+	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
+	    RD_KAFKA_V_OPAQUE(&sl->dlq_send), RD_KAFKA_V_END);
 	if (err) {
 		rd_kafka_headers_destroy(h);
 		sl->dlq_send.state = SEND_FAILED;
@@ -684,15 +683,15 @@ static int publish(svc *s)
 		for (size_t i = 0; i < s->nslots; i++) {
 			slot *sl = &s->slots[i];
 			pending += (sl->result_send.state == SEND_PENDING) +
-				   (sl->dlq_send.state == SEND_PENDING);
+			           (sl->dlq_send.state == SEND_PENDING);
 			failed += (sl->result_send.state == SEND_FAILED) +
-				  (sl->dlq_send.state == SEND_FAILED);
+			          (sl->dlq_send.state == SEND_FAILED);
 		}
 		if (pending == 0 && failed == 0)
 			break;
 		if (pending == 0 && failed > 0) {
 			log_event(LOG_WARN, "publish_retry", "{s:i, s:i}", "failed", (int)failed,
-				  "attempt", attempt);
+			          "attempt", attempt);
 			health_set(s->health, HEALTH_NOT_PAUSED, 0);
 			if (wait_ms(s, backoff_ms(s, attempt++)) != 0)
 				return -1;
@@ -707,14 +706,14 @@ static int publish(svc *s)
 					produce_dlq(s, sl);
 				}
 				if (sl->result_send.state == SEND_FAILED) {
-					int custom = strcmp(sl->reply_topic,
-							    s->cfg->results_topic) != 0 ||
-						     sl->reply_partition != RD_KAFKA_PARTITION_UA;
+					int custom =
+					    strcmp(sl->reply_topic, s->cfg->results_topic) != 0 ||
+					    sl->reply_partition != RD_KAFKA_PARTITION_UA;
 					if (custom)
 						log_event(LOG_WARN, "reply_fallback", "{s:s}",
-							  "request_id",
-							  sl->item.request_id ? sl->item.request_id
-									      : "");
+						          "request_id",
+						          sl->item.request_id ? sl->item.request_id
+						                              : "");
 					produce_result(s, sl, custom);
 				}
 			}
@@ -734,15 +733,14 @@ static int publish(svc *s)
 
 static void store_offsets(svc *s)
 {
-	rd_kafka_topic_partition_list_t *parts =
-	    rd_kafka_topic_partition_list_new((int)s->nslots);
+	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new((int)s->nslots);
 	for (size_t i = 0; i < s->nslots; i++) {
 		rd_kafka_message_t *m = s->slots[i].msg;
 		rd_kafka_topic_partition_t *p = rd_kafka_topic_partition_list_find(
 		    parts, rd_kafka_topic_name(m->rkt), m->partition);
 		if (p == NULL)
 			p = rd_kafka_topic_partition_list_add(parts, rd_kafka_topic_name(m->rkt),
-							      m->partition);
+			                                      m->partition);
 		if (m->offset + 1 > p->offset)
 			p->offset = m->offset + 1;
 	}
@@ -750,7 +748,7 @@ static void store_offsets(svc *s)
 	/* a partition revoked meanwhile refuses: its next owner redelivers */
 	if (err && err != RD_KAFKA_RESP_ERR__STATE)
 		log_event(LOG_WARN, "offsets_store_failed", "{s:s}", "error",
-			  rd_kafka_err2str(err));
+		          rd_kafka_err2str(err));
 	rd_kafka_topic_partition_list_destroy(parts);
 }
 
@@ -784,7 +782,7 @@ static void collect(svc *s)
 		for (size_t i = 0; i < take; i++)
 			add_to_batch(s, s->deferred[i]);
 		memmove(s->deferred, s->deferred + take,
-			(s->ndeferred - take) * sizeof *s->deferred);
+		        (s->ndeferred - take) * sizeof *s->deferred);
 		s->ndeferred -= take;
 	}
 
@@ -830,11 +828,11 @@ static int process_batch(svc *s)
 		for (size_t i = 0; i < s->nslots; i++)
 			items[i] = s->slots[i].item;
 		if (store_decide_batch(s->store, items, s->nslots, s->cfg->kms_id, now_ms(), errstr,
-				       sizeof errstr) == 0)
+		                       sizeof errstr) == 0)
 			break;
 		health_set(s->health, HEALTH_DATABASE, 0);
 		log_event(LOG_WARN, "decide_retry", "{s:s, s:i, s:i}", "error", errstr, "attempt",
-			  attempt, "batch", (int)s->nslots);
+		          attempt, "batch", (int)s->nslots);
 		if (wait_ms(s, backoff_ms(s, attempt++)) != 0) {
 			free(items);
 			return -1;
@@ -852,7 +850,7 @@ static int process_batch(svc *s)
 	store_offsets(s);
 	resume(s);
 	log_event(LOG_DEBUG, "batch_done", "{s:i, s:I}", "count", (int)s->nslots, "ms",
-		  (json_int_t)(mono_ms() - started));
+	          (json_int_t)(mono_ms() - started));
 	free_slots(s);
 	return 0;
 }
@@ -868,7 +866,8 @@ static void idle_checks(svc *s)
 	int db = store_ping(s->store, errstr, sizeof errstr) == 0;
 	health_set(s->health, HEALTH_DATABASE, db);
 	const struct rd_kafka_metadata *md = NULL;
-	int broker = rd_kafka_metadata(s->consumer, 0, NULL, &md, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR;
+	int broker =
+	    rd_kafka_metadata(s->consumer, 0, NULL, &md, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR;
 	if (md != NULL)
 		rd_kafka_metadata_destroy(md);
 	health_set(s->health, HEALTH_BROKER, broker);
@@ -908,7 +907,8 @@ static int setup(svc *s, char *errstr, size_t errstr_size)
 	s->limits.max_services = (size_t)cfg->max_services;
 
 	if (cfg->reply_topic_pattern[0] != '\0') {
-		if (regcomp(&s->reply_re, cfg->reply_topic_pattern, REG_EXTENDED | REG_NOSUB) != 0) {
+		if (regcomp(&s->reply_re, cfg->reply_topic_pattern, REG_EXTENDED | REG_NOSUB) !=
+		    0) {
 			snprintf(errstr, errstr_size, "reply_topic_pattern is not a valid regex");
 			return -1;
 		}
@@ -995,7 +995,7 @@ int service_run(const kms_config *cfg)
 		return SERVICE_EXIT_FAILED;
 	}
 	log_event(LOG_INFO, "started", "{s:s, s:s, s:s}", "kms_id", cfg->kms_id, "group",
-		  cfg->group_id, "topic", cfg->requests_topic);
+	          cfg->group_id, "topic", cfg->requests_topic);
 
 	while (run) {
 		collect(&s);
@@ -1014,13 +1014,13 @@ int service_run(const kms_config *cfg)
 		rd_kafka_resp_err_t err = rd_kafka_commit(s.consumer, NULL, 0);
 		if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
 			log_event(LOG_WARN, "commit_failed", "{s:s}", "error",
-				  rd_kafka_err2str(err));
+			          rd_kafka_err2str(err));
 		rd_kafka_consumer_close(s.consumer);
 		rd_kafka_flush(s.producer, (int)cfg->shutdown_timeout_ms);
 		log_event(LOG_INFO, "stopped", "{s:s}", "kms_id", cfg->kms_id);
 	} else {
 		log_event(LOG_ERROR, "stop_timed_out", "{s:I}", "timeout_ms",
-			  (json_int_t)cfg->shutdown_timeout_ms);
+		          (json_int_t)cfg->shutdown_timeout_ms);
 		/* leave without committing: the batch in hand is redelivered */
 		rd_kafka_consumer_close(s.consumer);
 	}

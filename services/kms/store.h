@@ -77,11 +77,11 @@ typedef struct {
 
 	/* out */
 	store_outcome outcome;
-	int has_result;   /* 0: no Result is sent (DLQ without a salvaged id) */
+	int has_result; /* 0: no Result is sent (DLQ without a salvaged id) */
 	codec_result result;
 	codec_cause cause;
-	char detail[256]; /* "" for the null branch */
-	char kms_id[128]; /* the KM-S that decided */
+	char detail[256];     /* "" for the null branch */
+	char kms_id[128];     /* the KM-S that decided */
 	int64_t processed_at; /* ms since the epoch, as stored */
 } store_item;
 
@@ -94,6 +94,6 @@ typedef struct {
  * does not fail the batch: that item is rolled back to its savepoint and
  * audited with outcome STORE_OUTCOME_ERROR, cause INTERNAL_ERROR. */
 int store_decide_batch(store *s, store_item *items, size_t n, const char *kms_id, int64_t now_ms,
-		       char *errstr, size_t errstr_size);
+                       char *errstr, size_t errstr_size);
 
 #endif

@@ -72,7 +72,7 @@ static int fail(char *detail, size_t detail_size, const char *sentence)
 }
 
 int validate_request(const codec_request *r, const validate_limits *l, char *detail,
-		     size_t detail_size)
+                     size_t detail_size)
 {
 	if (!validate_uuid(r->request_id))
 		return fail(detail, detail_size, "requestId is not a well-formed UUID");
@@ -91,7 +91,7 @@ int validate_request(const codec_request *r, const validate_limits *l, char *det
 		for (const char *p = r->supp_feat; *p; p++)
 			if (!is_hex(*p))
 				return fail(detail, detail_size,
-					    "suppFeat is not a hexadecimal string");
+				            "suppFeat is not a hexadecimal string");
 	}
 	for (size_t i = 0; i < r->service_count; i++) {
 		const codec_val_service *s = &r->services[i];
@@ -105,7 +105,7 @@ int validate_request(const codec_request *r, const validate_limits *l, char *det
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(r->services[j].val_service_id, s->val_service_id) == 0)
 				return fail(detail, detail_size,
-					    "valServiceId values are not unique");
+				            "valServiceId values are not unique");
 		for (size_t k = 0; k < s->content_count; k++) {
 			if (strlen(s->content[k].key) > l->max_field_bytes ||
 			    strlen(s->content[k].value) > l->max_field_bytes)
@@ -113,7 +113,7 @@ int validate_request(const codec_request *r, const validate_limits *l, char *det
 			for (size_t m = 0; m < k; m++)
 				if (strcmp(s->content[m].key, s->content[k].key) == 0)
 					return fail(detail, detail_size,
-						    "a content map repeats a key");
+					            "a content map repeats a key");
 		}
 	}
 	return 0;

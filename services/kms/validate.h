@@ -11,10 +11,10 @@
 #include "codec.h"
 
 typedef struct {
-	size_t max_services;      /* most VAL services in one request */
+	size_t max_services;       /* most VAL services in one request */
 	size_t max_identity_bytes; /* requesterIdentity, valServiceId */
 	size_t max_endpoint_bytes;
-	size_t max_field_bytes;   /* formatVersion, content keys and values, suppFeat */
+	size_t max_field_bytes; /* formatVersion, content keys and values, suppFeat */
 } validate_limits;
 
 void validate_limits_default(validate_limits *l);
@@ -29,7 +29,7 @@ int validate_absolute_uri(const char *s);
 /* Check the request's form. Returns 0 when valid; -1 with detail filled with
  * one sentence (never a secret) when not. */
 int validate_request(const codec_request *r, const validate_limits *l, char *detail,
-		     size_t detail_size);
+                     size_t detail_size);
 
 /* SHA-256 over the request's content: requesterIdentity, endpoint, the VAL
  * services in order (ID, format type, format version, content entries sorted

@@ -64,9 +64,10 @@ static int kafka_smoke(const char *bootstrap)
 		rd_kafka_header_add(h, "smoke-index", -1, value + 6, -1);
 		rd_kafka_header_add(h, "smoke-bin", -1, "\x00\xff\x01", 3);
 		if (rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY("k", 1),
-				      RD_KAFKA_V_VALUE(value, strlen(value)),
-				      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
-				      RD_KAFKA_V_END) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		                      RD_KAFKA_V_VALUE(value, strlen(value)),
+		                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+		                      RD_KAFKA_V_HEADERS(h),
+		                      RD_KAFKA_V_END) != RD_KAFKA_RESP_ERR_NO_ERROR)
 			rd_kafka_headers_destroy(h);
 	}
 	rd_kafka_flush(p, 30000);
@@ -108,10 +109,10 @@ static int kafka_smoke(const char *bootstrap)
 			size_t len;
 			if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR &&
 			    rd_kafka_header_get_last(h, "smoke-bin", &v, &len) ==
-				RD_KAFKA_RESP_ERR_NO_ERROR &&
+			        RD_KAFKA_RESP_ERR_NO_ERROR &&
 			    len == 3 && memcmp(v, "\x00\xff\x01", 3) == 0 &&
 			    rd_kafka_header_get_last(h, "smoke-index", &v, &len) ==
-				RD_KAFKA_RESP_ERR_NO_ERROR &&
+			        RD_KAFKA_RESP_ERR_NO_ERROR &&
 			    len == (size_t)(m->len - 6) &&
 			    memcmp(v, (const char *)m->payload + 6, len) == 0)
 				headers_ok++;
@@ -132,7 +133,7 @@ static int kafka_smoke(const char *bootstrap)
 	rd_kafka_topic_partition_list_t *committed = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_topic_partition_list_add(committed, topic, 0);
 	int committed_ok = rd_kafka_committed(c, committed, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-			   committed->elems[0].offset == last_offset + 1;
+	                   committed->elems[0].offset == last_offset + 1;
 	check(committed_ok, "committed_offset_is_stored_offset");
 	rd_kafka_topic_partition_list_destroy(committed);
 	rd_kafka_consumer_close(c);
@@ -146,13 +147,14 @@ static void pg_smoke(const char *dsn)
 	check(PQstatus(conn) == CONNECTION_OK, "pg_connect");
 	const char *params[2] = {"O'Brien \\ %", "\xf0\x9f\x94\x91"};
 	PGresult *r = PQexecParams(conn, "SELECT $1::text || $2::text, version()", 2, NULL, params,
-				   NULL, NULL, 0);
+	                           NULL, NULL, 0);
 	int ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
-		 strcmp(PQgetvalue(r, 0, 0), "O'Brien \\ %\xf0\x9f\x94\x91") == 0;
+	         strcmp(PQgetvalue(r, 0, 0), "O'Brien \\ %\xf0\x9f\x94\x91") == 0;
 	check(ok, "pg_parameterized_round_trip");
 	if (PQresultStatus(r) == PGRES_TUPLES_OK)
 		printf("server: %s\n", PQgetvalue(r, 0, 1));
-	check(PQresultStatus(r) == PGRES_TUPLES_OK && strstr(PQgetvalue(r, 0, 1), "PostgreSQL 15") != NULL,
+	check(PQresultStatus(r) == PGRES_TUPLES_OK &&
+	          strstr(PQgetvalue(r, 0, 1), "PostgreSQL 15") != NULL,
 	      "pg_server_is_15");
 	PQclear(r);
 	PQfinish(conn);

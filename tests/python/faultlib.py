@@ -276,7 +276,8 @@ class ResultsTap:
         self.errors = []
         self.lock = threading.Lock()
         self._stop = False
-        self._c = Consumer({
+        self.restarts = 0
+        self._conf = {
             "bootstrap.servers": bootstrap,
             "group.id": "fault-tap-" + secrets.token_hex(6),
             "enable.auto.commit": False,
@@ -285,18 +286,38 @@ class ResultsTap:
             "isolation.level": "read_committed",
             **({"logger": logger} if logger is not None else {}),
             **({"debug": CLIENT_DEBUG} if CLIENT_DEBUG else {}),
-        })
+        }
+        self._c = Consumer(self._conf)
         self.partitions = {}
-        assign = []
         for t in (results_topic, dlq_topic):
             md = self._c.list_topics(t, timeout=10).topics[t]
             self.partitions[t] = sorted(md.partitions)
-            assign += [TopicPartition(t, p, OFFSET_BEGINNING) for p in self.partitions[t]]
-        self._c.assign(assign)
+        self._assign()
         self.thread = threading.Thread(target=self._run, daemon=True, name="fault-tap")
         self.thread.start()
 
+    def _assign(self):
+        """Read every partition from where this reader is."""
+        self._c.assign([TopicPartition(t, p, self.next_offset.get((t, p), OFFSET_BEGINNING))
+                        for t, parts in self.partitions.items() for p in parts])
+
+    def _behind(self):
+        """Partitions holding records not read yet, by the broker's
+        watermarks; {} when the broker cannot say."""
+        out = {}
+        try:
+            for t, parts in self.partitions.items():
+                for p in parts:
+                    high = self._c.get_watermark_offsets(TopicPartition(t, p), timeout=2,
+                                                         cached=False)[1]
+                    if high > self.next_offset.get((t, p), 0):
+                        out[(t, p)] = high
+        except Exception:
+            return {}
+        return out
+
     def _run(self):
+        last_read = last_check = time.monotonic()
         while not self._stop:
             try:
                 # a short wait: the time a Result is first seen is a figure
@@ -306,6 +327,26 @@ class ResultsTap:
                 time.sleep(0.1)
                 continue
             now = time.monotonic()
+            if msgs:
+                last_read = now
+            elif now - last_read > 10 and now - last_check > 5:
+                # A reader that has records to read and reads none for 10 s
+                # is stuck (seen once after a broker restart): start afresh
+                # from where it was, so that a stuck reader is never taken
+                # for a KM-S that answers nothing.
+                last_check = now
+                behind = self._behind()
+                if behind:
+                    self.errors.append((now, f"reader stuck {now - last_read:.0f}s with "
+                                             f"records to read {behind}: restarted"))
+                    self.restarts += 1
+                    try:
+                        self._c.close()
+                    except Exception:
+                        pass
+                    self._c = Consumer(self._conf)
+                    self._assign()
+                    last_read = now
             with self.lock:
                 for m in msgs:
                     if m.error():
@@ -350,7 +391,7 @@ class ResultsTap:
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"results not read to their end in {timeout:.0f}s: "
-                                     f"{behind}")
+                                     f"{behind}; reader errors {self.errors[-5:]}")
             time.sleep(0.1)
 
     def close(self):

@@ -14,35 +14,33 @@ typedef struct {
 	int (*fn)(void); /* 0 pass, -1 fail */
 } check_case;
 
-#define CHECK(cond)                                                                     \
-	do {                                                                            \
-		if (!(cond)) {                                                          \
-			fprintf(stderr, "    %s:%d: CHECK(%s) failed\n", __FILE__,     \
-				__LINE__, #cond);                                       \
-			return -1;                                                      \
-		}                                                                       \
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "    %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__,       \
+			        #cond);                                                            \
+			return -1;                                                                 \
+		}                                                                                  \
 	} while (0)
 
-#define CHECK_STR(a, b)                                                                 \
-	do {                                                                            \
-		const char *check_a_ = (a), *check_b_ = (b);                            \
-		if (check_a_ == NULL || check_b_ == NULL ||                             \
-		    strcmp(check_a_, check_b_) != 0) {                                  \
-			fprintf(stderr, "    %s:%d: \"%s\" != \"%s\"\n", __FILE__,     \
-				__LINE__, check_a_ ? check_a_ : "(null)",               \
-				check_b_ ? check_b_ : "(null)");                        \
-			return -1;                                                      \
-		}                                                                       \
+#define CHECK_STR(a, b)                                                                            \
+	do {                                                                                       \
+		const char *check_a_ = (a), *check_b_ = (b);                                       \
+		if (check_a_ == NULL || check_b_ == NULL || strcmp(check_a_, check_b_) != 0) {     \
+			fprintf(stderr, "    %s:%d: \"%s\" != \"%s\"\n", __FILE__, __LINE__,       \
+			        check_a_ ? check_a_ : "(null)", check_b_ ? check_b_ : "(null)");   \
+			return -1;                                                                 \
+		}                                                                                  \
 	} while (0)
 
-#define CHECK_INT(a, b)                                                                 \
-	do {                                                                            \
-		long long check_a_ = (long long)(a), check_b_ = (long long)(b);         \
-		if (check_a_ != check_b_) {                                             \
-			fprintf(stderr, "    %s:%d: %s == %lld, expected %lld\n",      \
-				__FILE__, __LINE__, #a, check_a_, check_b_);            \
-			return -1;                                                      \
-		}                                                                       \
+#define CHECK_INT(a, b)                                                                            \
+	do {                                                                                       \
+		long long check_a_ = (long long)(a), check_b_ = (long long)(b);                    \
+		if (check_a_ != check_b_) {                                                        \
+			fprintf(stderr, "    %s:%d: %s == %lld, expected %lld\n", __FILE__,        \
+			        __LINE__, #a, check_a_, check_b_);                                 \
+			return -1;                                                                 \
+		}                                                                                  \
 	} while (0)
 
 static inline int check_run(const char *suite, const check_case *cases, size_t n)
@@ -61,7 +59,10 @@ static inline int check_run(const char *suite, const check_case *cases, size_t n
 	return failed == 0 ? 0 : 1;
 }
 
-#define CHECK_MAIN(suite, cases)                                                        \
-	int main(void) { return check_run(suite, cases, sizeof cases / sizeof cases[0]); }
+#define CHECK_MAIN(suite, cases)                                                                   \
+	int main(void)                                                                             \
+	{                                                                                          \
+		return check_run(suite, cases, sizeof cases / sizeof cases[0]);                    \
+	}
 
 #endif

@@ -43,7 +43,7 @@ static int test_defaults(void)
 static int test_flag_over_env_over_file(void)
 {
 	write_file("# a comment\nbatch_max = 7\nscope = from-file\ngroup_id = g-file\n"
-		   "rdkafka.socket.timeout.ms = 1234\n");
+	           "rdkafka.socket.timeout.ms = 1234\n");
 	setenv("KMS_CONFIG", file_path, 1);
 	setenv("KMS_SCOPE", "from-env", 1);
 	setenv("KMS_GROUP_ID", "g-env", 1);
@@ -56,9 +56,9 @@ static int test_flag_over_env_over_file(void)
 	unsetenv("KMS_GROUP_ID");
 	unlink(file_path);
 	CHECK_INT(rc, 0);
-	CHECK_INT(c.batch_max, 7);        /* file only */
-	CHECK_STR(c.scope, "from-env");   /* env over file */
-	CHECK_STR(c.group_id, "g-flag");  /* flag over env */
+	CHECK_INT(c.batch_max, 7);       /* file only */
+	CHECK_STR(c.scope, "from-env");  /* env over file */
+	CHECK_STR(c.group_id, "g-flag"); /* flag over env */
 	CHECK_INT(c.rdkafka_count, 2);
 	CHECK_STR(c.rdkafka_keys[0], "socket.timeout.ms");
 	CHECK_STR(c.rdkafka_values[0], "1234");
@@ -171,7 +171,8 @@ static int test_scrub_message(void)
 
 static int test_print_masks_password(void)
 {
-	char *argv[] = {"--dsn", "postgresql://kms:hunter2@db/kms", "-X", "sasl.password=pw1", NULL};
+	char *argv[] = {"--dsn", "postgresql://kms:hunter2@db/kms", "-X", "sasl.password=pw1",
+	                NULL};
 	kms_config c;
 	char err[256];
 	CHECK_INT(config_load(&c, 4, argv, err, sizeof err), 0);
@@ -181,7 +182,7 @@ static int test_print_masks_password(void)
 	config_print(&c, f);
 	fclose(f);
 	int ok = strstr(buf, "hunter2") == NULL && strstr(buf, "pw1") == NULL &&
-		 strstr(buf, "dsn = postgresql://kms:****@db/kms") != NULL;
+	         strstr(buf, "dsn = postgresql://kms:****@db/kms") != NULL;
 	free(buf);
 	config_free(&c);
 	CHECK(ok);

@@ -253,8 +253,7 @@ static const check_case cases[] = {
     {"empty_service_id", test_empty_service_id},
     {"repeated_content_key", test_repeated_content_key},
     {"supp_feat", test_supp_feat},
-    {"identity_with_quotes_and_controls_is_valid",
-     test_identity_with_quotes_and_controls_is_valid},
+    {"identity_with_quotes_and_controls_is_valid", test_identity_with_quotes_and_controls_is_valid},
     {"hash_ignores_token_sent_at_and_map_order", test_hash_ignores_token_sent_at_and_map_order},
     {"hash_sees_every_content_field", test_hash_sees_every_content_field},
 };
