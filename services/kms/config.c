@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <libpq-fe.h>
 #include <errno.h>
 #include <limits.h>
 #include <regex.h>
@@ -354,6 +355,21 @@ int config_validate(const kms_config *cfg, char *errstr, size_t errstr_size)
 		snprintf(errstr, errstr_size, "bootstrap, dsn and group_id must not be empty");
 		return -1;
 	}
+	/* A connection string libpq cannot parse is a mistake to report now,
+	 * not an outage to wait out. */
+	char *perr = NULL;
+	PQconninfoOption *parsed = PQconninfoParse(cfg->dsn, &perr);
+	if (parsed == NULL) {
+		snprintf(errstr, errstr_size, "dsn is not a valid connection string: %s",
+		         perr != NULL ? perr : "out of memory");
+		dsn_scrub(cfg->dsn, errstr, errstr_size);
+		for (char *p = errstr; *p; p++)
+			if (*p == '\n')
+				*p = ' ';
+		PQfreemem(perr);
+		return -1;
+	}
+	PQconninfoFree(parsed);
 	if (strlen(cfg->kms_id) > 120) {
 		snprintf(errstr, errstr_size, "kms_id is longer than 120 bytes");
 		return -1;

@@ -772,12 +772,18 @@ class Scenario:
             if time.monotonic() > deadline:
                 # a KM-S that says it is ready but answers nothing is hung
                 ready = {k.kms_id: k.readyz() for k in self.instances if k.running}
+                try:
+                    decided = query_json(self.world.stack, self.world.dbname,
+                                         "SELECT count(*) AS n FROM decisions")[0]["n"]
+                except AssertionError as e:
+                    decided = f"? ({e})"
                 self.event(f"recovery timeout: {self.tap.answered(ids)} of {len(ids)} "
-                           f"answered; /readyz {ready}")
+                           f"answered, {decided} decided; /readyz {ready}")
                 self.extra.append((f"backlog not answered within {RECOVERY_TIMEOUT:.0f}s "
                                    f"of the load's end",
-                                   f"{len(ids) - self.tap.answered(ids)} unanswered while "
-                                   f"/readyz said {ready}"))
+                                   f"{len(ids) - self.tap.answered(ids)} unanswered "
+                                   f"({decided} of {len(ids)} decided) while /readyz said "
+                                   f"{ready}"))
                 break
             if not any(k.running for k in self.instances):
                 self.event("no KM-S running")

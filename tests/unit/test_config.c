@@ -132,6 +132,19 @@ static int test_bad_alg_list(void)
 	return 0;
 }
 
+static int test_malformed_dsn_is_misuse(void)
+{
+	char *argv[] = {"--dsn", "postgresql://u:s3cret%zz@h/db", NULL};
+	kms_config c;
+	char err[256] = "";
+	CHECK_INT(config_load(&c, 2, argv, err, sizeof err), 0);
+	CHECK_INT(config_validate(&c, err, sizeof err), -1);
+	CHECK(strstr(err, "dsn is not a valid connection string") != NULL);
+	CHECK(strstr(err, "s3cret") == NULL);
+	config_free(&c);
+	return 0;
+}
+
 static int test_mask_dsn(void)
 {
 	char out[256];
@@ -197,6 +210,7 @@ static const check_case cases[] = {
     {"out_of_range", test_out_of_range},
     {"bad_file_line", test_bad_file_line},
     {"bad_alg_list", test_bad_alg_list},
+    {"malformed_dsn_is_misuse", test_malformed_dsn_is_misuse},
     {"mask_dsn", test_mask_dsn},
     {"scrub_message", test_scrub_message},
     {"print_masks_password", test_print_masks_password},
