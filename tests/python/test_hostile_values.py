@@ -245,7 +245,7 @@ def test_trailing_bytes_after_a_valid_datum(world):
 # ---------------------------------------------------------------- size
 
 
-def _raise_topic_limit(kms, topics, limit):
+def _set_topic_limit(kms, topics, limit):
     res = [ConfigResource("topic", t, incremental_configs=[
         ConfigEntry("max.message.bytes", str(limit),
                     incremental_operation=AlterConfigOpType.SET)]) for t in topics]
@@ -293,7 +293,7 @@ def test_value_over_the_default_size_limit(kms_factory):
     refuse it by its own limit, copy it whole to the DLQ, answer it (its
     first fields are readable) and go on."""
     kms = kms_factory()
-    _raise_topic_limit(kms, [kms.requests_topic, kms.dlq_topic], 4 * 1048576)
+    _set_topic_limit(kms, [kms.requests_topic, kms.dlq_topic], 4 * 1048576)
     vsp = hostile.provisioned(kms, ["svc-a"])
     ident = kms.unique("big")
     req = _big_request(kms, ident, vsp, 1048576 + 1)
@@ -334,14 +334,15 @@ def test_undecodable_value_just_under_the_default_size_limit(kms_factory):
 
 
 def test_value_the_dlq_topic_cannot_hold(kms_factory):
-    """The requests topic takes 4 MiB records, the DLQ topic only the
-    broker's default (about 1 MiB): a 1.5 MiB value cannot be copied whole.
+    """The requests topic takes 4 MiB records, the DLQ topic only Kafka's
+    usual default (1048588 bytes): a 1.5 MiB value cannot be copied whole.
     The DLQ still gets a record for it, with the Connect headers, its key
     and original headers, and a note of the size it left out; the Result is
     sent and the KM-S goes on (the value itself stays in the requests
     topic)."""
     kms = kms_factory()
-    _raise_topic_limit(kms, [kms.requests_topic], 4 * 1048576)
+    _set_topic_limit(kms, [kms.requests_topic], 4 * 1048576)
+    _set_topic_limit(kms, [kms.dlq_topic], 1048588)
     vsp = hostile.provisioned(kms, ["svc-a"])
     ident = kms.unique("big")
     req = _big_request(kms, ident, vsp, 1536 * 1024)
