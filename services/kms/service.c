@@ -216,6 +216,17 @@ static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *e
 	return 0;
 }
 
+/* The -X properties, applied after the KM-S's own settings so they win. */
+static int apply_overrides(rd_kafka_conf_t *conf, const kms_config *cfg, char *errstr,
+                           size_t errstr_size)
+{
+	for (size_t i = 0; i < cfg->rdkafka_count; i++)
+		if (conf_set(conf, cfg->rdkafka_keys[i], cfg->rdkafka_values[i], errstr,
+		             errstr_size) != 0)
+			return -1;
+	return 0;
+}
+
 static rd_kafka_conf_t *base_conf(svc *s, char *errstr, size_t errstr_size)
 {
 	const kms_config *cfg = s->cfg;
@@ -223,10 +234,6 @@ static rd_kafka_conf_t *base_conf(svc *s, char *errstr, size_t errstr_size)
 	if (conf_set(conf, "bootstrap.servers", cfg->bootstrap, errstr, errstr_size) != 0 ||
 	    conf_set(conf, "client.id", cfg->kms_id, errstr, errstr_size) != 0)
 		goto fail;
-	for (size_t i = 0; i < cfg->rdkafka_count; i++)
-		if (conf_set(conf, cfg->rdkafka_keys[i], cfg->rdkafka_values[i], errstr,
-		             errstr_size) != 0)
-			goto fail;
 	rd_kafka_conf_set_error_cb(conf, on_error);
 	rd_kafka_conf_set_opaque(conf, s);
 	return conf;
@@ -254,11 +261,10 @@ static int make_clients(svc *s, char *errstr, size_t errstr_size)
 		rd_kafka_conf_destroy(conf);
 		return -1;
 	}
-	/* a -X given twice wins over the defaults above */
-	for (size_t i = 0; i < cfg->rdkafka_count; i++)
-		if (rd_kafka_conf_set(conf, cfg->rdkafka_keys[i], cfg->rdkafka_values[i], NULL,
-		                      0) != RD_KAFKA_CONF_OK)
-			break;
+	if (apply_overrides(conf, cfg, errstr, errstr_size) != 0) {
+		rd_kafka_conf_destroy(conf);
+		return -1;
+	}
 	rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
 	s->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
 	if (s->consumer == NULL) {
@@ -283,10 +289,10 @@ static int make_clients(svc *s, char *errstr, size_t errstr_size)
 		rd_kafka_conf_destroy(conf);
 		return -1;
 	}
-	for (size_t i = 0; i < cfg->rdkafka_count; i++)
-		if (rd_kafka_conf_set(conf, cfg->rdkafka_keys[i], cfg->rdkafka_values[i], NULL,
-		                      0) != RD_KAFKA_CONF_OK)
-			break;
+	if (apply_overrides(conf, cfg, errstr, errstr_size) != 0) {
+		rd_kafka_conf_destroy(conf);
+		return -1;
+	}
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	s->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
 	if (s->producer == NULL) {
