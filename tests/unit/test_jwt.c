@@ -1137,7 +1137,11 @@ static int write_text(const char *path, const char *text)
 
 static int test_load_file(void)
 {
-	char dir[] = "/tmp/test_jwt_XXXXXX";
+	/* mkdtemp's template: the prefix, then six 'X' it replaces */
+	char dir[32] = "/tmp/test_jwt_";
+	size_t dir_len = strlen(dir);
+	memset(dir + dir_len, 'X', 6);
+	dir[dir_len + 6] = '\0';
 	char path[256], pem1[256], pem2[256], bad[256], err[512];
 	jwt_verifier *v;
 	jwt_claims c;
