@@ -7,7 +7,9 @@ audit trail, the database and the results topic, that
   ce_id) and match the committed decision (no Result without one);
 - the stored key formats are what the requests, applied in order per VAL
   server, produce;
-- after a scenario without a crash there are no repeated Results at all.
+- after the graceful scenarios, where nothing is killed and the group keeps
+  its members (PostgreSQL away, SIGTERM and restart), there are no repeated
+  Results at all; after the others they are counted.
 
 Each scenario runs in a world of its own (topics, database, group). A table
 of the figures, one row per scenario, is shown at the end of the session and
