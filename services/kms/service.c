@@ -145,6 +145,17 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	          rd_kafka_err2name((rd_kafka_resp_err_t)err), "reason", reason);
 }
 
+/* librdkafka's own log lines, as event lines like every other. */
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	log_level l = level <= 3   ? LOG_ERROR
+	              : level == 4 ? LOG_WARN
+	              : level <= 6 ? LOG_INFO
+	                           : LOG_DEBUG;
+	log_event(l, "kafka_log", "{s:s, s:s, s:s}", "client", rd_kafka_name(rk), "facility", fac,
+	          "message", buf);
+}
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	(void)rk;
@@ -235,6 +246,7 @@ static rd_kafka_conf_t *base_conf(svc *s, char *errstr, size_t errstr_size)
 	    conf_set(conf, "client.id", cfg->kms_id, errstr, errstr_size) != 0)
 		goto fail;
 	rd_kafka_conf_set_error_cb(conf, on_error);
+	rd_kafka_conf_set_log_cb(conf, on_log);
 	rd_kafka_conf_set_opaque(conf, s);
 	return conf;
 fail:
