@@ -21,7 +21,6 @@
  */
 #include "service.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <openssl/evp.h>
