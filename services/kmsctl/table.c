@@ -14,10 +14,7 @@ struct table {
 	size_t rows, cap;
 };
 
-/* Length of the UTF-8 character at s (1 to 4), or 0 when s does not start a
- * well-formed one (overlong forms, surrogates and values past U+10FFFF
- * included). */
-static size_t utf8_char(const unsigned char *s)
+size_t table_utf8_char(const unsigned char *s)
 {
 	unsigned c = s[0];
 	if (c < 0x80)
@@ -54,7 +51,7 @@ char *table_escape(const char *s)
 		return NULL;
 	size_t o = 0;
 	while (*p) {
-		size_t n = utf8_char(p);
+		size_t n = table_utf8_char(p);
 		/* C1 controls are U+0080..U+009F: C2 80..C2 9F */
 		int escape = n == 0 || (n == 1 && (*p < 0x20 || *p == 0x7F || *p == '\\')) ||
 		             (n == 2 && p[0] == 0xC2 && p[1] < 0xA0);
