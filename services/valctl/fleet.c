@@ -748,16 +748,10 @@ int valctl_cmd_fleet(int argc, char **argv)
 		case OPT_JSON:
 			o.json = 1;
 			break;
-		case 'h':
-			fputs(fleet_help, stdout);
-			fputs(valctl_common_help, stdout);
-			rc = VALCTL_EXIT_SUCCESS;
-			goto done;
 		default:
-			r = valctl_common_option(&common, sub, opt, optarg);
-			if (r != 1) {
-				rc = r == 0 ? valctl_getopt_error(sub, opt, argv)
-				            : VALCTL_EXIT_USAGE;
+			r = valctl_other_option(&common, sub, fleet_help, opt, optarg, argv);
+			if (r >= 0) {
+				rc = r;
 				goto done;
 			}
 		}

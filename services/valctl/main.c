@@ -99,6 +99,20 @@ void valctl_common_free(valctl_common *c)
 	c->xprop_count = 0;
 }
 
+int valctl_other_option(valctl_common *c, const char *sub, const char *help, int opt,
+                        const char *arg, char *const argv[])
+{
+	if (opt == 'h') {
+		fputs(help, stdout);
+		fputs(valctl_common_help, stdout);
+		return VALCTL_EXIT_SUCCESS;
+	}
+	int r = valctl_common_option(c, sub, opt, arg);
+	if (r == 1)
+		return -1;
+	return r == 0 ? valctl_getopt_error(sub, opt, argv) : VALCTL_EXIT_USAGE;
+}
+
 int valctl_common_option(valctl_common *c, const char *sub, int opt, const char *arg)
 {
 	const char **grown;

@@ -833,19 +833,10 @@ int valctl_cmd_provision(int argc, char **argv)
 		case OPT_JSON:
 			o.json = 1;
 			break;
-		case 'h':
-			fputs(provision_help, stdout);
-			fputs(valctl_common_help, stdout);
-			rc = VALCTL_EXIT_SUCCESS;
-			goto done;
 		default:
-			r = valctl_common_option(&common, sub, opt, optarg);
-			if (r < 0) {
-				rc = VALCTL_EXIT_USAGE;
-				goto done;
-			}
-			if (r == 0) {
-				rc = valctl_getopt_error(sub, opt, argv);
+			r = valctl_other_option(&common, sub, provision_help, opt, optarg, argv);
+			if (r >= 0) {
+				rc = r;
 				goto done;
 			}
 		}

@@ -152,16 +152,10 @@ int valctl_cmd_record(int argc, char **argv)
 				goto done;
 			}
 			break;
-		case 'h':
-			fputs(record_help, stdout);
-			fputs(valctl_common_help, stdout);
-			rc = VALCTL_EXIT_SUCCESS;
-			goto done;
 		default:
-			r = valctl_common_option(&common, sub, opt, optarg);
-			if (r != 1) {
-				rc = r == 0 ? valctl_getopt_error(sub, opt, argv)
-				            : VALCTL_EXIT_USAGE;
+			r = valctl_other_option(&common, sub, record_help, opt, optarg, argv);
+			if (r >= 0) {
+				rc = r;
 				goto done;
 			}
 		}
@@ -387,16 +381,10 @@ int valctl_cmd_replay(int argc, char **argv)
 				goto done;
 			}
 			break;
-		case 'h':
-			fputs(replay_help, stdout);
-			fputs(valctl_common_help, stdout);
-			rc = VALCTL_EXIT_SUCCESS;
-			goto done;
 		default:
-			r = valctl_common_option(&common, sub, opt, optarg);
-			if (r != 1) {
-				rc = r == 0 ? valctl_getopt_error(sub, opt, argv)
-				            : VALCTL_EXIT_USAGE;
+			r = valctl_other_option(&common, sub, replay_help, opt, optarg, argv);
+			if (r >= 0) {
+				rc = r;
 				goto done;
 			}
 		}

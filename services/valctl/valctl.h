@@ -70,6 +70,11 @@ void valctl_common_free(valctl_common *c); /* frees xprops only */
 /* Apply one option from getopt_long: 1 if it was a shared option, 0 if not
  * ours, -1 on misuse (the hint was printed). */
 int valctl_common_option(valctl_common *c, const char *sub, int opt, const char *arg);
+/* The end of every subcommand's option switch: -h/--help (prints help and
+ * the shared options' help), a shared option, or misuse. Returns -1 when the
+ * option was taken and parsing goes on, else the exit code to return. */
+int valctl_other_option(valctl_common *c, const char *sub, const char *help, int opt,
+                        const char *arg, char *const argv[]);
 
 /* ---- command line helpers ---- */
 
