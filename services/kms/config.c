@@ -388,11 +388,6 @@ int config_validate(const kms_config *cfg, char *errstr, size_t errstr_size)
 	return 0;
 }
 
-void config_mask_dsn(const char *dsn, char *out, size_t out_size)
-{
-	dsn_mask(dsn, out, out_size);
-}
-
 void config_print(const kms_config *cfg, void *file)
 {
 	FILE *f = file;
@@ -402,7 +397,7 @@ void config_print(const kms_config *cfg, void *file)
 			fprintf(f, "%s = %lld\n", opts[i].name, (long long)*int_field(c, &opts[i]));
 		} else if (strcmp(opts[i].name, "dsn") == 0) {
 			char masked[1024];
-			config_mask_dsn(cfg->dsn, masked, sizeof masked);
+			dsn_mask(cfg->dsn, masked, sizeof masked);
 			fprintf(f, "%s = %s\n", opts[i].name, masked);
 		} else {
 			fprintf(f, "%s = %s\n", opts[i].name, *str_field(c, &opts[i]));

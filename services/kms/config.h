@@ -59,10 +59,6 @@ int config_alg_mask(const kms_config *cfg, unsigned *mask, char *errstr, size_t 
  * masked. */
 void config_print(const kms_config *cfg, void *file);
 
-/* Copy a libpq connection string (key=value or URI form) with its password
- * replaced by "****". */
-void config_mask_dsn(const char *dsn, char *out, size_t out_size);
-
 /* Print the flags' help to f. */
 void config_usage(void *file);
 

@@ -148,20 +148,20 @@ static int test_malformed_dsn_is_misuse(void)
 static int test_mask_dsn(void)
 {
 	char out[256];
-	config_mask_dsn("postgresql://kms:s3cret@db:5432/kms?sslmode=verify-full", out, sizeof out);
+	dsn_mask("postgresql://kms:s3cret@db:5432/kms?sslmode=verify-full", out, sizeof out);
 	CHECK_STR(out, "postgresql://kms:****@db:5432/kms?sslmode=verify-full");
-	config_mask_dsn("postgresql://kms@db/kms", out, sizeof out);
+	dsn_mask("postgresql://kms@db/kms", out, sizeof out);
 	CHECK_STR(out, "postgresql://kms@db/kms");
-	config_mask_dsn("host=db user=kms password=s3cret dbname=kms", out, sizeof out);
+	dsn_mask("host=db user=kms password=s3cret dbname=kms", out, sizeof out);
 	CHECK_STR(out, "host=db user=kms password=**** dbname=kms");
-	config_mask_dsn("host=db password = 'a b\\' c' dbname=kms", out, sizeof out);
+	dsn_mask("host=db password = 'a b\\' c' dbname=kms", out, sizeof out);
 	CHECK_STR(out, "host=db password = **** dbname=kms");
 	CHECK(strstr(out, "s3cret") == NULL);
-	config_mask_dsn("postgresql://u@h/db?sslmode=disable&password=s3cret", out, sizeof out);
+	dsn_mask("postgresql://u@h/db?sslmode=disable&password=s3cret", out, sizeof out);
 	CHECK_STR(out, "postgresql://u@h/db?sslmode=disable&password=****");
-	config_mask_dsn("postgresql://u@h/db?password=s3cret&sslmode=disable", out, sizeof out);
+	dsn_mask("postgresql://u@h/db?password=s3cret&sslmode=disable", out, sizeof out);
 	CHECK_STR(out, "postgresql://u@h/db?password=****&sslmode=disable");
-	config_mask_dsn("postgres://u:p%40ss@h/db", out, sizeof out);
+	dsn_mask("postgres://u:p%40ss@h/db", out, sizeof out);
 	CHECK_STR(out, "postgres://u:****@h/db");
 	return 0;
 }
