@@ -37,11 +37,13 @@ endif
 COMMON_SRC := $(wildcard services/common/*.c)
 KMS_LIB_SRC := $(filter-out services/kms/main.c,$(wildcard services/kms/*.c))
 CORE_SRC := $(COMMON_SRC) $(KMS_LIB_SRC)
-CORE_OBJ := $(CORE_SRC:%.c=$(OBJ)/%.o) $(OBJ)/gen/schemas.o $(OBJ)/gen/migrations.o
+CORE_OBJ := $(CORE_SRC:%.c=$(OBJ)/%.o) $(OBJ)/gen/schemas.o $(OBJ)/gen/migrations.o \
+	$(OBJ)/gen/batch_sql.o
 CORE_LIB := $(BUILD)/libkmscore.a
 
 SCHEMAS := $(sort $(wildcard schemas/*.avsc))
 MIGRATIONS := $(sort $(wildcard services/kms/migrations/*.sql))
+BATCH_SQL := $(sort $(wildcard services/kms/sql/*.sql))
 
 PROGRAMS := $(BUILD)/kms $(BUILD)/kmsctl $(BUILD)/valctl $(BUILD)/tests/smoke
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -61,6 +63,10 @@ $(GEN)/schemas.c: $(SCHEMAS) scripts/embed.sh
 $(GEN)/migrations.c: $(MIGRATIONS) scripts/embed.sh
 	@mkdir -p $(dir $@)
 	sh scripts/embed.sh embedded_migrations $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+
+$(GEN)/batch_sql.c: $(BATCH_SQL) scripts/embed.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed.sh embedded_batch_sql $(BATCH_SQL) > $@.tmp && mv $@.tmp $@
 
 $(OBJ)/gen/%.o: $(GEN)/%.c
 	@mkdir -p $(dir $@)

@@ -22,4 +22,9 @@ extern const size_t embedded_schemas_count;
 extern const embedded_file embedded_migrations[];
 extern const size_t embedded_migrations_count;
 
+/* The .sql files of services/kms/sql/, sorted by name: the statements of a
+ * batch, prepared under their base names without ".sql". */
+extern const embedded_file embedded_batch_sql[];
+extern const size_t embedded_batch_sql_count;
+
 #endif
