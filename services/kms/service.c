@@ -268,7 +268,13 @@ static int make_clients(svc *s, char *errstr, size_t errstr_size)
 	    conf_set(conf, "auto.commit.interval.ms", "1000", errstr, errstr_size) != 0 ||
 	    conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) != 0 ||
 	    conf_set(conf, "max.poll.interval.ms", interval, errstr, errstr_size) != 0 ||
-	    conf_set(conf, "isolation.level", "read_committed", errstr, errstr_size) != 0) {
+	    conf_set(conf, "isolation.level", "read_committed", errstr, errstr_size) != 0 ||
+	    /* bound the prefetch, so memory stays flat whatever the backlog:
+	     * a few batches' worth is enough to keep the loop busy */
+	    conf_set(conf, "queued.min.messages", "2000", errstr, errstr_size) != 0 ||
+	    conf_set(conf, "queued.max.messages.kbytes", "2048", errstr, errstr_size) != 0 ||
+	    conf_set(conf, "fetch.max.bytes", "1048576", errstr, errstr_size) != 0 ||
+	    conf_set(conf, "max.partition.fetch.bytes", "262144", errstr, errstr_size) != 0) {
 		rd_kafka_conf_destroy(conf);
 		return -1;
 	}
@@ -290,7 +296,9 @@ static int make_clients(svc *s, char *errstr, size_t errstr_size)
 		return -1;
 	if (conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) != 0 ||
 	    conf_set(conf, "message.timeout.ms", "0", errstr, errstr_size) != 0 ||
-	    conf_set(conf, "linger.ms", "2", errstr, errstr_size) != 0 ||
+	    /* a batch's Results are produced together and waited for at once:
+	     * lingering would only add to every Result's latency */
+	    conf_set(conf, "linger.ms", "0", errstr, errstr_size) != 0 ||
 	    conf_set(conf, "compression.codec", "lz4", errstr, errstr_size) != 0 ||
 	    /* room for a DLQ copy of the largest request value and its headers;
 	     * the broker's own limit still applies */
@@ -790,7 +798,11 @@ static void add_to_batch(svc *s, rd_kafka_message_t *m)
 	sl->msg = m;
 }
 
-/* Fill the batch: deferred messages first, then new ones. */
+/* Fill the batch: deferred messages first, then what is already waiting
+ * (natural batching: while a batch is in PostgreSQL and on the broker, the
+ * next one accumulates in the consumer's queue, so low load gets small
+ * batches and low latency, high load big ones). batch_wait_ms > 0 waits that
+ * long for more once the first message is in hand. */
 static void collect(svc *s)
 {
 	size_t max = (size_t)s->cfg->batch_max;
@@ -810,14 +822,14 @@ static void collect(svc *s)
 			if (deadline == 0)
 				deadline = mono_ms() + s->cfg->batch_wait_ms;
 			int64_t left = deadline - mono_ms();
-			if (left <= 0)
-				break;
-			timeout = (int)left;
+			timeout = left > 0 ? (int)left : 0;
 		}
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(s->consumer, timeout);
 		if (m == NULL) {
 			if (s->nslots == 0)
 				return; /* idle: let the caller do its checks */
+			if (timeout == 0)
+				break; /* nothing more is waiting */
 			continue;
 		}
 		if (m->err) {

@@ -1,6 +1,7 @@
 /*
  * store: the KM-S's PostgreSQL side. One batch of consumed requests is
- * decided in one transaction: the SLA half of authorization (contract rules 4
+ * decided in one transaction (split only to isolate a message whose data the
+ * database refuses): the SLA half of authorization (contract rules 4
  * and 5), idempotency by requestId, the stored VAL servers and their
  * versioned key formats, and the audit trail with each message's Kafka
  * coordinates and the outcome sent for it.
@@ -85,14 +86,17 @@ typedef struct {
 	int64_t processed_at; /* ms since the epoch, as stored */
 } store_item;
 
-/* Decide a batch in one transaction, in order (requests of one VAL server
- * are applied in the order given). now_ms is the decision time for new
- * decisions, kms_id the deciding KM-S. Returns 0 when committed (every item's
- * outputs are filled), or -1 when nothing was committed (connection lost,
- * serialization failure, deadlock): errstr says why and the caller retries the
- * whole batch later. A database error confined to one item (a data error)
- * does not fail the batch: that item is rolled back to its savepoint and
- * audited with outcome STORE_OUTCOME_ERROR, cause INTERNAL_ERROR. */
+/* Decide a batch, in order (requests of one VAL server are applied in the
+ * order given): everything it needs read in one round trip, decided by
+ * decide_batch(), written set-based and committed in a second (store_batch.c).
+ * now_ms is the decision time for new decisions, kms_id the deciding KM-S.
+ * Returns 0 when committed (every item's outputs are filled), or -1 when the
+ * batch could not be finished (connection lost, serialization failure,
+ * deadlock, out of memory): errstr says why and the caller retries the whole
+ * batch later; messages of it that were committed get their recorded outcome
+ * then. A database error caused by one message's data does not fail the
+ * batch: the batch is split until that message is alone, and it is audited
+ * with outcome STORE_OUTCOME_ERROR, cause INTERNAL_ERROR. */
 int store_decide_batch(store *s, store_item *items, size_t n, const char *kms_id, int64_t now_ms,
                        char *errstr, size_t errstr_size);
 
