@@ -39,9 +39,7 @@
 #define JWT_DEFAULT_MAX_TOKEN_BYTES 8192
 /* A sane upper bound for a configured limit: a token rides in one Kafka
  * message, and the bound keeps the size arithmetic far from overflow. */
-#define JWT_MAX_TOKEN_LIMIT (1024 * 1024)
-/* TS 33.434 Annex A: the clock skew leeway must not exceed 30 seconds. */
-#define JWT_MAX_LEEWAY_S        30
+#define JWT_MAX_TOKEN_LIMIT     (1024 * 1024)
 #define JWT_MIN_RSA_BITS        2048
 #define JWT_MAX_KEYS_FILE_BYTES (1024 * 1024)
 #define JWT_MAX_PEM_FILE_BYTES  (64 * 1024)

@@ -51,6 +51,10 @@ char *jwt_sign(const char *key_pem, jwt_alg alg, const char *kid, const char *pa
 char *jwt_sign_raw(const char *key_pem, jwt_alg alg, const char *header_json,
                    const char *payload_json, char *errstr, size_t errstr_size);
 
+/* The largest clock skew leeway, in seconds: TS 33.434 Annex A says it must
+ * not exceed 30. Larger leeways given to the functions below are capped. */
+#define JWT_MAX_LEEWAY_S 30
+
 /* What jwt_base64url_decode(), jwt_verify() and jwt_verify_signature() return
  * when an allocation failed: the input is not at fault, so the caller may try
  * again later instead of refusing it. */

@@ -38,6 +38,7 @@
 #include "jwt.h"
 #include "log.h"
 #include "store.h"
+#include "tokcache.h"
 #include "validate.h"
 
 #define RESULT_CE_TYPE "org.threegpp.seal.km.provisioning.result.v1"
@@ -84,6 +85,7 @@ typedef struct {
 	rd_kafka_t *producer;
 	codec *codec;
 	jwt_verifier *verifier;
+	tokcache *tokens; /* tokens the verifier has verified */
 	authz_policy policy;
 	validate_limits limits;
 	store *store;
@@ -917,9 +919,15 @@ static int setup(svc *s, char *errstr, size_t errstr_size)
 	} else {
 		log_event(LOG_WARN, "no_issuers", "{s:s}", "effect", "every token is refused");
 	}
+	/* Made after the keys are loaded and dropped with them: an entry is
+	 * only valid for the keys that verified it. */
+	s->tokens = tokcache_new((size_t)cfg->token_cache_entries, errstr, errstr_size);
+	if (s->tokens == NULL)
+		return -1;
 	s->policy.verifier = s->verifier;
 	s->policy.scope = cfg->scope;
 	s->policy.leeway_s = cfg->leeway_s;
+	s->policy.cache = s->tokens;
 	validate_limits_default(&s->limits);
 	s->limits.max_services = (size_t)cfg->max_services;
 
@@ -985,6 +993,7 @@ static void teardown(svc *s)
 		rd_kafka_destroy(s->producer);
 	store_destroy(s->store);
 	health_destroy(s->health);
+	tokcache_destroy(s->tokens);
 	jwt_verifier_destroy(s->verifier);
 	codec_destroy(s->codec);
 	if (s->has_reply_re)
