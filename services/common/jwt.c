@@ -50,10 +50,17 @@
 #define JWT_PRINTF(f, a)
 #endif
 
+/* What a key can be used for; anything else is refused when it is loaded. */
+typedef enum { KEY_OTHER = 0, KEY_P256, KEY_P384, KEY_RSA, KEY_ED25519 } key_class;
+
 typedef struct {
 	char *iss;
 	char *kid; /* NULL: the issuer's only key */
 	EVP_PKEY *pkey;
+	/* Classified once, when loaded: asking OpenSSL again at every token
+	 * costs time, and a failed lookup (out of memory) would refuse a good
+	 * token. */
+	key_class cls;
 } jwt_key;
 
 struct jwt_verifier {
@@ -62,9 +69,6 @@ struct jwt_verifier {
 	jwt_key *keys;
 	size_t n_keys, cap_keys;
 };
-
-/* What a key can be used for; anything else is refused when it is loaded. */
-typedef enum { KEY_OTHER = 0, KEY_P256, KEY_P384, KEY_RSA, KEY_ED25519 } key_class;
 
 static const char *const alg_names[JWT_ALG__COUNT] = {"ES256", "ES384", "RS256", "PS256", "EdDSA"};
 
@@ -561,6 +565,7 @@ int jwt_verifier_add_key(jwt_verifier *v, const char *iss, const char *kid,
 	BIO *bio = NULL;
 	EVP_PKEY *pkey = NULL;
 	jwt_key k = {0};
+	key_class cls;
 	int rc = -1;
 
 	if (v == NULL || iss == NULL || iss[0] == '\0' || public_key_pem == NULL) {
@@ -598,7 +603,8 @@ int jwt_verifier_add_key(jwt_verifier *v, const char *iss, const char *kid,
 		set_ossl_err(errstr, errstr_size, "cannot read the public key");
 		goto fail;
 	}
-	if (classify_key(pkey) == KEY_OTHER) {
+	cls = classify_key(pkey);
+	if (cls == KEY_OTHER) {
 		set_err(errstr, errstr_size,
 		        "the public key is not EC P-256, EC P-384, RSA of at least %d bits or "
 		        "Ed25519",
@@ -622,6 +628,7 @@ int jwt_verifier_add_key(jwt_verifier *v, const char *iss, const char *kid,
 		goto fail;
 	}
 	k.pkey = pkey;
+	k.cls = cls;
 	pkey = NULL; /* now owned by the verifier */
 	v->keys[v->n_keys++] = k;
 	memset(&k, 0, sizeof k);
@@ -787,12 +794,25 @@ fail:
 
 /* ---- verification ---- */
 
+/* Whether OpenSSL's error queue says an allocation failed: inside its
+ * verification that is the only way to tell memory from a bad signature. */
+static int ossl_out_of_memory(void)
+{
+	unsigned long e;
+	int nomem = 0;
+
+	while ((e = ERR_get_error()) != 0)
+		if (!ERR_SYSTEM_ERROR(e) && ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE)
+			nomem = 1;
+	return nomem;
+}
+
 /* 1 when the signature over msg verifies, 0 when it does not, -1 when its
- * length is wrong for the algorithm, JWT_ERR_NOMEM when one of OpenSSL's
- * objects could not be allocated. Only the allocators' NULL is taken as out
- * of memory: any other OpenSSL failure counts as "does not verify", since a
- * failure that the token could provoke must end in a refusal, never in a
- * retry that would come back to it forever. */
+ * length is wrong for the algorithm, JWT_ERR_NOMEM when OpenSSL ran out of
+ * memory (an allocator's NULL, or ERR_R_MALLOC_FAILURE in its error queue).
+ * Any other OpenSSL failure counts as "does not verify", since a failure that
+ * the token could provoke must end in a refusal, never in a retry that would
+ * come back to it forever. */
 static int verify_bytes(EVP_PKEY *pkey, jwt_alg alg, const unsigned char *msg, size_t msg_len,
                         const unsigned char *sig, size_t sig_len)
 {
@@ -835,12 +855,12 @@ static int verify_bytes(EVP_PKEY *pkey, jwt_alg alg, const unsigned char *msg, s
 	ctx = EVP_MD_CTX_new();
 	if (ctx == NULL)
 		goto done;
-	rc = 0;
-	if (EVP_DigestVerifyInit_ex(ctx, &pctx, alg_md(alg), NULL, NULL, pkey, NULL) != 1 ||
-	    set_rsa_padding(pctx, alg) != 0)
-		goto done;
-	if (EVP_DigestVerify(ctx, check, check_len, msg, msg_len) == 1)
+	if (EVP_DigestVerifyInit_ex(ctx, &pctx, alg_md(alg), NULL, NULL, pkey, NULL) == 1 &&
+	    set_rsa_padding(pctx, alg) == 0 &&
+	    EVP_DigestVerify(ctx, check, check_len, msg, msg_len) == 1)
 		rc = 1;
+	else
+		rc = ossl_out_of_memory() ? JWT_ERR_NOMEM : 0;
 done:
 	EVP_MD_CTX_free(ctx);
 	OPENSSL_free(der);
@@ -879,9 +899,11 @@ static int parse_object(const unsigned char *raw, size_t raw_len, const char *wh
 	 * used. */
 	j = json_loadb((const char *)raw, raw_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (j == NULL) {
-		/* jansson reports some of its allocation failures as such;
-		 * the others look like bad JSON and are refused as bad JSON. */
-		if (json_error_code(&jerr) == json_error_out_of_memory) {
+		/* jansson 2.14's parser reports every refusal of the input in
+		 * jerr, and fails without a word only when an allocation
+		 * fails. (An allocation failure inside its lexer reads as bad
+		 * JSON and is refused as such: that one cannot be told.) */
+		if (jerr.text[0] == '\0' || json_error_code(&jerr) == json_error_out_of_memory) {
 			set_err(errstr, errstr_size, "out of memory while reading the token %s",
 			        what);
 			return JWT_ERR_NOMEM;
@@ -1195,7 +1217,7 @@ static int verify(const jwt_verifier *v, const char *token, const int64_t *now_s
 		set_err(errstr, errstr_size, "token has no kid and its issuer has several keys");
 		goto fail;
 	}
-	if (!key_fits_alg(classify_key(key->pkey), alg)) {
+	if (!key_fits_alg(key->cls, alg)) {
 		set_err(errstr, errstr_size, "the trusted key's type does not fit the algorithm");
 		goto fail;
 	}
