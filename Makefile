@@ -89,6 +89,13 @@ $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# test_oom fails allocations on demand: the linker sends the project's calls
+# to these functions to the test's wrappers (__wrap_malloc, ...), so no test
+# hook is needed in the code itself.
+comma := ,
+OOM_WRAP := malloc calloc realloc strdup strndup
+$(BUILD)/tests/test_oom: LDFLAGS += $(addprefix -Wl$(comma)--wrap=,$(OOM_WRAP))
+
 # The smoke test of the stack's libraries (run by the integration layer).
 $(BUILD)/tests/smoke: $(OBJ)/tests/integration/smoke.o
 	@mkdir -p $(dir $@)

@@ -16,10 +16,14 @@
  * builds is then copied into the plain structs of codec.h so that nothing
  * else in the service depends on avro-c. That copy is also where an older
  * schema version is resolved to the current one, by field and symbol name.
+ * An allocation that fails anywhere on that path (the walker, avro-c, the
+ * copy, the salvage) is CODEC_ERR_NOMEM and never a verdict on the value:
+ * the sender is not at fault, and its value must not go to the DLQ.
  */
 #include "codec.h"
 
 #include <avro.h>
+#include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -154,6 +158,8 @@ const char *codec_status_name(codec_status s)
 		return "limit";
 	case CODEC_ERR_WRONG_SCHEMA:
 		return "wrong_schema";
+	case CODEC_ERR_NOMEM:
+		return "out_of_memory";
 	}
 	return "unknown";
 }
@@ -833,7 +839,7 @@ static int walk_blocks(walker *w, avro_schema_t s, const char *field, int depth)
 		if (is_map) {
 			span *nk = realloc(keys, (total + (size_t)count) * sizeof *nk);
 			if (nk == NULL) {
-				walk_fail(w, CODEC_ERR_DATUM, field, "out of memory");
+				walk_fail(w, CODEC_ERR_NOMEM, field, "out of memory");
 				goto fail;
 			}
 			keys = nk;
@@ -1030,37 +1036,52 @@ static int get_field(avro_value_t *rec, const char *name, avro_value_t *out)
 	return avro_value_get_by_name(rec, name, out, NULL) == 0 ? 0 : -1;
 }
 
-static char *copy_string(avro_value_t *v)
+/* Why a copy failed: out of memory, an enum symbol the current version does
+ * not have, or else avro-c refusing to give what it built. */
+typedef struct {
+	bool nomem;
+	const char *field;  /* set for an unknown symbol */
+	const char *symbol; /* borrowed from the writer schema */
+} copy_error;
+
+static int out_of_memory(copy_error *e)
+{
+	e->nomem = true;
+	return -1;
+}
+
+static int copy_string(avro_value_t *v, char **out, copy_error *e)
 {
 	const char *s = NULL;
 	size_t n = 0;
-	char *d;
 
+	*out = NULL;
 	if (avro_value_get_string(v, &s, &n) != 0)
-		return NULL;
+		return -1;
 	/* avro-c counts the terminating NUL in n. */
 	if (s == NULL || n == 0)
-		return strdup("");
-	d = malloc(n);
-	if (d == NULL)
-		return NULL;
-	memcpy(d, s, n - 1);
-	d[n - 1] = '\0';
-	return d;
+		n = 1;
+	*out = malloc(n);
+	if (*out == NULL)
+		return out_of_memory(e);
+	if (n > 1)
+		memcpy(*out, s, n - 1);
+	(*out)[n - 1] = '\0';
+	return 0;
 }
 
-static int field_string(avro_value_t *rec, const char *name, char **out)
+static int field_string(avro_value_t *rec, const char *name, char **out, copy_error *e)
 {
 	avro_value_t f;
+	*out = NULL;
 	if (get_field(rec, name, &f) != 0)
 		return -1;
-	*out = copy_string(&f);
-	return *out ? 0 : -1;
+	return copy_string(&f, out, e);
 }
 
 /* A ["null", "string"] union, or a plain string in some version, or a field
  * the version lacks: NULL for null or absent. */
-static int field_optional_string(avro_value_t *rec, const char *name, char **out)
+static int field_optional_string(avro_value_t *rec, const char *name, char **out, copy_error *e)
 {
 	avro_value_t f, b;
 	int rc;
@@ -1076,8 +1097,7 @@ static int field_optional_string(avro_value_t *rec, const char *name, char **out
 	}
 	if (avro_value_get_type(&f) == AVRO_NULL)
 		return 0;
-	*out = copy_string(&f);
-	return *out ? 0 : -1;
+	return copy_string(&f, out, e);
 }
 
 /* The symbol name of an enum value, per the writer's own schema. */
@@ -1088,13 +1108,6 @@ static const char *enum_symbol(avro_value_t *v)
 		return NULL;
 	return avro_schema_enum_get(deref(avro_value_get_schema(v)), idx);
 }
-
-/* Why a copy failed: an enum symbol the current version does not have, or
- * anything else (avro-c or memory). */
-typedef struct {
-	const char *field;  /* set for an unknown symbol */
-	const char *symbol; /* borrowed from the writer schema */
-} copy_error;
 
 static int unknown_symbol(copy_error *e, const char *field, const char *symbol)
 {
@@ -1110,10 +1123,10 @@ static int copy_service(avro_value_t *item, codec_val_service *svc, copy_error *
 	size_t n = 0;
 	int rc;
 
-	if (field_string(item, "valServiceId", &svc->val_service_id) != 0 ||
+	if (field_string(item, "valServiceId", &svc->val_service_id, e) != 0 ||
 	    get_field(item, "keyFormat", &kf) != 0 || get_field(&kf, "formatType", &ft) != 0 ||
 	    (sym = enum_symbol(&ft)) == NULL ||
-	    field_optional_string(&kf, "formatVersion", &svc->format_version) != 0)
+	    field_optional_string(&kf, "formatVersion", &svc->format_version, e) != 0)
 		return -1;
 	if (codec_key_format_type_parse(sym, &svc->format_type) != 0)
 		return unknown_symbol(e, "formatType", sym);
@@ -1126,7 +1139,7 @@ static int copy_service(avro_value_t *item, codec_val_service *svc, copy_error *
 		return 0;
 	svc->content = calloc(n, sizeof *svc->content);
 	if (svc->content == NULL)
-		return -1;
+		return out_of_memory(e);
 	for (size_t i = 0; i < n; i++) {
 		avro_value_t v;
 		const char *key = NULL;
@@ -1136,8 +1149,9 @@ static int copy_service(avro_value_t *item, codec_val_service *svc, copy_error *
 			return -1;
 		svc->content_count = i + 1;
 		svc->content[i].key = strdup(key);
-		svc->content[i].value = copy_string(&v);
-		if (svc->content[i].key == NULL || svc->content[i].value == NULL)
+		if (svc->content[i].key == NULL)
+			return out_of_memory(e);
+		if (copy_string(&v, &svc->content[i].value, e) != 0)
 			return -1;
 	}
 	return 0;
@@ -1148,20 +1162,20 @@ static int copy_request(avro_value_t *rec, codec_request *r, copy_error *e)
 	avro_value_t cred, arr, sent;
 	size_t n = 0;
 
-	if (field_string(rec, "requestId", &r->request_id) != 0 ||
-	    field_string(rec, "requesterIdentity", &r->requester_identity) != 0 ||
-	    field_string(rec, "endpoint", &r->endpoint) != 0 ||
+	if (field_string(rec, "requestId", &r->request_id, e) != 0 ||
+	    field_string(rec, "requesterIdentity", &r->requester_identity, e) != 0 ||
+	    field_string(rec, "endpoint", &r->endpoint, e) != 0 ||
 	    get_field(rec, "credentials", &cred) != 0 ||
-	    field_string(&cred, "accessToken", &r->access_token) != 0 ||
+	    field_string(&cred, "accessToken", &r->access_token, e) != 0 ||
 	    get_field(rec, "sentAt", &sent) != 0 || avro_value_get_long(&sent, &r->sent_at) != 0 ||
-	    field_optional_string(rec, "suppFeat", &r->supp_feat) != 0 ||
+	    field_optional_string(rec, "suppFeat", &r->supp_feat, e) != 0 ||
 	    get_field(rec, SERVICES_FIELD, &arr) != 0 || avro_value_get_size(&arr, &n) != 0)
 		return -1;
 	if (n == 0)
 		return 0;
 	r->services = calloc(n, sizeof *r->services);
 	if (r->services == NULL)
-		return -1;
+		return out_of_memory(e);
 	for (size_t i = 0; i < n; i++) {
 		avro_value_t item;
 		r->service_count = i + 1;
@@ -1178,8 +1192,8 @@ static int copy_response(avro_value_t *rec, codec_response_owned *r, copy_error 
 	const char *sym;
 	int rc;
 
-	if (field_string(rec, "requestId", &r->request_id) != 0 ||
-	    field_string(rec, "requesterIdentity", &r->requester_identity) != 0 ||
+	if (field_string(rec, "requestId", &r->request_id, e) != 0 ||
+	    field_string(rec, "requesterIdentity", &r->requester_identity, e) != 0 ||
 	    get_field(rec, "result", &res) != 0 || (sym = enum_symbol(&res)) == NULL)
 		return -1;
 	if (strcmp(sym, result_names[CODEC_RESULT_SUCCESS]) == 0)
@@ -1205,8 +1219,8 @@ static int copy_response(avro_value_t *rec, codec_response_owned *r, copy_error 
 				return unknown_symbol(e, "cause", sym);
 		}
 	}
-	if (field_optional_string(rec, "detail", &r->detail) != 0 ||
-	    field_string(rec, "kmsId", &r->kms_id) != 0 ||
+	if (field_optional_string(rec, "detail", &r->detail, e) != 0 ||
+	    field_string(rec, "kmsId", &r->kms_id, e) != 0 ||
 	    get_field(rec, "processedAt", &at) != 0 ||
 	    avro_value_get_long(&at, &r->processed_at) != 0)
 		return -1;
@@ -1214,56 +1228,82 @@ static int copy_response(avro_value_t *rec, codec_response_owned *r, copy_error 
 }
 
 /* Let avro-c build a value of the writer schema from a datum the walker
- * accepted. */
-static int avro_decode(const known_schema *ks, const unsigned char *datum, size_t len,
-                       avro_value_t *out)
+ * accepted: CODEC_OK, CODEC_ERR_NOMEM when avro-c ran out of memory (it says
+ * so with ENOMEM), or CODEC_ERR_DATUM when it refused the datum; errstr is
+ * filled on failure. */
+static codec_status avro_decode(const known_schema *ks, const unsigned char *datum, size_t len,
+                                avro_value_t *out, char *errstr, size_t errstr_size)
 {
 	avro_reader_t rd;
 	int rc;
 
-	if (avro_generic_value_new(ks->cls, out) != 0)
-		return -1;
+	rc = avro_generic_value_new(ks->cls, out);
+	if (rc != 0)
+		goto fail;
 	rd = avro_reader_memory((const char *)datum, (int64_t)len);
 	if (rd == NULL) {
 		avro_value_decref(out);
-		return -1;
+		rc = ENOMEM; /* its only failure */
+		goto fail;
 	}
 	rc = avro_value_read(rd, out);
 	avro_reader_free(rd);
-	if (rc != 0)
+	if (rc != 0) {
 		avro_value_decref(out);
-	return rc == 0 ? 0 : -1;
+		goto fail;
+	}
+	return CODEC_OK;
+fail:
+	if (rc == ENOMEM) {
+		set_err(errstr, errstr_size, "out of memory while avro-c read the datum");
+		return CODEC_ERR_NOMEM;
+	}
+	set_err(errstr, errstr_size, "avro-c could not read the datum: %s", avro_strerror());
+	return CODEC_ERR_DATUM;
 }
 
-/* Fill errstr for a failed copy. */
-static void copy_failed(const copy_error *e, char *errstr, size_t errstr_size)
+/* Fill errstr for a failed copy and say what it means. */
+static codec_status copy_failed(const copy_error *e, char *errstr, size_t errstr_size)
 {
+	if (e->nomem) {
+		set_err(errstr, errstr_size, "out of memory while copying the value");
+		return CODEC_ERR_NOMEM;
+	}
 	if (e->symbol != NULL)
 		set_err(errstr, errstr_size,
 		        "field %s: symbol %.64s of the writer's schema is not in the current one",
 		        e->field, e->symbol);
 	else
-		set_err(errstr, errstr_size, "out of memory while copying the value");
+		set_err(errstr, errstr_size, "avro-c could not give a field of the value it read");
+	return CODEC_ERR_DATUM;
 }
 
 /* ---- Decoding ---- */
 
 /* Read the leading string fields by position, as every request version
- * begins with requestId and requesterIdentity. */
-static void salvage_read(const codec *c, const unsigned char *datum, size_t len, codec_salvage *sv)
+ * begins with requestId and requesterIdentity. Returns -1 when out of memory,
+ * with nothing salvaged: a field that could be read but not kept would change
+ * whether the sender gets a Result. */
+static int salvage_read(const codec *c, const unsigned char *datum, size_t len, codec_salvage *sv)
 {
 	walker w = {.p = datum, .len = len, .lim = &c->limits};
 	const unsigned char *s;
 	size_t n;
 
 	if (walk_bytes(&w, "requestId", true, &s, &n) != 0)
-		return;
+		return 0;
 	sv->request_id = strndup((const char *)s, n);
 	if (sv->request_id == NULL)
-		return;
+		goto oom;
 	if (walk_bytes(&w, "requesterIdentity", true, &s, &n) != 0)
-		return;
+		return 0;
 	sv->requester_identity = strndup((const char *)s, n);
+	if (sv->requester_identity == NULL)
+		goto oom;
+	return 0;
+oom:
+	codec_salvage_free(sv);
+	return -1;
 }
 
 codec_status codec_decode_request(const codec *c, const void *value, size_t len,
@@ -1312,19 +1352,15 @@ codec_status codec_decode_request(const codec *c, const void *value, size_t len,
 		set_err(errstr, errstr_size, "%zu trailing bytes after the datum", w.len - w.pos);
 		goto fail;
 	}
-	if (avro_decode(ks, w.p, w.len, &rec) != 0) {
-		st = CODEC_ERR_DATUM;
-		set_err(errstr, errstr_size, "avro-c could not read the datum: %s",
-		        avro_strerror());
+	st = avro_decode(ks, w.p, w.len, &rec, errstr, errstr_size);
+	if (st != CODEC_OK)
 		goto fail;
-	}
 	r = calloc(1, sizeof *r);
+	if (r == NULL)
+		cerr.nomem = true;
 	if (r == NULL || copy_request(&rec, r, &cerr) != 0) {
 		avro_value_decref(&rec);
-		/* Out of memory is not the sender's fault, but there is no
-		 * status for it; the message says what happened. */
-		st = CODEC_ERR_DATUM;
-		copy_failed(&cerr, errstr, errstr_size);
+		st = copy_failed(&cerr, errstr, errstr_size);
 		goto fail;
 	}
 	avro_value_decref(&rec);
@@ -1333,10 +1369,15 @@ codec_status codec_decode_request(const codec *c, const void *value, size_t len,
 fail:
 	codec_request_free(r);
 	/* Salvage only what may be a request: not a value of a known other
-	 * schema, nor one without a readable header. */
-	if (salvage != NULL && (frame == CODEC_OK || frame == CODEC_ERR_FINGERPRINT) &&
-	    (ks == NULL || ks->kind == KIND_REQUEST))
-		salvage_read(c, v + HEADER_LEN, len - HEADER_LEN, salvage);
+	 * schema, nor one without a readable header; and not when memory ran
+	 * out, which says nothing of the value. */
+	if (salvage != NULL && st != CODEC_ERR_NOMEM &&
+	    (frame == CODEC_OK || frame == CODEC_ERR_FINGERPRINT) &&
+	    (ks == NULL || ks->kind == KIND_REQUEST) &&
+	    salvage_read(c, v + HEADER_LEN, len - HEADER_LEN, salvage) != 0) {
+		set_err(errstr, errstr_size, "out of memory while salvaging the leading fields");
+		st = CODEC_ERR_NOMEM;
+	}
 	return st;
 }
 
@@ -1379,7 +1420,7 @@ codec_status codec_decode_response(const codec *c, const void *value, size_t len
 	const unsigned char *v = value;
 	const known_schema *ks = NULL;
 	codec_response_owned *r = NULL;
-	codec_status frame;
+	codec_status st, frame;
 	uint64_t fp = 0;
 	avro_value_t rec;
 	copy_error cerr = {0};
@@ -1408,17 +1449,16 @@ codec_status codec_decode_response(const codec *c, const void *value, size_t len
 		set_err(errstr, errstr_size, "%zu trailing bytes after the datum", w.len - w.pos);
 		return CODEC_ERR_DATUM;
 	}
-	if (avro_decode(ks, w.p, w.len, &rec) != 0) {
-		set_err(errstr, errstr_size, "avro-c could not read the datum: %s",
-		        avro_strerror());
-		return CODEC_ERR_DATUM;
-	}
+	st = avro_decode(ks, w.p, w.len, &rec, errstr, errstr_size);
+	if (st != CODEC_OK)
+		return st;
 	r = calloc(1, sizeof *r);
+	if (r == NULL)
+		cerr.nomem = true;
 	if (r == NULL || copy_response(&rec, r, &cerr) != 0) {
 		avro_value_decref(&rec);
 		codec_response_owned_free(r);
-		copy_failed(&cerr, errstr, errstr_size);
-		return CODEC_ERR_DATUM;
+		return copy_failed(&cerr, errstr, errstr_size);
 	}
 	avro_value_decref(&rec);
 	*out = r;

@@ -129,19 +129,23 @@ typedef struct {
 void codec_limits_default(codec_limits *l);
 
 /* Why a value could not be decoded. The stage names are used in the DLQ's
- * __connect.errors.stage header. */
+ * __connect.errors.stage header. Every status but CODEC_ERR_NOMEM is a verdict
+ * on the value; CODEC_ERR_NOMEM is not, and the value must be decoded again
+ * later, never sent to the DLQ nor answered. */
 typedef enum {
 	CODEC_OK = 0,
-	CODEC_ERR_EMPTY,       /* zero-length value */
-	CODEC_ERR_TOO_LARGE,   /* over max_value_bytes */
-	CODEC_ERR_MAGIC,       /* not C3 01, or shorter than the 10-byte header */
-	CODEC_ERR_FINGERPRINT, /* unknown schema fingerprint */
-	CODEC_ERR_DATUM,       /* datum breaks the schema (truncated, trailing bytes,
-	                          bad length or varint, bad UTF-8, NUL in a string,
-	                          bad union or enum index, a map key twice, a block
-	                          byte size that lies) */
-	CODEC_ERR_LIMIT,       /* a configured limit other than the value size */
-	CODEC_ERR_WRONG_SCHEMA /* a known schema, but not a request */
+	CODEC_ERR_EMPTY,        /* zero-length value */
+	CODEC_ERR_TOO_LARGE,    /* over max_value_bytes */
+	CODEC_ERR_MAGIC,        /* not C3 01, or shorter than the 10-byte header */
+	CODEC_ERR_FINGERPRINT,  /* unknown schema fingerprint */
+	CODEC_ERR_DATUM,        /* datum breaks the schema (truncated, trailing bytes,
+	                           bad length or varint, bad UTF-8, NUL in a string,
+	                           bad union or enum index, a map key twice, a block
+	                           byte size that lies) */
+	CODEC_ERR_LIMIT,        /* a configured limit other than the value size */
+	CODEC_ERR_WRONG_SCHEMA, /* a known schema, but not a request */
+	CODEC_ERR_NOMEM         /* out of memory while decoding: the value may be
+	                           good */
 } codec_status;
 
 const char *codec_status_name(codec_status s);
@@ -188,7 +192,10 @@ uint64_t codec_crc64_avro(const void *data, size_t len);
  * with codec_request_free(). On any other status *out is NULL, errstr says
  * what is wrong (one sentence naming the field and byte offset, no payload
  * bytes). When salvage is not NULL it is always reset first, and on failure
- * filled with what could still be read; call codec_salvage_free() either way. */
+ * filled with what could still be read; call codec_salvage_free() either way.
+ * On CODEC_ERR_NOMEM (an allocation failed anywhere: our copies, avro-c, or
+ * the salvage itself) the salvage stays empty and nothing is known of the
+ * value: decode it again later. */
 codec_status codec_decode_request(const codec *c, const void *value, size_t len,
                                   codec_request **out, codec_salvage *salvage, char *errstr,
                                   size_t errstr_size);
@@ -206,7 +213,8 @@ int codec_encode_response(const codec *c, const codec_response *r, unsigned char
                           size_t *out_len, char *errstr, size_t errstr_size);
 
 /* Decode a response value. Returns CODEC_OK and *out (free with
- * codec_response_owned_free()), or another status with errstr filled. */
+ * codec_response_owned_free()), or another status with errstr filled
+ * (CODEC_ERR_NOMEM when an allocation failed). */
 codec_status codec_decode_response(const codec *c, const void *value, size_t len,
                                    codec_response_owned **out, char *errstr, size_t errstr_size);
 void codec_response_owned_free(codec_response_owned *r); /* NULL ok */

@@ -8,7 +8,12 @@
  * its checks in a fixed order (size, form, base64url, header, algorithm,
  * payload, issuer, key, key type, signature, time claims) and stops at the
  * first failure with one sentence that never quotes the token, since tokens
- * are credentials and error texts end up in Results and logs.
+ * are credentials and error texts end up in Results and logs. The time
+ * claims are the only checks that depend on when a token is used, so they
+ * can also run apart (jwt_verify_signature() then jwt_check_times()) for a
+ * caller that keeps verified claims. An allocation failure is reported apart
+ * (JWT_ERR_NOMEM) wherever it can be told from a bad token, so that it is
+ * never mistaken for a refusal.
  */
 #include "jwt.h"
 
@@ -34,9 +39,7 @@
 #define JWT_DEFAULT_MAX_TOKEN_BYTES 8192
 /* A sane upper bound for a configured limit: a token rides in one Kafka
  * message, and the bound keeps the size arithmetic far from overflow. */
-#define JWT_MAX_TOKEN_LIMIT (1024 * 1024)
-/* TS 33.434 Annex A: the clock skew leeway must not exceed 30 seconds. */
-#define JWT_MAX_LEEWAY_S        30
+#define JWT_MAX_TOKEN_LIMIT     (1024 * 1024)
 #define JWT_MIN_RSA_BITS        2048
 #define JWT_MAX_KEYS_FILE_BYTES (1024 * 1024)
 #define JWT_MAX_PEM_FILE_BYTES  (64 * 1024)
@@ -47,10 +50,17 @@
 #define JWT_PRINTF(f, a)
 #endif
 
+/* What a key can be used for; anything else is refused when it is loaded. */
+typedef enum { KEY_OTHER = 0, KEY_P256, KEY_P384, KEY_RSA, KEY_ED25519 } key_class;
+
 typedef struct {
 	char *iss;
 	char *kid; /* NULL: the issuer's only key */
 	EVP_PKEY *pkey;
+	/* Classified once, when loaded: asking OpenSSL again at every token
+	 * costs time, and a failed lookup (out of memory) would refuse a good
+	 * token. */
+	key_class cls;
 } jwt_key;
 
 struct jwt_verifier {
@@ -59,9 +69,6 @@ struct jwt_verifier {
 	jwt_key *keys;
 	size_t n_keys, cap_keys;
 };
-
-/* What a key can be used for; anything else is refused when it is loaded. */
-typedef enum { KEY_OTHER = 0, KEY_P256, KEY_P384, KEY_RSA, KEY_ED25519 } key_class;
 
 static const char *const alg_names[JWT_ALG__COUNT] = {"ES256", "ES384", "RS256", "PS256", "EdDSA"};
 
@@ -190,7 +197,7 @@ int jwt_base64url_decode(const char *in, size_t in_len, unsigned char **out, siz
 	n = in_len / 4 * 3 + (in_len % 4 == 0 ? 0 : in_len % 4 - 1);
 	buf = malloc(n == 0 ? 1 : n);
 	if (buf == NULL)
-		return -1;
+		return JWT_ERR_NOMEM;
 	for (size_t i = 0; i < in_len; i++) {
 		int v = b64url_value((unsigned char)in[i]);
 		if (v < 0)
@@ -558,6 +565,7 @@ int jwt_verifier_add_key(jwt_verifier *v, const char *iss, const char *kid,
 	BIO *bio = NULL;
 	EVP_PKEY *pkey = NULL;
 	jwt_key k = {0};
+	key_class cls;
 	int rc = -1;
 
 	if (v == NULL || iss == NULL || iss[0] == '\0' || public_key_pem == NULL) {
@@ -595,7 +603,8 @@ int jwt_verifier_add_key(jwt_verifier *v, const char *iss, const char *kid,
 		set_ossl_err(errstr, errstr_size, "cannot read the public key");
 		goto fail;
 	}
-	if (classify_key(pkey) == KEY_OTHER) {
+	cls = classify_key(pkey);
+	if (cls == KEY_OTHER) {
 		set_err(errstr, errstr_size,
 		        "the public key is not EC P-256, EC P-384, RSA of at least %d bits or "
 		        "Ed25519",
@@ -619,6 +628,7 @@ int jwt_verifier_add_key(jwt_verifier *v, const char *iss, const char *kid,
 		goto fail;
 	}
 	k.pkey = pkey;
+	k.cls = cls;
 	pkey = NULL; /* now owned by the verifier */
 	v->keys[v->n_keys++] = k;
 	memset(&k, 0, sizeof k);
@@ -784,8 +794,25 @@ fail:
 
 /* ---- verification ---- */
 
-/* 1 when the signature over msg verifies, 0 when it does not, -2 when its
- * length is wrong for the algorithm. */
+/* Whether OpenSSL's error queue says an allocation failed: inside its
+ * verification that is the only way to tell memory from a bad signature. */
+static int ossl_out_of_memory(void)
+{
+	unsigned long e;
+	int nomem = 0;
+
+	while ((e = ERR_get_error()) != 0)
+		if (!ERR_SYSTEM_ERROR(e) && ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE)
+			nomem = 1;
+	return nomem;
+}
+
+/* 1 when the signature over msg verifies, 0 when it does not, -1 when its
+ * length is wrong for the algorithm, JWT_ERR_NOMEM when OpenSSL ran out of
+ * memory (an allocator's NULL, or ERR_R_MALLOC_FAILURE in its error queue).
+ * Any other OpenSSL failure counts as "does not verify", since a failure that
+ * the token could provoke must end in a refusal, never in a retry that would
+ * come back to it forever. */
 static int verify_bytes(EVP_PKEY *pkey, jwt_alg alg, const unsigned char *msg, size_t msg_len,
                         const unsigned char *sig, size_t sig_len)
 {
@@ -796,17 +823,19 @@ static int verify_bytes(EVP_PKEY *pkey, jwt_alg alg, const unsigned char *msg, s
 	unsigned char *der = NULL;
 	const unsigned char *check = sig;
 	size_t check_len = sig_len;
-	int rc = 0;
+	int rc = JWT_ERR_NOMEM;
 
 	if (ec_sig_len(alg) != 0) {
 		size_t half = ec_sig_len(alg) / 2;
 		int n;
 
 		if (sig_len != 2 * half)
-			return -2;
+			return -1;
 		es = ECDSA_SIG_new();
 		r = BN_bin2bn(sig, (int)half, NULL);
 		s = BN_bin2bn(sig + half, (int)half, NULL);
+		/* With three objects in hand set0 cannot fail, nor can the
+		 * DER encoding of two bounded integers but for memory. */
 		if (es == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(es, r, s) != 1)
 			goto done;
 		r = s = NULL; /* now owned by es */
@@ -817,20 +846,21 @@ static int verify_bytes(EVP_PKEY *pkey, jwt_alg alg, const unsigned char *msg, s
 		check_len = (size_t)n;
 	} else if (alg == JWT_ALG_EDDSA) {
 		if (sig_len != 64)
-			return -2;
+			return -1;
 	} else {
 		/* RSA signatures are exactly as long as the modulus. */
 		if (EVP_PKEY_get_size(pkey) <= 0 || sig_len != (size_t)EVP_PKEY_get_size(pkey))
-			return -2;
+			return -1;
 	}
 	ctx = EVP_MD_CTX_new();
 	if (ctx == NULL)
 		goto done;
-	if (EVP_DigestVerifyInit_ex(ctx, &pctx, alg_md(alg), NULL, NULL, pkey, NULL) != 1 ||
-	    set_rsa_padding(pctx, alg) != 0)
-		goto done;
-	if (EVP_DigestVerify(ctx, check, check_len, msg, msg_len) == 1)
+	if (EVP_DigestVerifyInit_ex(ctx, &pctx, alg_md(alg), NULL, NULL, pkey, NULL) == 1 &&
+	    set_rsa_padding(pctx, alg) == 0 &&
+	    EVP_DigestVerify(ctx, check, check_len, msg, msg_len) == 1)
 		rc = 1;
+	else
+		rc = ossl_out_of_memory() ? JWT_ERR_NOMEM : 0;
 done:
 	EVP_MD_CTX_free(ctx);
 	OPENSSL_free(der);
@@ -841,30 +871,56 @@ done:
 	return rc;
 }
 
-/* Parse one decoded part as a JSON object; what names it in errors. */
-static json_t *parse_object(const unsigned char *raw, size_t raw_len, const char *what,
-                            char *errstr, size_t errstr_size)
+/* Decode one base64url part of the token; what names it in errors. Returns
+ * 0, -1 or JWT_ERR_NOMEM. */
+static int decode_part(const char *in, size_t in_len, const char *what, unsigned char **out,
+                       size_t *out_len, char *errstr, size_t errstr_size)
+{
+	int r = jwt_base64url_decode(in, in_len, out, out_len);
+
+	if (r == JWT_ERR_NOMEM)
+		set_err(errstr, errstr_size, "out of memory while decoding the token %s", what);
+	else if (r != 0)
+		set_err(errstr, errstr_size, "token %s is not valid base64url", what);
+	return r;
+}
+
+/* Parse one decoded part as a JSON object into *out; what names it in
+ * errors. Returns 0, -1 or JWT_ERR_NOMEM. */
+static int parse_object(const unsigned char *raw, size_t raw_len, const char *what, json_t **out,
+                        char *errstr, size_t errstr_size)
 {
 	json_t *j;
 	json_error_t jerr;
 
+	*out = NULL;
 	/* Any JSON value is decoded, so that a valid non-object is reported as
 	 * such; jansson's own error text may quote the input, so it is not
 	 * used. */
 	j = json_loadb((const char *)raw, raw_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (j == NULL) {
+		/* jansson 2.14's parser reports every refusal of the input in
+		 * jerr, and fails without a word only when an allocation
+		 * fails. (An allocation failure inside its lexer reads as bad
+		 * JSON and is refused as such: that one cannot be told.) */
+		if (jerr.text[0] == '\0' || json_error_code(&jerr) == json_error_out_of_memory) {
+			set_err(errstr, errstr_size, "out of memory while reading the token %s",
+			        what);
+			return JWT_ERR_NOMEM;
+		}
 		if (json_error_code(&jerr) == json_error_duplicate_key)
 			set_err(errstr, errstr_size, "token %s has a duplicate member", what);
 		else
 			set_err(errstr, errstr_size, "token %s is not valid JSON", what);
-		return NULL;
+		return -1;
 	}
 	if (!json_is_object(j)) {
 		set_err(errstr, errstr_size, "token %s is not a JSON object", what);
 		json_decref(j);
-		return NULL;
+		return -1;
 	}
-	return j;
+	*out = j;
+	return 0;
 }
 
 /* A NumericDate: 1 and *out when present and a number, 0 when absent, -1
@@ -949,8 +1005,8 @@ static int fill_claims(const json_t *pj, jwt_claims *c, char *errstr, size_t err
 			return -1;
 		}
 		if (r == -2) {
-			set_err(errstr, errstr_size, "out of memory");
-			return -1;
+			set_err(errstr, errstr_size, "out of memory while copying the claims");
+			return JWT_ERR_NOMEM;
 		}
 	}
 	sk = json_object_get(pj, "SKeyProv");
@@ -961,8 +1017,69 @@ static int fill_claims(const json_t *pj, jwt_claims *c, char *errstr, size_t err
 	return 0;
 }
 
-int jwt_verify(const jwt_verifier *v, const char *token, int64_t now_s, int64_t leeway_s,
-               jwt_claims *claims, char *errstr, size_t errstr_size)
+/* The time checks, one claim each, so that jwt_verify() can run them at
+ * the point of its fixed order where each claim is read. leeway is 0 to 30. */
+static int check_exp(const jwt_claims *c, int64_t now_s, int64_t leeway, char *errstr,
+                     size_t errstr_size)
+{
+	if (!c->has_exp) {
+		set_err(errstr, errstr_size, "token has no exp claim");
+		return -1;
+	}
+	if (!le_with_leeway(now_s, c->exp, leeway)) {
+		set_err(errstr, errstr_size, "token has expired");
+		return -1;
+	}
+	return 0;
+}
+
+static int check_nbf(const jwt_claims *c, int64_t now_s, int64_t leeway, char *errstr,
+                     size_t errstr_size)
+{
+	if (c->has_nbf && !le_with_leeway(c->nbf, now_s, leeway)) {
+		set_err(errstr, errstr_size, "token is not valid yet (nbf)");
+		return -1;
+	}
+	return 0;
+}
+
+static int check_iat(const jwt_claims *c, int64_t now_s, int64_t leeway, char *errstr,
+                     size_t errstr_size)
+{
+	if (c->has_iat && !le_with_leeway(c->iat, now_s, leeway)) {
+		set_err(errstr, errstr_size, "token was issued in the future (iat)");
+		return -1;
+	}
+	return 0;
+}
+
+static int64_t clamp_leeway(int64_t leeway_s)
+{
+	if (leeway_s < 0)
+		return 0;
+	return leeway_s > JWT_MAX_LEEWAY_S ? JWT_MAX_LEEWAY_S : leeway_s;
+}
+
+int jwt_check_times(const jwt_claims *claims, int64_t now_s, int64_t leeway_s, char *errstr,
+                    size_t errstr_size)
+{
+	if (errstr != NULL && errstr_size > 0)
+		errstr[0] = '\0';
+	if (claims == NULL) {
+		set_err(errstr, errstr_size, "jwt_check_times: missing argument");
+		return -1;
+	}
+	leeway_s = clamp_leeway(leeway_s);
+	if (check_exp(claims, now_s, leeway_s, errstr, errstr_size) != 0 ||
+	    check_nbf(claims, now_s, leeway_s, errstr, errstr_size) != 0 ||
+	    check_iat(claims, now_s, leeway_s, errstr, errstr_size) != 0)
+		return -1;
+	return 0;
+}
+
+/* jwt_verify() and, when now_s is NULL, jwt_verify_signature(). */
+static int verify(const jwt_verifier *v, const char *token, const int64_t *now_s, int64_t leeway_s,
+                  jwt_claims *claims, char *errstr, size_t errstr_size)
 {
 	const char *dot1, *dot2;
 	size_t len, h_len, p_len, s_len, n_iss = 0;
@@ -989,10 +1106,7 @@ int jwt_verify(const jwt_verifier *v, const char *token, int64_t now_s, int64_t 
 		set_err(errstr, errstr_size, "there is no token");
 		goto fail;
 	}
-	if (leeway_s < 0)
-		leeway_s = 0;
-	if (leeway_s > JWT_MAX_LEEWAY_S)
-		leeway_s = JWT_MAX_LEEWAY_S;
+	leeway_s = clamp_leeway(leeway_s);
 
 	/* Size first: nothing else runs on an oversized token. */
 	len = strnlen(token, v->max_token_bytes + 1);
@@ -1015,22 +1129,21 @@ int jwt_verify(const jwt_verifier *v, const char *token, int64_t now_s, int64_t 
 	}
 	/* All three parts are checked as base64url before any is read, so a
 	 * malformed signature is reported as such whatever the header says. */
-	if (jwt_base64url_decode(token, h_len, &hdr, &hdr_len) != 0) {
-		set_err(errstr, errstr_size, "token header is not valid base64url");
-		goto fail;
-	}
-	if (jwt_base64url_decode(dot1 + 1, p_len, &pl, &pl_len) != 0) {
-		set_err(errstr, errstr_size, "token payload is not valid base64url");
-		goto fail;
-	}
-	if (jwt_base64url_decode(dot2 + 1, s_len, &sig, &sig_len) != 0) {
-		set_err(errstr, errstr_size, "token signature is not valid base64url");
+	r = decode_part(token, h_len, "header", &hdr, &hdr_len, errstr, errstr_size);
+	if (r == 0)
+		r = decode_part(dot1 + 1, p_len, "payload", &pl, &pl_len, errstr, errstr_size);
+	if (r == 0)
+		r = decode_part(dot2 + 1, s_len, "signature", &sig, &sig_len, errstr, errstr_size);
+	if (r != 0) {
+		rc = r;
 		goto fail;
 	}
 
-	hj = parse_object(hdr, hdr_len, "header", errstr, errstr_size);
-	if (hj == NULL)
+	r = parse_object(hdr, hdr_len, "header", &hj, errstr, errstr_size);
+	if (r != 0) {
+		rc = r;
 		goto fail;
+	}
 	ja = json_object_get(hj, "alg");
 	if (!json_is_string(ja)) {
 		set_err(errstr, errstr_size, "token header has no alg string");
@@ -1068,9 +1181,11 @@ int jwt_verify(const jwt_verifier *v, const char *token, int64_t now_s, int64_t 
 		goto fail;
 	}
 
-	pj = parse_object(pl, pl_len, "payload", errstr, errstr_size);
-	if (pj == NULL)
+	r = parse_object(pl, pl_len, "payload", &pj, errstr, errstr_size);
+	if (r != 0) {
+		rc = r;
 		goto fail;
+	}
 	ji = json_object_get(pj, "iss");
 	if (ji == NULL) {
 		set_err(errstr, errstr_size, "token has no iss claim");
@@ -1102,13 +1217,18 @@ int jwt_verify(const jwt_verifier *v, const char *token, int64_t now_s, int64_t 
 		set_err(errstr, errstr_size, "token has no kid and its issuer has several keys");
 		goto fail;
 	}
-	if (!key_fits_alg(classify_key(key->pkey), alg)) {
+	if (!key_fits_alg(key->cls, alg)) {
 		set_err(errstr, errstr_size, "the trusted key's type does not fit the algorithm");
 		goto fail;
 	}
 	r = verify_bytes(key->pkey, alg, (const unsigned char *)token, (size_t)(dot2 - token), sig,
 	                 sig_len);
-	if (r == -2) {
+	if (r == JWT_ERR_NOMEM) {
+		set_err(errstr, errstr_size, "out of memory while checking the token signature");
+		rc = JWT_ERR_NOMEM;
+		goto fail;
+	}
+	if (r == -1) {
 		set_err(errstr, errstr_size,
 		        "token signature has the wrong length for its algorithm");
 		goto fail;
@@ -1129,32 +1249,29 @@ int jwt_verify(const jwt_verifier *v, const char *token, int64_t now_s, int64_t 
 		goto fail;
 	}
 	c.has_exp = 1;
-	if (!le_with_leeway(now_s, c.exp, leeway_s)) {
-		set_err(errstr, errstr_size, "token has expired");
+	if (now_s != NULL && check_exp(&c, *now_s, leeway_s, errstr, errstr_size) != 0)
 		goto fail;
-	}
 	r = get_numeric_date(pj, "nbf", 1, &c.nbf);
 	if (r < 0) {
 		set_err(errstr, errstr_size, "token claim nbf is not a number");
 		goto fail;
 	}
 	c.has_nbf = r;
-	if (c.has_nbf && !le_with_leeway(c.nbf, now_s, leeway_s)) {
-		set_err(errstr, errstr_size, "token is not valid yet (nbf)");
+	if (now_s != NULL && check_nbf(&c, *now_s, leeway_s, errstr, errstr_size) != 0)
 		goto fail;
-	}
 	r = get_numeric_date(pj, "iat", 1, &c.iat);
 	if (r < 0) {
 		set_err(errstr, errstr_size, "token claim iat is not a number");
 		goto fail;
 	}
 	c.has_iat = r;
-	if (c.has_iat && !le_with_leeway(c.iat, now_s, leeway_s)) {
-		set_err(errstr, errstr_size, "token was issued in the future (iat)");
+	if (now_s != NULL && check_iat(&c, *now_s, leeway_s, errstr, errstr_size) != 0)
+		goto fail;
+	r = fill_claims(pj, &c, errstr, errstr_size);
+	if (r != 0) {
+		rc = r;
 		goto fail;
 	}
-	if (fill_claims(pj, &c, errstr, errstr_size) != 0)
-		goto fail;
 	*claims = c;
 	memset(&c, 0, sizeof c); /* now owned by the caller */
 	rc = 0;
@@ -1166,6 +1283,18 @@ fail:
 	free(pl);
 	free(sig);
 	return rc;
+}
+
+int jwt_verify(const jwt_verifier *v, const char *token, int64_t now_s, int64_t leeway_s,
+               jwt_claims *claims, char *errstr, size_t errstr_size)
+{
+	return verify(v, token, &now_s, leeway_s, claims, errstr, errstr_size);
+}
+
+int jwt_verify_signature(const jwt_verifier *v, const char *token, jwt_claims *claims, char *errstr,
+                         size_t errstr_size)
+{
+	return verify(v, token, NULL, 0, claims, errstr, errstr_size);
 }
 
 void jwt_claims_free(jwt_claims *c)

@@ -15,6 +15,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#if defined(__GNUC__)
+#define JWT_MUST_CHECK __attribute__((warn_unused_result))
+#else
+#define JWT_MUST_CHECK
+#endif
+
 /* Supported asymmetric algorithms. */
 typedef enum {
 	JWT_ALG_ES256 = 0,
@@ -45,11 +51,20 @@ char *jwt_sign(const char *key_pem, jwt_alg alg, const char *kid, const char *pa
 char *jwt_sign_raw(const char *key_pem, jwt_alg alg, const char *header_json,
                    const char *payload_json, char *errstr, size_t errstr_size);
 
+/* The largest clock skew leeway, in seconds: TS 33.434 Annex A says it must
+ * not exceed 30. Larger leeways given to the functions below are capped. */
+#define JWT_MAX_LEEWAY_S 30
+
+/* What jwt_base64url_decode(), jwt_verify() and jwt_verify_signature() return
+ * when an allocation failed: the input is not at fault, so the caller may try
+ * again later instead of refusing it. */
+#define JWT_ERR_NOMEM (-2)
+
 /* base64url without padding (RFC 4648 section 5). encode returns a malloc'd
  * NUL-terminated string the caller frees, or NULL when out of memory. decode
  * is strict (alphabet only, no padding or whitespace, no length 4n+1, unused
  * trailing bits zero): returns 0 with *out malloc'd (caller frees) and
- * *out_len, or -1 with *out NULL. */
+ * *out_len, -1 for malformed input or JWT_ERR_NOMEM, with *out NULL. */
 char *jwt_base64url_encode(const void *data, size_t len);
 int jwt_base64url_decode(const char *in, size_t in_len, unsigned char **out, size_t *out_len);
 
@@ -99,10 +114,26 @@ void jwt_claims_free(jwt_claims *c); /* frees the members; NULL ok */
  * leeway_s seconds, capped at 30 (exp required, numeric; nbf and iat numeric
  * when present). iss, client_id, scope and vsp_id must be strings when
  * present. Returns 0 and fills *claims (caller frees with jwt_claims_free()),
- * or -1 with *claims zeroed and errstr filled with one sentence that never
- * contains the token or a part of it. Safe to call from several threads on
- * one verifier. */
+ * or -1 (the token is refused) or JWT_ERR_NOMEM (an allocation failed: the
+ * token may be good) with *claims zeroed and errstr filled with one sentence
+ * that never contains the token or a part of it. Safe to call from several
+ * threads on one verifier. */
 int jwt_verify(const jwt_verifier *v, const char *token, int64_t now_s, int64_t leeway_s,
-               jwt_claims *claims, char *errstr, size_t errstr_size);
+               jwt_claims *claims, char *errstr, size_t errstr_size) JWT_MUST_CHECK;
+
+/* jwt_verify() without the time checks: form, signature and the claims'
+ * types (exp required and numeric, nbf and iat numeric when present), which
+ * depend on the token alone and so hold for as long as the keys are the
+ * same. Its success is not an authorization: the caller must still call
+ * jwt_check_times() on the claims, at every use. Same results as
+ * jwt_verify(). */
+int jwt_verify_signature(const jwt_verifier *v, const char *token, jwt_claims *claims, char *errstr,
+                         size_t errstr_size) JWT_MUST_CHECK;
+
+/* The time checks of jwt_verify() on verified claims, in its order: exp
+ * (required), nbf and iat against now_s with leeway_s seconds (capped at
+ * 30). Returns 0, or -1 with errstr filled with one sentence. */
+int jwt_check_times(const jwt_claims *claims, int64_t now_s, int64_t leeway_s, char *errstr,
+                    size_t errstr_size) JWT_MUST_CHECK;
 
 #endif

@@ -10,20 +10,31 @@
 #include <stdint.h>
 
 #include "jwt.h"
+#include "tokcache.h"
 
-typedef enum { AUTHZ_ALLOW = 0, AUTHZ_DENY = 1 } authz_decision;
+/* AUTHZ_ERROR is not a decision: the token could not be checked (out of
+ * memory), and says nothing about the request. The caller must decide the
+ * request again later, never answer it. */
+typedef enum { AUTHZ_ALLOW = 0, AUTHZ_DENY = 1, AUTHZ_ERROR = 2 } authz_decision;
 
 typedef struct {
 	const jwt_verifier *verifier; /* borrowed */
 	const char *scope;            /* required scope, "ss-kpp" by default */
 	int64_t leeway_s;             /* at most 30 */
+	/* Borrowed, optional (NULL: every token is verified at every use):
+	 * tokens this verifier has verified, so that a reused token is not
+	 * verified again. Must only ever be used with this verifier. */
+	tokcache *cache;
 } authz_policy;
 
 /* Decide whether the token authorizes requester_identity. On AUTHZ_ALLOW,
  * vsp_id (size vsp_id_size) receives the token's vsp_id claim. On AUTHZ_DENY,
- * detail receives one sentence for the Result (never the token). */
+ * detail receives one sentence for the Result (never the token). On
+ * AUTHZ_ERROR, detail says what failed, for the log only. Every check that
+ * depends on the time or the request runs at every call, whether the
+ * token's signature was verified now or found in the cache. */
 authz_decision authz_check(const authz_policy *p, const char *token, const char *requester_identity,
                            int64_t now_s, char *vsp_id, size_t vsp_id_size, char *detail,
-                           size_t detail_size);
+                           size_t detail_size) __attribute__((warn_unused_result));
 
 #endif

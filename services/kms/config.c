@@ -56,6 +56,8 @@ static const opt opts[] = {
     INT(max_value_bytes, "1048576", 64, 64 * 1048576, "largest request value accepted"),
     INT(max_services, "1000", 1, 100000, "most VAL services in one request"),
     INT(max_token_bytes, "8192", 256, 1048576, "largest access token accepted"),
+    INT(token_cache_entries, "10000", 0, 1000000,
+        "verified tokens kept until their exp, least recently used out (0: no cache)"),
     INT(batch_max, "500", 1, 100000, "most requests decided in one transaction"),
     INT(batch_wait_ms, "0", 0, 10000,
         "how long a batch waits to fill (0: take what is waiting, decide it at once)"),

@@ -30,6 +30,7 @@ typedef struct {
 	int64_t max_value_bytes;
 	int64_t max_services;
 	int64_t max_token_bytes;
+	int64_t token_cache_entries; /* 0: every token verified at every use */
 	int64_t batch_max;
 	int64_t batch_wait_ms;
 	int64_t health_port; /* 0: no health endpoint */

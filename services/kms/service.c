@@ -38,6 +38,7 @@
 #include "jwt.h"
 #include "log.h"
 #include "store.h"
+#include "tokcache.h"
 #include "validate.h"
 
 #define RESULT_CE_TYPE "org.threegpp.seal.km.provisioning.result.v1"
@@ -84,6 +85,7 @@ typedef struct {
 	rd_kafka_t *producer;
 	codec *codec;
 	jwt_verifier *verifier;
+	tokcache *tokens; /* tokens the verifier has verified */
 	authz_policy policy;
 	validate_limits limits;
 	store *store;
@@ -498,10 +500,27 @@ static void route_reply(svc *s, slot *sl)
 	sl->reply_partition = p;
 }
 
-static void decide_pure(svc *s, slot *sl, int64_t now_s)
+/* Decide what can be decided without I/O: decode, validate, hash the
+ * content, verify the token, route the reply. Returns 0 with sl->item
+ * filled for the store, or -1 on an internal error (out of memory while
+ * decoding, hashing or verifying the token), which says nothing about the
+ * message: it must not be answered, sent to the DLQ, decided by the store,
+ * nor its offset stored. The caller must retry: call decide_pure() again on
+ * the same slot after a backoff, as for a failed database transaction, and
+ * only hand the batch to the store once every slot returned 0. Calling it
+ * again is safe: it releases what an earlier call left in the slot. (Were a
+ * failed item handed to the store all the same, it would be recorded as
+ * INTERNAL_ERROR, and answered when the request could be named: never as
+ * INVALID_REQUEST, UNAUTHORIZED or a DLQ record.) */
+static int decide_pure(svc *s, slot *sl, int64_t now_s)
 {
 	rd_kafka_message_t *m = sl->msg;
 	store_item *it = &sl->item;
+	const char *why = NULL;
+
+	codec_request_free(sl->req);
+	sl->req = NULL;
+	codec_salvage_free(&sl->salvage);
 	memset(it, 0, sizeof *it);
 	it->topic = rd_kafka_topic_name(m->rkt);
 	it->partition = m->partition;
@@ -512,6 +531,10 @@ static void decide_pure(svc *s, slot *sl, int64_t now_s)
 
 	sl->status = codec_decode_request(s->codec, m->payload, m->payload ? m->len : 0, &sl->req,
 	                                  &sl->salvage, sl->decode_error, sizeof sl->decode_error);
+	if (sl->status == CODEC_ERR_NOMEM) {
+		why = sl->decode_error;
+		goto internal;
+	}
 	if (sl->status != CODEC_OK) {
 		it->dlq = 1;
 		it->pre_cause = CODEC_CAUSE_INVALID_REQUEST;
@@ -524,14 +547,19 @@ static void decide_pure(svc *s, slot *sl, int64_t now_s)
 			it->request_id = sl->salvage.request_id;
 			it->requester_identity = sl->salvage.requester_identity;
 		}
-		return;
+		return 0;
 	}
 
 	codec_request *r = sl->req;
 	it->req = r;
 	it->request_id = r->request_id;
 	it->requester_identity = r->requester_identity;
-	validate_content_hash(r, it->content_hash);
+	if (validate_content_hash(r, it->content_hash) != 0) {
+		/* A hash that is not the content's would match another
+		 * request's, or miss this one's retry. */
+		why = "the content hash could not be computed";
+		goto internal;
+	}
 
 	if (validate_request(r, &s->limits, sl->pre_detail, sizeof sl->pre_detail) != 0) {
 		it->pre_cause = CODEC_CAUSE_INVALID_REQUEST;
@@ -540,15 +568,32 @@ static void decide_pure(svc *s, slot *sl, int64_t now_s)
 		it->pre_cause = CODEC_CAUSE_INVALID_REQUEST;
 		snprintf(sl->pre_detail, sizeof sl->pre_detail,
 		         "the message key must be the requesterIdentity");
-	} else if (authz_check(&s->policy, r->access_token, r->requester_identity, now_s,
-	                       sl->vsp_id, sizeof sl->vsp_id, sl->pre_detail,
-	                       sizeof sl->pre_detail) != AUTHZ_ALLOW) {
-		it->pre_cause = CODEC_CAUSE_UNAUTHORIZED;
 	} else {
-		it->vsp_id = sl->vsp_id;
+		authz_decision d = authz_check(&s->policy, r->access_token, r->requester_identity,
+		                               now_s, sl->vsp_id, sizeof sl->vsp_id, sl->pre_detail,
+		                               sizeof sl->pre_detail);
+		if (d == AUTHZ_ERROR) {
+			why = sl->pre_detail;
+			goto internal;
+		}
+		if (d != AUTHZ_ALLOW)
+			it->pre_cause = CODEC_CAUSE_UNAUTHORIZED;
+		else
+			it->vsp_id = sl->vsp_id;
 	}
 	if (it->pre_cause != CODEC_CAUSE_NONE)
 		it->pre_detail = sl->pre_detail;
+	return 0;
+
+internal:
+	log_event(LOG_ERROR, "decide_failed", "{s:s, s:s, s:i, s:I}", "error", why, "topic",
+	          it->topic, "partition", (int)it->partition, "offset", (json_int_t)it->offset);
+	it->dlq = 0;
+	it->vsp_id = NULL;
+	it->pre_cause = CODEC_CAUSE_INTERNAL_ERROR;
+	snprintf(sl->pre_detail, sizeof sl->pre_detail, "the KM-S could not decide the request");
+	it->pre_detail = sl->pre_detail;
+	return -1;
 }
 
 /* ---- step 4: publishing ---- */
@@ -929,9 +974,15 @@ static int setup(svc *s, char *errstr, size_t errstr_size)
 	} else {
 		log_event(LOG_WARN, "no_issuers", "{s:s}", "effect", "every token is refused");
 	}
+	/* Made after the keys are loaded and dropped with them: an entry is
+	 * only valid for the keys that verified it. */
+	s->tokens = tokcache_new((size_t)cfg->token_cache_entries, errstr, errstr_size);
+	if (s->tokens == NULL)
+		return -1;
 	s->policy.verifier = s->verifier;
 	s->policy.scope = cfg->scope;
 	s->policy.leeway_s = cfg->leeway_s;
+	s->policy.cache = s->tokens;
 	validate_limits_default(&s->limits);
 	s->limits.max_services = (size_t)cfg->max_services;
 
@@ -997,6 +1048,7 @@ static void teardown(svc *s)
 		rd_kafka_destroy(s->producer);
 	store_destroy(s->store);
 	health_destroy(s->health);
+	tokcache_destroy(s->tokens);
 	jwt_verifier_destroy(s->verifier);
 	codec_destroy(s->codec);
 	if (s->has_reply_re)

@@ -119,21 +119,25 @@ int validate_request(const codec_request *r, const validate_limits *l, char *det
 	return 0;
 }
 
-static void put_field(EVP_MD_CTX *ctx, const char *s)
+/* Hash one field: 0xff for null, else a 1-byte tag, the 8-byte big-endian
+ * length and the bytes. Returns 0, or -1 when the digest fails. */
+static int put_field(EVP_MD_CTX *ctx, const char *s)
 {
-	/* 0xff for null, else a 1 byte tag and the 8-byte big-endian length */
 	unsigned char head[9];
+	uint64_t n;
+
 	if (s == NULL) {
 		head[0] = 0xff;
-		EVP_DigestUpdate(ctx, head, 1);
-		return;
+		return EVP_DigestUpdate(ctx, head, 1) == 1 ? 0 : -1;
 	}
-	uint64_t n = strlen(s);
+	n = strlen(s);
 	head[0] = 0x01;
 	for (int i = 0; i < 8; i++)
 		head[1 + i] = (unsigned char)(n >> (56 - 8 * i));
-	EVP_DigestUpdate(ctx, head, sizeof head);
-	EVP_DigestUpdate(ctx, s, (size_t)n);
+	if (EVP_DigestUpdate(ctx, head, sizeof head) != 1 ||
+	    EVP_DigestUpdate(ctx, s, (size_t)n) != 1)
+		return -1;
+	return 0;
 }
 
 static int cmp_kv(const void *a, const void *b)
@@ -142,47 +146,64 @@ static int cmp_kv(const void *a, const void *b)
 	return strcmp(x->key, y->key);
 }
 
-void validate_content_hash(const codec_request *r, unsigned char out[32])
+/* One VAL service: ID, format type, version, then the content sorted by key
+ * (map order is not content), and an end mark. */
+static int put_service(EVP_MD_CTX *ctx, const codec_val_service *s)
 {
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	unsigned int len = 32;
-	if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-		/* Without a digest no two requests can be told apart: make the
-		 * hash unique-looking so a replay is never matched by accident. */
-		memset(out, 0xee, 32);
-		EVP_MD_CTX_free(ctx);
-		return;
+	const codec_kv **sorted = NULL;
+	char type[16];
+	int rc = -1;
+
+	snprintf(type, sizeof type, "%d", (int)s->format_type);
+	if (put_field(ctx, s->val_service_id) != 0 || put_field(ctx, type) != 0 ||
+	    put_field(ctx, s->format_version) != 0)
+		goto fail;
+	if (s->content_count > 0) {
+		/* No unsorted fallback: the same content in another order
+		 * would hash differently, and its retry would be a conflict. */
+		sorted = malloc(s->content_count * sizeof *sorted);
+		if (sorted == NULL)
+			goto fail;
+		for (size_t k = 0; k < s->content_count; k++)
+			sorted[k] = &s->content[k];
+		qsort(sorted, s->content_count, sizeof *sorted, cmp_kv);
+		for (size_t k = 0; k < s->content_count; k++)
+			if (put_field(ctx, sorted[k]->key) != 0 ||
+			    put_field(ctx, sorted[k]->value) != 0)
+				goto fail;
 	}
-	put_field(ctx, r->requester_identity);
-	put_field(ctx, r->endpoint);
-	put_field(ctx, r->supp_feat);
-	for (size_t i = 0; i < r->service_count; i++) {
-		const codec_val_service *s = &r->services[i];
-		char type[16];
-		snprintf(type, sizeof type, "%d", (int)s->format_type);
-		put_field(ctx, s->val_service_id);
-		put_field(ctx, type);
-		put_field(ctx, s->format_version);
-		const codec_kv **sorted = NULL;
-		if (s->content_count > 0)
-			sorted = malloc(s->content_count * sizeof *sorted);
-		if (sorted != NULL) {
-			for (size_t k = 0; k < s->content_count; k++)
-				sorted[k] = &s->content[k];
-			qsort(sorted, s->content_count, sizeof *sorted, cmp_kv);
-			for (size_t k = 0; k < s->content_count; k++) {
-				put_field(ctx, sorted[k]->key);
-				put_field(ctx, sorted[k]->value);
-			}
-			free(sorted);
-		} else {
-			for (size_t k = 0; k < s->content_count; k++) {
-				put_field(ctx, s->content[k].key);
-				put_field(ctx, s->content[k].value);
-			}
-		}
-		put_field(ctx, "");
+	if (put_field(ctx, "") != 0)
+		goto fail;
+	rc = 0;
+fail:
+	free(sorted);
+	return rc;
+}
+
+int validate_content_hash(const codec_request *r, unsigned char out[32])
+{
+	EVP_MD_CTX *ctx = NULL;
+	unsigned int len = 0;
+	int rc = -1;
+
+	/* Whatever fails, out never holds a value that another request
+	 * could share by accident: zeros, and the caller is told. */
+	memset(out, 0, 32);
+	ctx = EVP_MD_CTX_new();
+	if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+		goto fail;
+	if (put_field(ctx, r->requester_identity) != 0 || put_field(ctx, r->endpoint) != 0 ||
+	    put_field(ctx, r->supp_feat) != 0)
+		goto fail;
+	for (size_t i = 0; i < r->service_count; i++)
+		if (put_service(ctx, &r->services[i]) != 0)
+			goto fail;
+	if (EVP_DigestFinal_ex(ctx, out, &len) != 1 || len != 32) {
+		memset(out, 0, 32);
+		goto fail;
 	}
-	EVP_DigestFinal_ex(ctx, out, &len);
+	rc = 0;
+fail:
 	EVP_MD_CTX_free(ctx);
+	return rc;
 }

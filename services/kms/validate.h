@@ -35,7 +35,11 @@ int validate_request(const codec_request *r, const validate_limits *l, char *det
  * services in order (ID, format type, format version, content entries sorted
  * by key) and suppFeat. Not the token, which a VAL server may renew between
  * retries, nor sentAt, which a retry may restamp. Every field is
- * length-prefixed, so no two contents share a hash input. */
-void validate_content_hash(const codec_request *r, unsigned char out[32]);
+ * length-prefixed, so no two contents share a hash input. Returns 0, or -1
+ * when the digest cannot be computed (out of memory, OpenSSL failing): out
+ * is then zeroed and must not be used, since idempotency would compare it;
+ * the request must be decided again later. */
+int validate_content_hash(const codec_request *r, unsigned char out[32])
+    __attribute__((warn_unused_result));
 
 #endif

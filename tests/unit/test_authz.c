@@ -2,7 +2,8 @@
  * test_authz: the token half of authorization (contract rules 1 to 3) on
  * real tokens signed with a P-256 key made in-process. Each denial is checked
  * for its sentence, for an empty vsp_id output and for not quoting the
- * token.
+ * token. With a token cache, every rule must still hold on a hit, and a
+ * token that failed must never be served from it.
  */
 #include <stdarg.h>
 #include <stdint.h>
@@ -17,6 +18,7 @@
 #include "authz.h"
 #include "check.h"
 #include "jwt.h"
+#include "tokcache.h"
 
 #define NOW INT64_C(1700000000)
 #define ISS "https://as.example"
@@ -151,7 +153,7 @@ static int expect(const authz_policy *p, const char *tok, const char *requester,
 static int run_case(const char *tok, const char *requester, authz_decision want_d, const char *want)
 {
 	jwt_verifier *v = make_verifier();
-	authz_policy p = {v, "ss-kpp", 30};
+	authz_policy p = {v, "ss-kpp", 30, NULL};
 	int ok;
 
 	CHECK(v != NULL);
@@ -250,9 +252,9 @@ static int test_scope_forms_accepted(void)
 static int test_custom_and_default_scope(void)
 {
 	jwt_verifier *v = make_verifier();
-	authz_policy custom = {v, "kpp.write", 0};
-	authz_policy dflt = {v, NULL, 0};
-	authz_policy bad = {v, "a b", 0};
+	authz_policy custom = {v, "kpp.write", 0, NULL};
+	authz_policy dflt = {v, NULL, 0, NULL};
+	authz_policy bad = {v, "a b", 0, NULL};
 	char *t = token(HEAD "\"client_id\":\"val-a\",\"scope\":\"kpp.write\","
 	                     "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}");
 	int ok;
@@ -292,7 +294,7 @@ static int test_wrong_type_claim(void)
 static int test_vsp_id_too_long_fails_closed(void)
 {
 	jwt_verifier *v = make_verifier();
-	authz_policy p = {v, "ss-kpp", 0};
+	authz_policy p = {v, "ss-kpp", 0, NULL};
 	char *t = good_token();
 	char small[5], detail[128];
 	authz_decision d;
@@ -332,7 +334,7 @@ static int test_invalid_token_is_denied(void)
 static int test_no_policy(void)
 {
 	char *t = good_token();
-	authz_policy none = {NULL, "ss-kpp", 0};
+	authz_policy none = {NULL, "ss-kpp", 0, NULL};
 	int ok;
 
 	CHECK(t != NULL);
@@ -340,6 +342,259 @@ static int test_no_policy(void)
 	     expect(&none, t, "val-a", AUTHZ_DENY, "not configured");
 	free(t);
 	CHECK(ok);
+	return 0;
+}
+
+/* ---- with the token cache ---- */
+
+static authz_decision check_at(const authz_policy *p, const char *tok, const char *requester,
+                               int64_t now, char *detail, size_t detail_size)
+{
+	char vsp[64];
+	return authz_check(p, tok, requester, now, vsp, sizeof vsp, detail, detail_size);
+}
+
+static tokcache_stats stats_of(const tokcache *c)
+{
+	tokcache_stats st;
+	tokcache_stats_get(c, &st);
+	return st;
+}
+
+static int test_cache_hit_after_first_verify(void)
+{
+	jwt_verifier *v = make_verifier();
+	tokcache *cache = tokcache_new(16, NULL, 0);
+	authz_policy p = {v, "ss-kpp", 30, cache};
+	char *t = good_token();
+	char detail[256];
+
+	CHECK(v != NULL && cache != NULL && t != NULL);
+	CHECK(expect(&p, t, "val-a", AUTHZ_ALLOW, "vsp-1"));
+	CHECK_INT(stats_of(cache).misses, 1);
+	CHECK_INT(stats_of(cache).entries, 1);
+	CHECK(expect(&p, t, "val-a", AUTHZ_ALLOW, "vsp-1"));
+	CHECK_INT(check_at(&p, t, "val-a", NOW + 1, detail, sizeof detail), AUTHZ_ALLOW);
+	CHECK_INT(stats_of(cache).hits, 2);
+	CHECK_INT(stats_of(cache).misses, 1);
+	free(t);
+	tokcache_destroy(cache);
+	jwt_verifier_destroy(v);
+	return 0;
+}
+
+static int test_cache_expiry_still_checked_on_hit(void)
+{
+	jwt_verifier *v = make_verifier();
+	tokcache *cache = tokcache_new(16, NULL, 0);
+	authz_policy p = {v, "ss-kpp", 30, cache};
+	char *t = good_token(); /* exp NOW + 300 */
+	char detail[256];
+
+	CHECK(v != NULL && cache != NULL && t != NULL);
+	CHECK_INT(check_at(&p, t, "val-a", NOW, detail, sizeof detail), AUTHZ_ALLOW);
+	/* The last second of the leeway is a hit and allowed... */
+	CHECK_INT(check_at(&p, t, "val-a", NOW + 330, detail, sizeof detail), AUTHZ_ALLOW);
+	CHECK_INT(stats_of(cache).hits, 1);
+	/* ...the next is refused, and the entry is gone. */
+	CHECK_INT(check_at(&p, t, "val-a", NOW + 331, detail, sizeof detail), AUTHZ_DENY);
+	CHECK(strstr(detail, "token has expired") != NULL);
+	CHECK_INT(stats_of(cache).expired, 1);
+	CHECK_INT(stats_of(cache).entries, 0);
+	/* A policy with less leeway refuses sooner, on a hit too. */
+	p.leeway_s = 0;
+	CHECK_INT(check_at(&p, t, "val-a", NOW, detail, sizeof detail), AUTHZ_ALLOW);
+	CHECK_INT(check_at(&p, t, "val-a", NOW + 301, detail, sizeof detail), AUTHZ_DENY);
+	CHECK(strstr(detail, "token has expired") != NULL);
+	free(t);
+	tokcache_destroy(cache);
+	jwt_verifier_destroy(v);
+	return 0;
+}
+
+static int test_cache_stale_entry_still_refused(void)
+{
+	jwt_verifier *v = make_verifier();
+	tokcache *cache = tokcache_new(16, NULL, 0);
+	authz_policy p = {v, "ss-kpp", 30, cache};
+	char *t = good_token();
+	char detail[256];
+	jwt_claims c;
+
+	CHECK(v != NULL && cache != NULL && t != NULL);
+	CHECK(jwt_verify_signature(v, t, &c, detail, sizeof detail) == 0);
+	/* An entry kept far past its exp (as a cache bug would): the time
+	 * checks at use still refuse the token, whatever the cache says. */
+	CHECK(tokcache_insert(cache, t, &c, INT64_MAX) == 0);
+	jwt_claims_free(&c);
+	CHECK_INT(check_at(&p, t, "val-a", NOW + 331, detail, sizeof detail), AUTHZ_DENY);
+	CHECK(strstr(detail, "token has expired") != NULL);
+	CHECK_INT(stats_of(cache).hits, 1);
+	free(t);
+	tokcache_destroy(cache);
+	jwt_verifier_destroy(v);
+	return 0;
+}
+
+static int test_cache_nbf_and_iat_checked_on_hit(void)
+{
+	jwt_verifier *v = make_verifier();
+	tokcache *cache = tokcache_new(16, NULL, 0);
+	authz_policy p = {v, "ss-kpp", 30, cache};
+	char *t = token("{\"iss\":\"" ISS "\",\"exp\":1700000600,\"nbf\":1700000100,"
+	                "\"iat\":1700000100,\"client_id\":\"val-a\",\"scope\":\"ss-kpp\","
+	                "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}");
+	char detail[256];
+
+	CHECK(v != NULL && cache != NULL && t != NULL);
+	/* Not valid yet: refused, but its signature is good, so it is kept. */
+	CHECK_INT(check_at(&p, t, "val-a", NOW, detail, sizeof detail), AUTHZ_DENY);
+	CHECK(strstr(detail, "not valid yet") != NULL);
+	CHECK_INT(stats_of(cache).entries, 1);
+	/* A hit is refused the same way, until nbf (with the leeway). */
+	CHECK_INT(check_at(&p, t, "val-a", NOW, detail, sizeof detail), AUTHZ_DENY);
+	CHECK(strstr(detail, "not valid yet") != NULL);
+	CHECK_INT(check_at(&p, t, "val-a", NOW + 69, detail, sizeof detail), AUTHZ_DENY);
+	CHECK_INT(check_at(&p, t, "val-a", NOW + 70, detail, sizeof detail), AUTHZ_ALLOW);
+	CHECK_INT(stats_of(cache).hits, 3);
+	/* A clock stepped back after the token was cached: nbf comes first. */
+	CHECK_INT(check_at(&p, t, "val-a", NOW - 1000, detail, sizeof detail), AUTHZ_DENY);
+	CHECK(strstr(detail, "not valid yet") != NULL);
+	free(t);
+	/* iat in the future, on a hit */
+	t = token("{\"iss\":\"" ISS "\",\"exp\":1700000600,\"iat\":1700000100,"
+	          "\"client_id\":\"val-a\",\"scope\":\"ss-kpp\",\"SKeyProv\":true,"
+	          "\"vsp_id\":\"vsp-1\"}");
+	CHECK(t != NULL);
+	CHECK_INT(check_at(&p, t, "val-a", NOW + 70, detail, sizeof detail), AUTHZ_ALLOW);
+	CHECK_INT(check_at(&p, t, "val-a", NOW, detail, sizeof detail), AUTHZ_DENY);
+	CHECK(strstr(detail, "issued in the future") != NULL);
+	free(t);
+	tokcache_destroy(cache);
+	jwt_verifier_destroy(v);
+	return 0;
+}
+
+static int test_cache_request_rules_on_hit(void)
+{
+	jwt_verifier *v = make_verifier();
+	tokcache *cache = tokcache_new(16, NULL, 0);
+	authz_policy p = {v, "ss-kpp", 30, cache};
+	authz_policy other_scope = {v, "kpp.write", 30, cache};
+	char *t = good_token();
+	char *no_skp = token(HEAD "\"client_id\":\"val-a\",\"scope\":\"ss-kpp\","
+	                          "\"SKeyProv\":false,\"vsp_id\":\"vsp-1\"}");
+
+	CHECK(v != NULL && cache != NULL && t != NULL && no_skp != NULL);
+	CHECK(expect(&p, t, "val-a", AUTHZ_ALLOW, "vsp-1"));
+	/* val-a's token, cached, used by val-b */
+	CHECK(expect(&p, t, "val-b", AUTHZ_DENY, "client_id does not match requesterIdentity"));
+	CHECK(expect(&p, t, NULL, AUTHZ_DENY, "client_id does not match requesterIdentity"));
+	CHECK(expect(&other_scope, t, "val-a", AUTHZ_DENY, "does not include kpp.write"));
+	CHECK(expect(&p, no_skp, "val-a", AUTHZ_DENY, "SKeyProv is false"));
+	CHECK(expect(&p, no_skp, "val-a", AUTHZ_DENY, "SKeyProv is false"));
+	CHECK_INT(stats_of(cache).hits, 4);
+	CHECK_INT(stats_of(cache).misses, 2);
+	/* and the owner is still served */
+	CHECK(expect(&p, t, "val-a", AUTHZ_ALLOW, "vsp-1"));
+	free(t);
+	free(no_skp);
+	tokcache_destroy(cache);
+	jwt_verifier_destroy(v);
+	return 0;
+}
+
+static int test_cache_never_serves_failed_tokens(void)
+{
+	jwt_verifier *v = make_verifier();
+	tokcache *cache = tokcache_new(16, NULL, 0);
+	authz_policy p = {v, "ss-kpp", 30, cache};
+	char *t = good_token();
+	char *b = token(HEAD "\"client_id\":\"val-b\",\"scope\":\"ss-kpp\","
+	                     "\"SKeyProv\":true,\"vsp_id\":\"vsp-2\"}");
+	char *expired = token("{\"iss\":\"" ISS "\",\"exp\":1699999000,\"client_id\":\"val-a\","
+	                      "\"scope\":\"ss-kpp\",\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}");
+	char tampered[2048], spliced[2048];
+	const char *sig_a, *sig_b;
+	size_t n;
+
+	CHECK(v != NULL && cache != NULL && t != NULL && b != NULL && expired != NULL);
+	CHECK(expect(&p, t, "val-a", AUTHZ_ALLOW, "vsp-1"));
+	/* The cached token with one signature character changed. */
+	n = strlen(t);
+	CHECK(n < sizeof tampered);
+	memcpy(tampered, t, n + 1);
+	tampered[n - 10] = tampered[n - 10] == 'A' ? 'B' : 'A';
+	/* val-b's header and payload under val-a's (cached) signature. */
+	sig_a = strrchr(t, '.');
+	sig_b = strrchr(b, '.');
+	CHECK(sig_a != NULL && sig_b != NULL);
+	CHECK((size_t)(sig_b - b) + strlen(sig_a) < sizeof spliced);
+	memcpy(spliced, b, (size_t)(sig_b - b));
+	memcpy(spliced + (sig_b - b), sig_a, strlen(sig_a) + 1);
+	for (int round = 0; round < 2; round++) {
+		CHECK(expect(&p, tampered, "val-a", AUTHZ_DENY, "signature does not verify"));
+		CHECK(expect(&p, spliced, "val-b", AUTHZ_DENY, "signature does not verify"));
+		CHECK(expect(&p, expired, "val-a", AUTHZ_DENY, "token has expired"));
+		CHECK(expect(&p, "a.b", "val-a", AUTHZ_DENY, "three dot-separated parts"));
+	}
+	/* Only the good token was ever kept, and it is still served. */
+	CHECK_INT(stats_of(cache).entries, 1);
+	CHECK_INT(stats_of(cache).inserts, 1);
+	CHECK_INT(stats_of(cache).hits, 0);
+	CHECK(expect(&p, t, "val-a", AUTHZ_ALLOW, "vsp-1"));
+	CHECK_INT(stats_of(cache).hits, 1);
+	free(t);
+	free(b);
+	free(expired);
+	tokcache_destroy(cache);
+	jwt_verifier_destroy(v);
+	return 0;
+}
+
+static int test_cache_two_tokens_two_entries(void)
+{
+	jwt_verifier *v = make_verifier();
+	tokcache *cache = tokcache_new(16, NULL, 0);
+	authz_policy p = {v, "ss-kpp", 30, cache};
+	char *a = good_token();
+	char *b = token(HEAD "\"client_id\":\"val-b\",\"scope\":\"ss-kpp\","
+	                     "\"SKeyProv\":true,\"vsp_id\":\"vsp-2\"}");
+
+	CHECK(v != NULL && cache != NULL && a != NULL && b != NULL);
+	for (int round = 0; round < 2; round++) {
+		CHECK(expect(&p, a, "val-a", AUTHZ_ALLOW, "vsp-1"));
+		CHECK(expect(&p, b, "val-b", AUTHZ_ALLOW, "vsp-2"));
+		CHECK(expect(&p, a, "val-b", AUTHZ_DENY, "client_id does not match"));
+		CHECK(expect(&p, b, "val-a", AUTHZ_DENY, "client_id does not match"));
+	}
+	CHECK_INT(stats_of(cache).entries, 2);
+	CHECK_INT(stats_of(cache).misses, 2);
+	CHECK_INT(stats_of(cache).hits, 6);
+	free(a);
+	free(b);
+	tokcache_destroy(cache);
+	jwt_verifier_destroy(v);
+	return 0;
+}
+
+static int test_cache_capacity_zero_verifies_every_time(void)
+{
+	jwt_verifier *v = make_verifier();
+	tokcache *cache = tokcache_new(0, NULL, 0);
+	authz_policy p = {v, "ss-kpp", 30, cache};
+	char *t = good_token();
+
+	CHECK(v != NULL && cache != NULL && t != NULL);
+	CHECK(expect(&p, t, "val-a", AUTHZ_ALLOW, "vsp-1"));
+	CHECK(expect(&p, t, "val-a", AUTHZ_ALLOW, "vsp-1"));
+	CHECK(expect(&p, t, "val-b", AUTHZ_DENY, "client_id does not match"));
+	CHECK_INT(stats_of(cache).hits, 0);
+	CHECK_INT(stats_of(cache).misses, 3);
+	CHECK_INT(stats_of(cache).entries, 0);
+	free(t);
+	tokcache_destroy(cache);
+	jwt_verifier_destroy(v);
 	return 0;
 }
 
@@ -358,6 +613,14 @@ static const check_case cases[] = {
     {"vsp_id_too_long_fails_closed", test_vsp_id_too_long_fails_closed},
     {"invalid_token_is_denied", test_invalid_token_is_denied},
     {"no_policy", test_no_policy},
+    {"cache_hit_after_first_verify", test_cache_hit_after_first_verify},
+    {"cache_expiry_still_checked_on_hit", test_cache_expiry_still_checked_on_hit},
+    {"cache_stale_entry_still_refused", test_cache_stale_entry_still_refused},
+    {"cache_nbf_and_iat_checked_on_hit", test_cache_nbf_and_iat_checked_on_hit},
+    {"cache_request_rules_on_hit", test_cache_request_rules_on_hit},
+    {"cache_never_serves_failed_tokens", test_cache_never_serves_failed_tokens},
+    {"cache_two_tokens_two_entries", test_cache_two_tokens_two_entries},
+    {"cache_capacity_zero_verifies_every_time", test_cache_capacity_zero_verifies_every_time},
 };
 
 int main(void)

@@ -105,6 +105,25 @@ static int test_out_of_range(void)
 	return 0;
 }
 
+static int test_token_cache_entries(void)
+{
+	kms_config c;
+	char err[256] = "";
+	CHECK_INT(config_load(&c, 0, NULL, err, sizeof err), 0);
+	CHECK_INT(c.token_cache_entries, 10000);
+	config_free(&c);
+	/* 0 turns the cache off and is a legal value */
+	char *off[] = {"--token-cache-entries", "0", NULL};
+	CHECK_INT(config_load(&c, 2, off, err, sizeof err), 0);
+	CHECK_INT(c.token_cache_entries, 0);
+	config_free(&c);
+	char *neg[] = {"--token-cache-entries", "-1", NULL};
+	CHECK_INT(config_load(&c, 2, neg, err, sizeof err), -1);
+	CHECK(strstr(err, "token_cache_entries") != NULL);
+	config_free(&c);
+	return 0;
+}
+
 static int test_bad_file_line(void)
 {
 	write_file("batch_max 7\n");
@@ -208,6 +227,7 @@ static const check_case cases[] = {
     {"flag_with_equals", test_flag_with_equals},
     {"unknown_flag", test_unknown_flag},
     {"out_of_range", test_out_of_range},
+    {"token_cache_entries", test_token_cache_entries},
     {"bad_file_line", test_bad_file_line},
     {"bad_alg_list", test_bad_alg_list},
     {"malformed_dsn_is_misuse", test_malformed_dsn_is_misuse},

@@ -2,6 +2,7 @@
  * Tests of validate: the form rules of a decoded request and its content
  * hash.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -190,12 +191,12 @@ static int test_hash_ignores_token_sent_at_and_map_order(void)
 {
 	reset();
 	unsigned char a[32], b[32];
-	validate_content_hash(&req, a);
+	CHECK(validate_content_hash(&req, a) == 0);
 	req.access_token = "another.token.value";
 	req.sent_at = 12345;
 	codec_kv swapped[2] = {{"kty", "oct"}, {"alg", "A256GCM"}};
 	services[0].content = swapped;
-	validate_content_hash(&req, b);
+	CHECK(validate_content_hash(&req, b) == 0);
 	CHECK(memcmp(a, b, 32) == 0);
 	return 0;
 }
@@ -204,26 +205,26 @@ static int test_hash_sees_every_content_field(void)
 {
 	unsigned char base[32], other[32];
 	reset();
-	validate_content_hash(&req, base);
+	CHECK(validate_content_hash(&req, base) == 0);
 
 	reset();
 	services[1].format_type = CODEC_KF_JWK;
-	validate_content_hash(&req, other);
+	CHECK(validate_content_hash(&req, other) == 0);
 	CHECK(memcmp(base, other, 32) != 0);
 
 	reset();
 	services[1].format_version = "1";
-	validate_content_hash(&req, other);
+	CHECK(validate_content_hash(&req, other) == 0);
 	CHECK(memcmp(base, other, 32) != 0);
 
 	reset();
 	req.endpoint = "https://truck-001.example/kms2";
-	validate_content_hash(&req, other);
+	CHECK(validate_content_hash(&req, other) == 0);
 	CHECK(memcmp(base, other, 32) != 0);
 
 	reset();
 	req.service_count = 1;
-	validate_content_hash(&req, other);
+	CHECK(validate_content_hash(&req, other) == 0);
 	CHECK(memcmp(base, other, 32) != 0);
 
 	/* the length prefix keeps "ab"+"c" apart from "a"+"bc" */
@@ -231,10 +232,70 @@ static int test_hash_sees_every_content_field(void)
 	codec_kv x[1] = {{"ab", "c"}}, y[1] = {{"a", "bc"}};
 	services[0].content = x;
 	services[0].content_count = 1;
-	validate_content_hash(&req, base);
+	CHECK(validate_content_hash(&req, base) == 0);
 	services[0].content = y;
-	validate_content_hash(&req, other);
+	CHECK(validate_content_hash(&req, other) == 0);
 	CHECK(memcmp(base, other, 32) != 0);
+	return 0;
+}
+
+/* Many contents that differ in one way or another, including the ways a
+ * careless hash would confuse (null and "" for suppFeat or formatVersion, a
+ * field's bytes moved to its neighbour, services swapped, a key and its
+ * value swapped): no two may share a hash, and none may be the zeros a
+ * failed hash leaves. */
+static int test_hash_of_different_contents_never_equal(void)
+{
+	enum { MAX = 64 };
+	unsigned char h[MAX][32], zero[32] = {0};
+	codec_kv kv_a[1] = {{"k", "v"}}, kv_b[1] = {{"v", "k"}}, kv_c[1] = {{"kv", ""}},
+	         kv_d[1] = {{"", "kv"}}, kv_e[2] = {{"k", "v"}, {"k2", "v"}};
+	codec_val_service swapped[2];
+	size_t n = 0;
+
+#define VARIANT(stmt)                                                                              \
+	do {                                                                                       \
+		reset();                                                                           \
+		stmt;                                                                              \
+		CHECK(n < MAX);                                                                    \
+		CHECK(validate_content_hash(&req, h[n]) == 0);                                     \
+		n++;                                                                               \
+	} while (0)
+
+	VARIANT((void)0);
+	VARIANT(req.supp_feat = "");
+	VARIANT(req.supp_feat = "00");
+	VARIANT(req.endpoint = "https://truck-001.example/km");
+	VARIANT(req.requester_identity = "val-truck-002");
+	VARIANT(req.requester_identity = "val-truck-001https://truck-001.example/kms";
+	        req.endpoint = "");
+	VARIANT(req.service_count = 1);
+	VARIANT(services[0].format_version = "");
+	VARIANT(services[0].format_version = "1");
+	VARIANT(services[1].format_version = "1");
+	VARIANT(services[0].format_type = CODEC_KF_RAW);
+	VARIANT(services[0].content_count = 0);
+	VARIANT(services[0].content_count = 1);
+	VARIANT(services[0].content = kv_a; services[0].content_count = 1);
+	VARIANT(services[0].content = kv_b; services[0].content_count = 1);
+	VARIANT(services[0].content = kv_c; services[0].content_count = 1);
+	VARIANT(services[0].content = kv_d; services[0].content_count = 1);
+	VARIANT(services[0].content = kv_e; services[0].content_count = 2);
+	VARIANT(services[1].content = kv_a; services[1].content_count = 1);
+	VARIANT(services[0].val_service_id = "v2x.platooning2");
+	VARIANT(swapped[0] = services[1]; swapped[1] = services[0]; req.services = swapped);
+	VARIANT(content[0].value = "A256GCM ");
+#undef VARIANT
+	content[0].value = "A256GCM";
+
+	for (size_t i = 0; i < n; i++) {
+		CHECK(memcmp(h[i], zero, 32) != 0);
+		for (size_t j = i + 1; j < n; j++)
+			if (memcmp(h[i], h[j], 32) == 0) {
+				fprintf(stderr, "    variants %zu and %zu share a hash\n", i, j);
+				return -1;
+			}
+	}
 	return 0;
 }
 
@@ -256,6 +317,7 @@ static const check_case cases[] = {
     {"identity_with_quotes_and_controls_is_valid", test_identity_with_quotes_and_controls_is_valid},
     {"hash_ignores_token_sent_at_and_map_order", test_hash_ignores_token_sent_at_and_map_order},
     {"hash_sees_every_content_field", test_hash_sees_every_content_field},
+    {"hash_of_different_contents_never_equal", test_hash_of_different_contents_never_equal},
 };
 
 CHECK_MAIN("validate", cases)
