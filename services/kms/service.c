@@ -77,6 +77,7 @@ typedef struct {
 	store_item item;
 	send_track result_send, dlq_send;
 	int dlq_omit_value; /* the value is too large to copy into the DLQ */
+	int pure_done;      /* decide_pure() gave its verdict */
 } slot;
 
 typedef struct {
@@ -95,6 +96,7 @@ typedef struct {
 
 	slot *slots;
 	size_t nslots;
+	store_item *items; /* the store's copy of the batch, batch_max long */
 	/* messages polled while a batch was in hand, kept in order */
 	rd_kafka_message_t **deferred;
 	size_t ndeferred, deferred_cap;
@@ -512,6 +514,8 @@ static void route_reply(svc *s, slot *sl)
  * failed item handed to the store all the same, it would be recorded as
  * INTERNAL_ERROR, and answered when the request could be named: never as
  * INVALID_REQUEST, UNAUTHORIZED or a DLQ record.) */
+static int decide_pure(svc *s, slot *sl, int64_t now_s) __attribute__((warn_unused_result));
+
 static int decide_pure(svc *s, slot *sl, int64_t now_s)
 {
 	rd_kafka_message_t *m = sl->msg;
@@ -886,15 +890,40 @@ static void collect(svc *s)
 	}
 }
 
+/* Step 2 for every slot of the batch. An internal error (out of memory) is
+ * no verdict on the message: the slots it hit are decided again after a
+ * backoff, while the group is kept, until each has its verdict. Returns -1
+ * when the graceful stop ran out of time. */
+static int decide_pure_all(svc *s)
+{
+	int attempt = 0;
+	for (;;) {
+		size_t failed = 0;
+		int64_t now_s = now_ms() / 1000;
+		for (size_t i = 0; i < s->nslots; i++) {
+			slot *sl = &s->slots[i];
+			if (sl->pure_done)
+				continue;
+			if (decide_pure(s, sl, now_s) == 0)
+				sl->pure_done = 1;
+			else
+				failed++;
+		}
+		if (failed == 0)
+			return 0;
+		log_event(LOG_WARN, "decide_pure_retry", "{s:i, s:i}", "failed", (int)failed,
+		          "attempt", attempt);
+		if (wait_ms(s, backoff_ms(s, attempt++)) != 0)
+			return -1;
+	}
+}
+
 static int process_batch(svc *s)
 {
 	int64_t started = mono_ms();
-	int64_t now_s = now_ms() / 1000;
-	store_item *items = malloc(s->nslots * sizeof *items);
-	if (items == NULL)
+	store_item *items = s->items;
+	if (decide_pure_all(s) != 0)
 		return -1;
-	for (size_t i = 0; i < s->nslots; i++)
-		decide_pure(s, &s->slots[i], now_s);
 
 	char errstr[512];
 	int attempt = 0;
@@ -907,17 +936,14 @@ static int process_batch(svc *s)
 		health_set(s->health, HEALTH_DATABASE, 0);
 		log_event(LOG_WARN, "decide_retry", "{s:s, s:i, s:i}", "error", errstr, "attempt",
 		          attempt, "batch", (int)s->nslots);
-		if (wait_ms(s, backoff_ms(s, attempt++)) != 0) {
-			free(items);
+		if (wait_ms(s, backoff_ms(s, attempt++)) != 0)
 			return -1;
-		}
 		if (store_ping(s->store, errstr, sizeof errstr) != 0)
 			continue;
 	}
 	health_set(s->health, HEALTH_DATABASE, 1);
 	for (size_t i = 0; i < s->nslots; i++)
 		s->slots[i].item = items[i];
-	free(items);
 
 	if (publish(s) != 0)
 		return -1;
@@ -996,7 +1022,8 @@ static int setup(svc *s, char *errstr, size_t errstr_size)
 	}
 
 	s->slots = calloc((size_t)cfg->batch_max, sizeof *s->slots);
-	if (s->slots == NULL) {
+	s->items = calloc((size_t)cfg->batch_max, sizeof *s->items);
+	if (s->slots == NULL || s->items == NULL) {
 		snprintf(errstr, errstr_size, "out of memory");
 		return -1;
 	}
@@ -1042,6 +1069,7 @@ static void teardown(svc *s)
 		rd_kafka_message_destroy(s->deferred[i]);
 	free(s->deferred);
 	free(s->slots);
+	free(s->items);
 	if (s->consumer != NULL)
 		rd_kafka_destroy(s->consumer);
 	if (s->producer != NULL)
