@@ -10,14 +10,22 @@
  * writes only the send time of an entry, the reader thread only what
  * concerns its Result, so the two need no lock. The reader starts at the
  * reply topic's high watermarks taken before the first send. At the end: a
- * summary of counts, causes, throughput and latency (send to Result).
+ * summary of counts, causes, throughput and latency (send to Result), and
+ * the rate between the first and the last Result.
+ *
+ * With --acked-file, fleet says when the broker holds every request: a
+ * benchmark can pre-produce a backlog with no KM-S running, start the KM-S
+ * once the file appears, and read how fast the backlog drained from the
+ * drain_* figures, which do not count the KM-S's start.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "valctl.h"
 
@@ -36,7 +44,8 @@ static const char fleet_help[] =
     "send M requests each without waiting (request j carries content seq=j), collect\n"
     "the Results from the reply topic and print a summary: counts per result and\n"
     "cause, missing and duplicate Results, Results out of per-server order,\n"
-    "throughput and latency (send to Result). Exit 1 if a Result is missing.\n"
+    "throughput and latency (send to Result), and the drain rate: Results per second\n"
+    "between the first and the last Result. Exit 1 if a Result is missing.\n"
     "\n"
     "  --servers N          number of VAL servers\n"
     "  --requests M         requests per server\n"
@@ -53,6 +62,10 @@ static const char fleet_help[] =
     "  --rate R             requests per second over all servers (default 0: no limit)\n"
     "  --timeout S          wait for Results at most S seconds after the last send\n"
     "                       (default 30)\n"
+    "  --acked-file PATH    once the broker has acknowledged every request, write\n"
+    "                       PATH (one line: sent=N), then wait for the Results; if a\n"
+    "                       request is not acknowledged within --timeout, exit 4\n"
+    "                       without waiting for Results\n"
     "  --json               print the summary as a JSON object\n"
     "  -h, --help           this help\n"
     "\n";
@@ -70,6 +83,7 @@ enum {
 	OPT_PREFIX,
 	OPT_RATE,
 	OPT_TIMEOUT,
+	OPT_ACKED,
 	OPT_JSON
 };
 
@@ -295,8 +309,9 @@ static int print_summary(const fleet *f, const run_info *ri)
 {
 	size_t by_result[2] = {0, 0}, by_cause[CODEC_CAUSE__COUNT];
 	size_t results = atomic_load(&((fleet *)(uintptr_t)f)->received), n = 0, i;
-	int64_t *lat = NULL, last_recv = 0;
+	int64_t *lat = NULL, first_recv = 0, last_recv = 0;
 	double elapsed_s = 0, send_s = 0, rps = 0, p50, p95, p99, max_ms;
+	double first_s = 0, last_s = 0, drain_s = 0, drain_rps = 0;
 	json_t *o = NULL, *jr, *jc;
 	int rc = -1;
 
@@ -315,6 +330,8 @@ static int print_summary(const fleet *f, const run_info *ri)
 			by_result[e->result]++;
 		if (e->cause >= 0 && e->cause < CODEC_CAUSE__COUNT)
 			by_cause[e->cause]++;
+		if (first_recv == 0 || e->recv_us < first_recv)
+			first_recv = e->recv_us;
 		if (e->recv_us > last_recv)
 			last_recv = e->recv_us;
 	}
@@ -329,6 +346,15 @@ static int print_summary(const fleet *f, const run_info *ri)
 		elapsed_s = (double)(last_recv - ri->first_send_us) / 1e6;
 		rps = (double)n / elapsed_s;
 	}
+	/* n Results over the time between the first and the last one are n - 1
+	 * intervals; a KM-S started on a backlog is measured without its start. */
+	if (n > 0) {
+		first_s = (double)(first_recv - ri->first_send_us) / 1e6;
+		last_s = (double)(last_recv - ri->first_send_us) / 1e6;
+		drain_s = (double)(last_recv - first_recv) / 1e6;
+	}
+	if (n > 1 && drain_s > 0)
+		drain_rps = (double)(n - 1) / drain_s;
 
 	if (!ri->as_json) {
 		rc = printf("sent=%zu results=%zu missing=%zu duplicates=%zu out_of_order=%zu "
@@ -349,6 +375,9 @@ static int print_summary(const fleet *f, const run_info *ri)
 		             ri->servers, ri->requests, send_s, elapsed_s, rps) < 0;
 		rc |= printf("latency_ms p50=%.2f p95=%.2f p99=%.2f max=%.2f\n", p50, p95, p99,
 		             max_ms) < 0;
+		rc |= printf("drain first_result_s=%.3f last_result_s=%.3f drain_s=%.3f "
+		             "drain_requests_per_second=%.1f\n",
+		             first_s, last_s, drain_s, drain_rps) < 0;
 		rc = rc ? -1 : 0;
 		goto done;
 	}
@@ -361,7 +390,7 @@ static int print_summary(const fleet *f, const run_info *ri)
 			                    json_integer((json_int_t)by_cause[i]));
 	}
 	o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:f, s:f, "
-	              "s:f, s:{s:f, s:f, s:f, s:f}}",
+	              "s:f, s:{s:f, s:f, s:f, s:f}, s:f, s:f, s:f, s:f}",
 	              "servers", (json_int_t)ri->servers, "requests_per_server",
 	              (json_int_t)ri->requests, "sent", (json_int_t)ri->sent, "results",
 	              (json_int_t)n, "missing", (json_int_t)(ri->sent - n), "duplicates",
@@ -370,7 +399,8 @@ static int print_summary(const fleet *f, const run_info *ri)
 	              (json_int_t)f->undecodable, "foreign", (json_int_t)f->foreign, "by_result",
 	              jr, "by_cause", jc, "send_s", send_s, "elapsed_s", elapsed_s,
 	              "requests_per_second", rps, "latency_ms", "p50", p50, "p95", p95, "p99", p99,
-	              "max", max_ms);
+	              "max", max_ms, "first_result_s", first_s, "last_result_s", last_s, "drain_s",
+	              drain_s, "drain_requests_per_second", drain_rps);
 	if (o == NULL)
 		goto done;
 	rc = valctl_print_json(stdout, o);
@@ -386,9 +416,31 @@ typedef struct {
 	const char **vsp_ids;
 	size_t vsp_count;
 	jwt_alg alg;
+	const char *acked_file; /* NULL: none */
 	double rate, timeout_s;
 	int json;
 } fleet_opts;
+
+/* Write "sent=N" to path through a temporary file renamed into place, so
+ * that whoever waits for path never reads it half written. */
+static int write_acked_file(const char *path, size_t sent, char *errstr, size_t errstr_size)
+{
+	char tmp[4096], line[32];
+	int len = snprintf(line, sizeof line, "sent=%zu\n", sent);
+
+	if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+		snprintf(errstr, errstr_size, "the path %s is too long", path);
+		return -1;
+	}
+	if (valctl_write_file(tmp, line, (size_t)len, 0644, errstr, errstr_size) != 0)
+		return -1;
+	if (rename(tmp, path) != 0) {
+		snprintf(errstr, errstr_size, "cannot put %s in place: %s", path, strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
 
 /* Sleep until target_us (monotonic), serving the producer's events. */
 static void pace(rd_kafka_t *rk, int64_t target_us)
@@ -423,7 +475,7 @@ static int run(const valctl_common *c, const fleet_opts *o)
 	codec_kv seq_kv[MAX_SERVICES];
 	char seq_text[24], requester[256], endpoint[300];
 	size_t total = o->servers * o->requests, i, j, k;
-	int nsvc, nfmt, reader_started = 0, rc = VALCTL_EXIT_RUNTIME;
+	int nsvc, nfmt, reader_started = 0, acked_failed = 0, rc = VALCTL_EXIT_RUNTIME;
 	pthread_t reader;
 	int64_t deadline_us;
 	char errstr[512];
@@ -598,9 +650,31 @@ static int run(const valctl_common *c, const fleet_opts *o)
 		rd_kafka_poll(producer, 0);
 	}
 
+	/* Tell the caller the backlog is in the broker. Results that come
+	 * meanwhile are collected by the reader all the same. Whoever waits for
+	 * the file waits in vain if it is not written, so do not wait for
+	 * Results then either. */
+	if (o->acked_file != NULL && valctl_run) {
+		acked_failed = 1;
+		if (ri.sent < total) {
+			/* The send loop said why. */
+		} else if (rd_kafka_flush(producer, (int)(o->timeout_s * 1000.0)) !=
+		           RD_KAFKA_RESP_ERR_NO_ERROR) {
+			valctl_err(sub, "%d requests not acknowledged after %.0f s",
+			           rd_kafka_outq_len(producer), o->timeout_s);
+		} else if (f.delivery_errors > 0) {
+			valctl_err(sub, "%zu of %zu requests were not delivered", f.delivery_errors,
+			           total);
+		} else if (write_acked_file(o->acked_file, ri.sent, errstr, sizeof errstr) != 0) {
+			valctl_err(sub, "%s", errstr);
+		} else {
+			acked_failed = 0;
+		}
+	}
+
 	/* Wait for the Results of everything delivered. */
 	deadline_us = valctl_mono_us() + (int64_t)(o->timeout_s * 1e6);
-	while (valctl_run && valctl_mono_us() < deadline_us &&
+	while (valctl_run && !acked_failed && valctl_mono_us() < deadline_us &&
 	       atomic_load(&f.received) + f.delivery_errors < ri.sent)
 		rd_kafka_poll(producer, 20);
 	rd_kafka_flush(producer, 5000);
@@ -614,7 +688,9 @@ static int run(const valctl_common *c, const fleet_opts *o)
 		valctl_err(sub, "cannot write the summary to stdout");
 		goto done;
 	}
-	if (ri.sent < total || f.delivery_errors > 0) {
+	if (acked_failed) {
+		rc = VALCTL_EXIT_RUNTIME;
+	} else if (ri.sent < total || f.delivery_errors > 0) {
 		if (valctl_run)
 			valctl_err(sub, "%zu of %zu requests were not delivered",
 			           total - ri.sent + f.delivery_errors, total);
@@ -663,6 +739,7 @@ int valctl_cmd_fleet(int argc, char **argv)
 	                                     {"prefix", required_argument, NULL, OPT_PREFIX},
 	                                     {"rate", required_argument, NULL, OPT_RATE},
 	                                     {"timeout", required_argument, NULL, OPT_TIMEOUT},
+	                                     {"acked-file", required_argument, NULL, OPT_ACKED},
 	                                     {"json", no_argument, NULL, OPT_JSON},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {NULL, 0, NULL, 0}};
@@ -744,6 +821,9 @@ int valctl_cmd_fleet(int argc, char **argv)
 				                  optarg);
 				goto done;
 			}
+			break;
+		case OPT_ACKED:
+			o.acked_file = optarg;
 			break;
 		case OPT_JSON:
 			o.json = 1;

@@ -702,6 +702,42 @@ def test_fleet_reports_missing_results_with_exit_1(stack, stand_in, issuer_pem_a
     assert cp.stdout.startswith("sent=4 results=0 missing=4 ")
 
 
+def test_fleet_acked_file_lets_a_backlog_build_before_any_result(stack, topics,
+                                                                  issuer_pem_any, tmp_path):
+    # What make bench does: fleet produces a backlog, says when the broker
+    # holds all of it, and only then does a KM-S (here the stand-in) start.
+    req, rep = topics(3, 3)
+    acked = tmp_path / "acked"
+    p = subprocess.Popen(
+        [VALCTL, "fleet", "-b", stack.bootstrap, "--requests-topic", req, "--reply-topic", rep,
+         "--servers", "3", "--requests", "4", "--key", str(issuer_pem_any), "--iss",
+         "https://iss.test", "--vsp-id", "v", "--prefix", "bl-", "--acked-file", str(acked),
+         "--json", "--timeout", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: acked.exists() or p.poll() is not None, 60, "the acked file")
+        assert acked.read_text() == "sent=12\n", p.poll()
+        assert not (tmp_path / "acked.tmp").exists()
+        assert len(consume_all(stack.bootstrap, req, 12, partitions=3)) == 12
+        stand_in = StandIn(stack.bootstrap, req, 3)
+        try:
+            out, err = p.communicate(timeout=120)
+        finally:
+            stand_in.close()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, (out, err)
+    s = json.loads(out)
+    assert (s["sent"], s["results"], s["missing"]) == (12, 12, 0)
+    # The drain figures span the first to the last Result only.
+    assert 0 < s["first_result_s"] <= s["last_result_s"] <= s["elapsed_s"]
+    assert s["drain_s"] == pytest.approx(s["last_result_s"] - s["first_result_s"], abs=1e-5)
+    if s["drain_s"] > 0:
+        assert s["drain_requests_per_second"] == pytest.approx(11 / s["drain_s"], rel=1e-3)
+
+
 @pytest.fixture
 def issuer_pem_any(tmp_path):
     priv, _ = keygen(tmp_path, "ES256")
