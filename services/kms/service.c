@@ -246,7 +246,10 @@ static rd_kafka_conf_t *base_conf(svc *s, char *errstr, size_t errstr_size)
 	const kms_config *cfg = s->cfg;
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	if (conf_set(conf, "bootstrap.servers", cfg->bootstrap, errstr, errstr_size) != 0 ||
-	    conf_set(conf, "client.id", cfg->kms_id, errstr, errstr_size) != 0)
+	    conf_set(conf, "client.id", cfg->kms_id, errstr, errstr_size) != 0 ||
+	    /* small requests and Results: Nagle's delay would be most of a
+	     * Result's latency */
+	    conf_set(conf, "socket.nagle.disable", "true", errstr, errstr_size) != 0)
 		goto fail;
 	rd_kafka_conf_set_error_cb(conf, on_error);
 	rd_kafka_conf_set_log_cb(conf, on_log);

@@ -83,7 +83,10 @@ static rd_kafka_conf_t *make_conf(const valctl_common *c, valctl_kctx *kctx,
 		if (conf_set(conf, defaults[i], defaults[i + 1], errstr, errstr_size) != 0)
 			goto fail;
 	}
-	if (conf_set(conf, "bootstrap.servers", c->bootstrap, errstr, errstr_size) != 0)
+	/* a VAL server's requests and Results are small: Nagle's delay would
+	 * be most of their latency */
+	if (conf_set(conf, "bootstrap.servers", c->bootstrap, errstr, errstr_size) != 0 ||
+	    conf_set(conf, "socket.nagle.disable", "true", errstr, errstr_size) != 0)
 		goto fail;
 	for (i = 0; i < c->xprop_count; i++) {
 		const char *eq = strchr(c->xprops[i], '=');
@@ -109,7 +112,7 @@ rd_kafka_t *valctl_producer_new(const valctl_common *c, valctl_kctx *kctx, int m
 {
 	char timeout[32];
 	const char *defaults[] = {"enable.idempotence", "true", "acks", "all", "compression.type",
-	                          "lz4", "linger.ms", "5", "message.timeout.ms", timeout,
+	                          "lz4", "linger.ms", "0", "message.timeout.ms", timeout,
 	                          /* Java's partitioner: a requester's key goes to
 	                           * the same partition whichever client sends it. */
 	                          "partitioner", "murmur2_random", NULL};
