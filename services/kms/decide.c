@@ -257,15 +257,16 @@ int decide_state_add_audit(decide_state *st, const char *topic, int32_t partitio
 }
 
 int decide_state_add_decision(decide_state *st, const char *request_id,
-                              const char *requester_identity,
-                              const unsigned char content_hash[32], const decide_outcome *o)
+                              const char *requester_identity, const unsigned char content_hash[32],
+                              const decide_outcome *o)
 {
 	decision_rec *rec = arena_alloc(&st->mem, sizeof *rec);
 	const char *id = arena_strdup(&st->mem, request_id);
 	if (rec == NULL || id == NULL)
 		return -1;
 	memset(rec, 0, sizeof *rec);
-	rec->requester_identity = arena_strdup(&st->mem, requester_identity ? requester_identity : "");
+	rec->requester_identity =
+	    arena_strdup(&st->mem, requester_identity ? requester_identity : "");
 	rec->has_hash = content_hash != NULL;
 	if (content_hash != NULL)
 		memcpy(rec->hash, content_hash, sizeof rec->hash);
@@ -547,8 +548,7 @@ static int provision(decide_state *st, decide_plan *plan, plan_mem *pm, const st
 
 	if (!admits)
 		return 0;
-	if (table_put(&st->val_servers, r->requester_identity, NULL, 0, 0, (void *)it->vsp_id) !=
-	    0)
+	if (table_put(&st->val_servers, r->requester_identity, NULL, 0, 0, (void *)it->vsp_id) != 0)
 		return -1;
 	provider_rec *p = table_get(&st->providers, it->vsp_id, NULL, 0, 0);
 	if (p != NULL)
@@ -589,10 +589,9 @@ static int decide_one(decide_state *st, decide_plan *plan, plan_mem *pm, store_i
 	}
 
 	/* (c) the requestId was decided before */
-	const decision_rec *d =
-	    decide_has_decision_key(it)
-	        ? table_get(&st->decisions, decide_request_id(it), NULL, 0, 0)
-	        : NULL;
+	const decision_rec *d = decide_has_decision_key(it)
+	                            ? table_get(&st->decisions, decide_request_id(it), NULL, 0, 0)
+	                            : NULL;
 	if (d != NULL) {
 		const char *identity = decide_identity(it);
 		it->has_result = identity != NULL;
@@ -622,7 +621,8 @@ static int decide_one(decide_state *st, decide_plan *plan, plan_mem *pm, store_i
 	/* (e) the SLA, over what is stored and what the batch did before */
 	const provider_rec *p =
 	    it->vsp_id != NULL ? table_get(&st->providers, it->vsp_id, NULL, 0, 0) : NULL;
-	const char *stored_vsp = table_get(&st->val_servers, it->req->requester_identity, NULL, 0, 0);
+	const char *stored_vsp =
+	    table_get(&st->val_servers, it->req->requester_identity, NULL, 0, 0);
 	sla_context ctx = {.vsp_id = it->vsp_id, .now_ms = now_ms};
 	if (p != NULL) {
 		ctx.provider_known = 1;
@@ -678,8 +678,8 @@ void decide_plan_free(decide_plan *plan)
 	memset(plan, 0, sizeof *plan);
 }
 
-int decide_batch(decide_state *st, store_item *items, size_t n, const char *kms_id,
-                 int64_t now_ms, decide_plan *plan)
+int decide_batch(decide_state *st, store_item *items, size_t n, const char *kms_id, int64_t now_ms,
+                 decide_plan *plan)
 {
 	memset(plan, 0, sizeof *plan);
 	if (kms_id == NULL)

@@ -46,9 +46,8 @@ int decide_state_add_audit(decide_state *st, const char *topic, int32_t partitio
                            const decide_outcome *o) __attribute__((warn_unused_result));
 /* content_hash is NULL when the row has none (an undecodable request's). */
 int decide_state_add_decision(decide_state *st, const char *request_id,
-                              const char *requester_identity,
-                              const unsigned char content_hash[32], const decide_outcome *o)
-    __attribute__((warn_unused_result));
+                              const char *requester_identity, const unsigned char content_hash[32],
+                              const decide_outcome *o) __attribute__((warn_unused_result));
 int decide_state_add_val_server(decide_state *st, const char *requester_identity,
                                 const char *vsp_id) __attribute__((warn_unused_result));
 /* The current (highest) version of one VAL service's key format; content is
@@ -65,11 +64,11 @@ int decide_state_add_sla(decide_state *st, const char *vsp_id, const sla_terms *
 
 /* The rows a decided batch writes. Item indexes point into the batch. */
 typedef struct {
-	size_t item;            /* the request that makes this version */
-	size_t service;         /* its index in the request's services */
-	int64_t version;        /* the new version number */
-	const char *content;    /* the map as compact JSON text, keys sorted; owned by
-	                           the state, valid until decide_state_destroy() */
+	size_t item;         /* the request that makes this version */
+	size_t service;      /* its index in the request's services */
+	int64_t version;     /* the new version number */
+	const char *content; /* the map as compact JSON text, keys sorted; owned by
+	                        the state, valid until decide_state_destroy() */
 } decide_key_format_row;
 
 typedef struct {
@@ -97,8 +96,8 @@ typedef struct {
  * a failure). Returns 0, or -1 when out of memory: then no item is decided
  * and the caller retries the batch later. st is changed (the batch's own
  * effects are added to it). */
-int decide_batch(decide_state *st, store_item *items, size_t n, const char *kms_id,
-                 int64_t now_ms, decide_plan *plan) __attribute__((warn_unused_result));
+int decide_batch(decide_state *st, store_item *items, size_t n, const char *kms_id, int64_t now_ms,
+                 decide_plan *plan) __attribute__((warn_unused_result));
 void decide_plan_free(decide_plan *plan); /* zeroes it; NULL is a no-op */
 
 /* Reset an item's outputs (no outcome, no Result). */

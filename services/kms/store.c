@@ -89,7 +89,8 @@ static int connect_now(store *s, char *errstr, size_t errstr_size)
 	PQsetNoticeProcessor(s->conn, ignore_notice, NULL);
 	/* every string the store sends or reads is UTF-8 */
 	if (PQsetClientEncoding(s->conn, "UTF8") != 0) {
-		store_set_err(errstr, errstr_size, "postgresql client encoding", PQerrorMessage(s->conn));
+		store_set_err(errstr, errstr_size, "postgresql client encoding",
+		              PQerrorMessage(s->conn));
 		return -1;
 	}
 	return 0;
@@ -139,7 +140,7 @@ int store_exec_ok(PGconn *conn, PGresult *r, const char *what, char *errstr, siz
 	if (r != NULL && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK))
 		return 0;
 	store_set_err(errstr, errstr_size, what,
-	        r != NULL ? PQresultErrorMessage(r) : PQerrorMessage(conn));
+	              r != NULL ? PQresultErrorMessage(r) : PQerrorMessage(conn));
 	return -1;
 }
 
@@ -255,7 +256,7 @@ int store_migrate(store *s, char *errstr, size_t errstr_size)
 	for (size_t i = 0; i < n; i++) {
 		if (migration_version(embedded_migrations[i].name, &versions[i]) != 0) {
 			store_set_err(errstr, errstr_size, embedded_migrations[i].name,
-			        "migration name is not NNN_name.sql");
+			              "migration name is not NNN_name.sql");
 			goto fail;
 		}
 		size_t j = i;
@@ -268,7 +269,7 @@ int store_migrate(store *s, char *errstr, size_t errstr_size)
 	for (size_t i = 1; i < n; i++)
 		if (versions[order[i]] == versions[order[i - 1]]) {
 			store_set_err(errstr, errstr_size, embedded_migrations[order[i]].name,
-			        "two migrations share a version");
+			              "two migrations share a version");
 			goto fail;
 		}
 
@@ -308,4 +309,3 @@ fail:
 	free(order);
 	return -1;
 }
-

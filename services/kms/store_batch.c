@@ -188,9 +188,9 @@ static int exchange(store *s, query *const *qs, size_t n, char *errstr, size_t e
 		const char *values[MAX_PARAMS];
 		for (int k = 0; k < q->nparams; k++)
 			values[k] = q->params[k].data;
-		int ok = q->name != NULL ? PQsendQueryPrepared(c, q->name, q->nparams, values,
-		                                               NULL, NULL, 0)
-		                         : PQsendQueryParams(c, q->sql, 0, NULL, NULL, NULL, NULL, 0);
+		int ok = q->name != NULL
+		             ? PQsendQueryPrepared(c, q->name, q->nparams, values, NULL, NULL, 0)
+		             : PQsendQueryParams(c, q->sql, 0, NULL, NULL, NULL, NULL, 0);
 		if (!ok)
 			goto lost;
 	}
@@ -404,7 +404,8 @@ static int load_sla(decide_state *st, const PGresult *r, int row)
 	{
 		codec_key_format_type kf;
 		/* names were checked when the SLA was added */
-		if (json_is_string(f) && codec_key_format_type_parse(json_string_value(f), &kf) == 0)
+		if (json_is_string(f) &&
+		    codec_key_format_type_parse(json_string_value(f), &kf) == 0)
 			t.key_formats |= 1u << kf;
 	}
 	rc = decide_state_add_sla(st, PQgetvalue(r, row, 0), &t);
@@ -438,7 +439,8 @@ static int load_state(decide_state *st, query q[R__N], char *errstr, size_t errs
 		unsigned char hash[32];
 		const char *h = cell(r, i, 2);
 		decide_outcome o;
-		if ((h != NULL && hash_from_text(h, hash) != 0) || outcome_from_row(&o, r, i, 3) != 0)
+		if ((h != NULL && hash_from_text(h, hash) != 0) ||
+		    outcome_from_row(&o, r, i, 3) != 0)
 			goto unreadable;
 		if (decide_state_add_decision(st, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
 		                              h != NULL ? hash : NULL, &o) != 0)
@@ -453,8 +455,8 @@ static int load_state(decide_state *st, query q[R__N], char *errstr, size_t errs
 		int64_t version = 0;
 		if (store_parse_i64(PQgetvalue(r, i, 2), &version) != 0)
 			goto unreadable;
-		if (decide_state_add_key_format(st, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), version,
-		                                PQgetvalue(r, i, 3), cell(r, i, 4),
+		if (decide_state_add_key_format(st, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+		                                version, PQgetvalue(r, i, 3), cell(r, i, 4),
 		                                PQgetvalue(r, i, 5)) != 0)
 			goto nomem;
 	}
@@ -465,8 +467,8 @@ static int load_state(decide_state *st, query q[R__N], char *errstr, size_t errs
 			int64_t count = 0;
 			if (store_parse_i64(PQgetvalue(r, i, 2), &count) != 0)
 				goto unreadable;
-			if (decide_state_add_provider(st, vsp, strcmp(PQgetvalue(r, i, 1), "t") == 0,
-			                              count) != 0)
+			if (decide_state_add_provider(
+			        st, vsp, strcmp(PQgetvalue(r, i, 1), "t") == 0, count) != 0)
 				goto nomem;
 		}
 		if (!PQgetisnull(r, i, 3) && load_sla(st, r, i) != 0)
@@ -488,8 +490,7 @@ _Static_assert((int)R__N <= 8 && (int)W__N <= 8, "list holds either exchange");
 
 /* The audit rows of items idx[0..n); minimal leaves out the names (the
  * last resort for an item whose names are what the database refuses). */
-static void build_audit(query *q, const store_item *items, const size_t *idx, size_t n,
-                        int minimal)
+static void build_audit(query *q, const store_item *items, const size_t *idx, size_t n, int minimal)
 {
 	q_init(q, "kms_w1_audit", NULL);
 	sbuf *col[13];
@@ -669,7 +670,7 @@ static part_rc decide_part(store *s, store_item *items, size_t n, const char *km
 	build_key_formats(&wq[W_KEY_FORMATS], items, &plan);
 	build_providers(&wq[W_PROVIDERS], &plan);
 	q_init(&wq[W_COMMIT], NULL, "COMMIT");
-	size_t rows[W__N] = {plan.naudits, plan.ndecisions, plan.nval_servers,
+	size_t rows[W__N] = {plan.naudits,      plan.ndecisions, plan.nval_servers,
 	                     plan.nkey_formats, plan.nproviders, 1};
 	for (size_t k = 0; k < W__N; k++) {
 		if (q_failed(&wq[k])) {

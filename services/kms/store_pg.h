@@ -15,8 +15,8 @@
 struct store {
 	PGconn *conn;
 	char *dsn;
-	int prepared; /* the batch statements are prepared on conn */
-	int broken;   /* conn is in an unknown state: reconnect before use */
+	int prepared;  /* the batch statements are prepared on conn */
+	int broken;    /* conn is in an unknown state: reconnect before use */
 	int exchanges; /* exchanges that went through in the current batch */
 };
 
