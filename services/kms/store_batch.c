@@ -304,7 +304,7 @@ static void build_reads(query q[R__N], const store_item *items, size_t n, int64_
 	     *offsets = q_arr(&q[R_AUDIT]);
 	sbuf *ids = q_arr(&q[R_DECISIONS]);
 	sbuf *servers = q_arr(&q[R_VAL_SERVERS]);
-	sbuf *kf_servers = q_arr(&q[R_KEY_FORMATS]);
+	sbuf *kf_servers = q_arr(&q[R_KEY_FORMATS]), *kf_services = q_arr(&q[R_KEY_FORMATS]);
 	sbuf *providers = q_arr(&q[R_PROVIDERS]);
 	for (size_t i = 0; i < n; i++) {
 		const store_item *it = &items[i];
@@ -317,7 +317,10 @@ static void build_reads(query q[R__N], const store_item *items, size_t n, int64_
 			arr_text(vsps, it->vsp_id);
 			arr_text(providers, it->vsp_id);
 			arr_text(servers, it->req->requester_identity);
-			arr_text(kf_servers, it->req->requester_identity);
+			for (size_t k = 0; k < it->req->service_count; k++) {
+				arr_text(kf_servers, it->req->requester_identity);
+				arr_text(kf_services, it->req->services[k].val_service_id);
+			}
 		}
 	}
 	arr_close(vsps);
@@ -327,6 +330,7 @@ static void build_reads(query q[R__N], const store_item *items, size_t n, int64_
 	arr_close(ids);
 	arr_close(servers);
 	arr_close(kf_servers);
+	arr_close(kf_services);
 	arr_close(providers);
 	char now[24];
 	snprintf(now, sizeof now, "%lld", (long long)now_ms);
