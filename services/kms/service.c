@@ -2,13 +2,13 @@
  * service: the KM-S loop. One thread consumes the requests topic as a member
  * of the consumer group and works in batches:
  *
- *   1. collect up to batch_max messages (waiting at most batch_wait_ms for
- *      the batch to fill);
+ *   1. take what is waiting, up to batch_max messages (natural batching:
+ *      the next batch accumulates while this one is decided);
  *   2. decide what can be decided without I/O: decode, validate, verify the
  *      token, route the reply;
- *   3. decide the rest in one PostgreSQL transaction (SLA, idempotency,
- *      storage, audit), retried whole with bounded backoff while the
- *      database is unreachable;
+ *   3. decide the rest in one PostgreSQL transaction, set-based (SLA,
+ *      idempotency, storage, audit: store_batch.c and decide.c), retried
+ *      whole with bounded backoff while the database is unreachable;
  *   4. publish every Result (and DLQ record) with the idempotent producer and
  *      wait until each is acknowledged;
  *   5. only then store the batch's offsets for the next commit.
@@ -514,13 +514,10 @@ static void route_reply(svc *s, slot *sl)
  * filled for the store, or -1 on an internal error (out of memory while
  * decoding, hashing or verifying the token), which says nothing about the
  * message: it must not be answered, sent to the DLQ, decided by the store,
- * nor its offset stored. The caller must retry: call decide_pure() again on
- * the same slot after a backoff, as for a failed database transaction, and
- * only hand the batch to the store once every slot returned 0. Calling it
- * again is safe: it releases what an earlier call left in the slot. (Were a
- * failed item handed to the store all the same, it would be recorded as
- * INTERNAL_ERROR, and answered when the request could be named: never as
- * INVALID_REQUEST, UNAUTHORIZED or a DLQ record.) */
+ * nor its offset stored: decide_pure_all() calls it again on the same slot
+ * after a backoff and hands the batch to the store only once every slot
+ * returned 0. Calling it again is safe: it releases what an earlier call
+ * left in the slot. */
 static int decide_pure(svc *s, slot *sl, int64_t now_s) __attribute__((warn_unused_result));
 
 static int decide_pure(svc *s, slot *sl, int64_t now_s)
