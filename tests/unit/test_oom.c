@@ -28,6 +28,7 @@
 #include "authz.h"
 #include "check.h"
 #include "codec.h"
+#include "decide.h"
 #include "jwt.h"
 #include "tokcache.h"
 #include "validate.h"
@@ -623,6 +624,195 @@ static int test_tokcache_insert_every_allocation(void)
 	return 0;
 }
 
+/* ---- the batch decision ---- */
+
+#define NOW_MS (NOW * 1000)
+/* The canonical text (compact, keys sorted) of the request's two maps. */
+#define CONTENT_0 "{\"alg\":\"ES256\",\"kty\":\"EC\"}"
+#define CONTENT_1 "{\"enc\":\"A256GCM\"}"
+
+/* What the store would read for the request: provider vsp-1 with an SLA
+ * covering both of its services. */
+static decide_state *decide_fixture(void)
+{
+	static const char *const covered[] = {"v2x.platooning", "v2x.see-through"};
+	sla_terms t = {.sla_id = 1,
+	               .services = covered,
+	               .service_count = 2,
+	               .key_formats = (1u << CODEC_KF_JWK) | (1u << CODEC_KF_RAW),
+	               .max_val_servers = 10,
+	               .valid_from_ms = NOW_MS - 1000,
+	               .valid_until_ms = NOW_MS + 1000};
+	decide_state *st = decide_state_new();
+	if (st != NULL && (decide_state_add_provider(st, "vsp-1", 1, 0) != 0 ||
+	                   decide_state_add_sla(st, "vsp-1", &t) != 0)) {
+		decide_state_destroy(st);
+		st = NULL;
+	}
+	return st;
+}
+
+/* The request, as the items of a batch: it[i] at offset offsets[i]. */
+static int decide_items(store_item *it, const int64_t *offsets, size_t n)
+{
+	memset(it, 0, n * sizeof *it);
+	for (size_t i = 0; i < n; i++) {
+		it[i].topic = "requests";
+		it[i].offset = offsets[i];
+		it[i].req = &request;
+		it[i].pre_cause = CODEC_CAUSE_NONE;
+		it[i].vsp_id = "vsp-1";
+		if (validate_content_hash(&request, it[i].content_hash) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Are the plan's key-format rows these (service, version, content)? Says
+ * what they are when not. */
+static int key_formats_are(const decide_plan *p, size_t n, const size_t *service,
+                           const int64_t *version, const char *const *content)
+{
+	int same = p->nkey_formats == n;
+	for (size_t k = 0; same && k < n; k++)
+		same = p->key_formats[k].service == service[k] &&
+		       p->key_formats[k].version == version[k] &&
+		       strcmp(p->key_formats[k].content, content[k]) == 0;
+	if (!same)
+		for (size_t k = 0; k < p->nkey_formats; k++)
+			fprintf(stderr, "    key format row: service %zu, version %lld, %s\n",
+			        p->key_formats[k].service, (long long)p->key_formats[k].version,
+			        p->key_formats[k].content);
+	return same;
+}
+
+/* Fail each allocation of src in turn while a batch is decided: a new VAL
+ * server with two services, the same request again (a replay within the
+ * batch) and the first message again (redelivered). Either the batch is
+ * decided right, or decide_batch says -1 and no item is decided. */
+static int decide_batch_every_allocation(alloc_src src, long *points)
+{
+	static const int64_t offsets[3] = {1, 2, 1};
+	static const size_t service[2] = {0, 1};
+	static const int64_t version[2] = {1, 1};
+	static const char *const content[2] = {CONTENT_0, CONTENT_1};
+	store_item it[3];
+	long n;
+
+	CHECK_INT(decide_items(it, offsets, 3), 0);
+	for (n = 1; n < MAX_POINTS; n++) {
+		decide_state *st = decide_fixture();
+		decide_plan plan;
+		int rc;
+
+		CHECK(st != NULL);
+		arm(src, n);
+		rc = decide_batch(st, it, 3, "kms-1", NOW_MS, &plan);
+		disarm();
+		if (rc == 0) {
+			AT(n, it[0].outcome == STORE_OUTCOME_DECIDED &&
+			          it[0].result == CODEC_RESULT_SUCCESS);
+			AT(n, it[1].outcome == STORE_OUTCOME_REPLAYED);
+			AT(n, it[2].outcome == STORE_OUTCOME_REDELIVERED);
+			int rows_right = key_formats_are(&plan, 2, service, version, content);
+			AT(n, rows_right);
+			AT(n, plan.nproviders == 1 && plan.providers[0].added == 1);
+		}
+		if (!injected) {
+			CHECK_INT(rc, 0);
+			decide_plan_free(&plan);
+			decide_state_destroy(st);
+			break;
+		}
+		/* nothing half-decided: every item reset, to be decided again */
+		AT(n, rc == -1);
+		for (int i = 0; i < 3; i++) {
+			AT(n, it[i].outcome == STORE_OUTCOME_ERROR && it[i].has_result == 0);
+			AT(n, it[i].cause == CODEC_CAUSE_NONE && it[i].processed_at == 0);
+			AT(n, it[i].detail[0] == '\0' && it[i].kms_id[0] == '\0');
+		}
+		decide_plan_free(&plan);
+		decide_state_destroy(st);
+	}
+	CHECK(n < MAX_POINTS);
+	*points = n - 1;
+	return 0;
+}
+
+static int test_decide_batch_every_allocation(void)
+{
+	long points = 0;
+
+	CHECK(decide_batch_every_allocation(SRC_OURS, &points) == 0);
+	/* the plan's arrays (6), then the tables and arenas the items fill */
+	CHECK(points > 6);
+	return 0;
+}
+
+/* jansson's: the maps of the request and their canonical text. (jansson
+ * 2.14's json_dumps ignores a failed write of an object key and may return
+ * a text without it, as if it had succeeded.) */
+static int test_decide_batch_every_json_allocation(void)
+{
+	long points = 0;
+
+	CHECK(decide_batch_every_allocation(SRC_JSON, &points) == 0);
+	CHECK(points >= 4);
+	return 0;
+}
+
+/* A stored key format loaded while jansson runs out of memory: either the
+ * load fails, or it holds the stored content, so that a renewal with the
+ * same content makes no new version. Only the allocations after parsing
+ * are failed (see test_jwt_library_out_of_memory for the parser's). */
+static int test_decide_stored_key_format_every_json_allocation(void)
+{
+	static const char stored_json[] = "{\"kty\": \"EC\", \"alg\": \"ES256\"}";
+	static const int64_t offsets[1] = {1};
+	static const size_t service[1] = {1};
+	static const int64_t version[1] = {1};
+	static const char *const content[1] = {CONTENT_1};
+	store_item it[1];
+	long parse, n;
+
+	arm(SRC_JSON, MAX_POINTS);
+	json_t *probe = json_loads(stored_json, 0, NULL);
+	parse = MAX_POINTS - countdown[SRC_JSON];
+	disarm();
+	CHECK(probe != NULL);
+	json_decref(probe);
+	CHECK_INT(decide_items(it, offsets, 1), 0);
+	for (n = parse + 1; n < MAX_POINTS; n++) {
+		decide_state *st = decide_fixture();
+		decide_plan plan;
+		int rc;
+
+		CHECK(st != NULL);
+		CHECK_INT(decide_state_add_val_server(st, request.requester_identity, "vsp-1"), 0);
+		/* v2x.platooning at version 4, as the request has it */
+		arm(SRC_JSON, n);
+		rc = decide_state_add_key_format(st, request.requester_identity, "v2x.platooning",
+		                                 4, "JWK", "1", stored_json);
+		disarm();
+		AT(n, rc == 0 || rc == -1);
+		if (rc == 0) {
+			CHECK_INT(decide_batch(st, it, 1, "kms-1", NOW_MS, &plan), 0);
+			AT(n, it[0].result == CODEC_RESULT_SUCCESS);
+			/* only v2x.see-through, new, gets a version */
+			int rows_right = key_formats_are(&plan, 1, service, version, content);
+			AT(n, rows_right);
+			decide_plan_free(&plan);
+		}
+		decide_state_destroy(st);
+		if (!injected) {
+			CHECK_INT(rc, 0);
+			break;
+		}
+	}
+	CHECK(n > parse + 1 && n < MAX_POINTS);
+	return 0;
+}
+
 static const check_case cases[] = {
     {"decode_request_every_allocation", test_decode_request_every_allocation},
     {"decode_salvage_every_allocation", test_decode_salvage_every_allocation},
@@ -635,6 +825,10 @@ static const check_case cases[] = {
     {"jwt_openssl_every_allocation", test_jwt_openssl_every_allocation},
     {"authz_every_allocation", test_authz_every_allocation},
     {"tokcache_insert_every_allocation", test_tokcache_insert_every_allocation},
+    {"decide_batch_every_allocation", test_decide_batch_every_allocation},
+    {"decide_batch_every_json_allocation", test_decide_batch_every_json_allocation},
+    {"decide_stored_key_format_every_json_allocation",
+     test_decide_stored_key_format_every_json_allocation},
 };
 
 int main(void)
