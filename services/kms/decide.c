@@ -285,15 +285,20 @@ int decide_state_add_val_server(decide_state *st, const char *requester_identity
 	return table_put(&st->val_servers, id, NULL, 0, 0, (void *)vsp);
 }
 
-/* Canonical JSON text of a JSON object, into the arena. */
+/* Canonical JSON text of a JSON object, into the arena. json_dumpb() into a
+ * buffer of the exact size, not json_dumps(): jansson's growing buffer
+ * drops a key when it cannot grow, and returns the text as a success. */
 static const char *canonical(arena *a, const json_t *obj)
 {
-	char *text = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
-	if (text == NULL)
+	const size_t flags = JSON_COMPACT | JSON_SORT_KEYS;
+	size_t n = json_dumpb(obj, NULL, 0, flags);
+	if (n == 0)
 		return NULL;
-	const char *copy = arena_strdup(a, text);
-	free(text);
-	return copy;
+	char *text = arena_alloc(a, n + 1);
+	if (text == NULL || json_dumpb(obj, text, n, flags) != n)
+		return NULL;
+	text[n] = '\0';
+	return text;
 }
 
 int decide_state_add_key_format(decide_state *st, const char *requester_identity,
@@ -445,6 +450,8 @@ static decide_outcome outcome_of(const store_item *it)
 
 void decide_internal_error(store_item *it, const char *kms_id, int64_t now_ms)
 {
+	if (kms_id == NULL)
+		kms_id = "";
 	decide_item_reset(it);
 	item_set(it, STORE_OUTCOME_ERROR, CODEC_RESULT_FAILURE, CODEC_CAUSE_INTERNAL_ERROR,
 	         GENERIC_ERROR_DETAIL, kms_id, now_ms);

@@ -33,7 +33,9 @@ typedef struct {
 
 /* What the store read for a batch. Every string and array given to the
  * decide_state_add_ functions is copied, so the caller may free its rows
- * right after. */
+ * right after. decide_batch() adds the batch's own effects, pointing into
+ * its items: a state must not outlive the items it decided, and after a
+ * failed decide_batch() it must not be used again. */
 typedef struct decide_state decide_state;
 
 /* An empty state. Caller frees with decide_state_destroy(). NULL when out of
