@@ -88,6 +88,28 @@ void jwt_verifier_destroy(jwt_verifier *v); /* NULL is a no-op */
 int jwt_verifier_add_key(jwt_verifier *v, const char *iss, const char *kid,
                          const char *public_key_pem, char *errstr, size_t errstr_size);
 
+/* jwt_verifier_add_key() for a key meant for some algorithms only (the "alg"
+ * of a JWK, RFC 7517 section 4.4): algs is a bit set of (1u << jwt_alg), 0
+ * for every algorithm that fits the key. A token signed with another
+ * algorithm is refused, whatever the allow-list says. An algs that no
+ * algorithm of the key's type is in is refused. */
+int jwt_verifier_add_key_algs(jwt_verifier *v, const char *iss, const char *kid,
+                              const char *public_key_pem, unsigned algs, char *errstr,
+                              size_t errstr_size);
+
+/* Whether a token of issuer iss naming kid (NULL: no kid) would find its
+ * key in v, by the rules of jwt_verify(). */
+int jwt_verifier_has_key(const jwt_verifier *v, const char *iss, const char *kid);
+
+/* Read, WITHOUT verifying anything, the "iss" claim and the "kid" header of
+ * a token no longer than max_token_bytes, with the parsing rules of
+ * jwt_verify(). For choosing what to do about a token that was refused (such
+ * as fetching its issuer's keys), never for trusting it. Returns 0 with iss
+ * (and kid, "" when the header has none) filled, or -1 when the token is
+ * malformed or either string does not fit. */
+int jwt_peek(const char *token, size_t max_token_bytes, char *iss, size_t iss_size, char *kid,
+             size_t kid_size) JWT_MUST_CHECK;
+
 /* Load trusted keys from a JSON file: an array of objects
  * {"iss": "...", "kid": "..." (optional), "public_key_file": "path"}; a
  * relative path is taken from the file's folder; other members are refused.
