@@ -542,7 +542,7 @@ static int test_authz_every_allocation(void)
 	CHECK(v != NULL && t != NULL);
 	for (n = 1; n < MAX_POINTS; n++) {
 		tokcache *cache = tokcache_new(8, NULL, 0);
-		authz_policy p = {v, "ss-kpp", 30, cache};
+		authz_policy p = {v, "ss-kpp", 30, cache, NULL, 0};
 		char vsp[64], detail[256];
 		authz_decision d;
 		tokcache_stats st;
