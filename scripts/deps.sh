@@ -26,7 +26,7 @@ kafka_libs=$cache/kafka-$kafka_version/libs
 packages=(
 	build-essential pkg-config
 	librdkafka-dev libavro-dev libssl-dev libpq-dev libjansson-dev
-	libmicrohttpd-dev uuid-dev
+	libmicrohttpd-dev libcurl4-openssl-dev uuid-dev
 	postgresql-15 postgresql-client-15
 	kcat openssl
 	procps iproute2 util-linux
