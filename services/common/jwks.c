@@ -488,6 +488,7 @@ int jwks_parse(const char *doc, size_t len, jwks_set *out, jwks_skip_fn skip, vo
 	json_error_t jerr;
 	jwks_set set = {0};
 	size_t i, skipped = 0;
+	char first_skip[200] = "";
 	int rc = -1;
 
 	if (out != NULL)
@@ -548,7 +549,8 @@ int jwks_parse(const char *doc, size_t len, jwks_set *out, jwks_skip_fn skip, vo
 			goto done;
 		}
 		if (v == KEY_SKIP) {
-			skipped++;
+			if (skipped++ == 0)
+				set_err(first_skip, sizeof first_skip, "key %zu: %s", i + 1, why);
 			if (skip != NULL)
 				skip(ctx, i, kid, why);
 			continue;
@@ -556,8 +558,8 @@ int jwks_parse(const char *doc, size_t len, jwks_set *out, jwks_skip_fn skip, vo
 		set.n++;
 	}
 	if (set.n == 0 && skipped > 0) {
-		set_err(errstr, errstr_size, "no key of the document is usable (%zu skipped)",
-		        skipped);
+		set_err(errstr, errstr_size, "no key of the document is usable (%zu skipped; %s)",
+		        skipped, first_skip);
 		goto done;
 	}
 	if (check_kids(&set, errstr, errstr_size) != 0)

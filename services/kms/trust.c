@@ -222,17 +222,47 @@ static char *resolve(const char *dir, size_t dir_len, const char *path)
 	return full;
 }
 
+/* The keys a document's reading skipped, kept to be logged once it is known
+ * whether that is news: a JWKS URI that serves an encryption key beside its
+ * signing keys would otherwise say so at every refresh. */
+#define MAX_SKIPS_LOGGED 16
+
 typedef struct {
 	const char *iss;
 	const char *source;
+	size_t n, more;
+	struct {
+		size_t index;
+		int has_kid;
+		char kid[96];
+		char why[160];
+	} v[MAX_SKIPS_LOGGED];
 } skip_ctx;
 
-static void log_skip(void *ctx, size_t index, const char *kid, const char *why)
+static void note_skip(void *ctx, size_t index, const char *kid, const char *why)
 {
-	const skip_ctx *s = ctx;
+	skip_ctx *s = ctx;
 
-	log_event(LOG_WARN, "jwk_skipped", "{s:s, s:s, s:I, s:s?, s:s}", "iss", s->iss, "source",
-	          s->source, "index", (json_int_t)index, "kid", kid, "reason", why);
+	if (s->n == MAX_SKIPS_LOGGED) {
+		s->more++;
+		return;
+	}
+	s->v[s->n].index = index;
+	s->v[s->n].has_kid = kid != NULL;
+	snprintf(s->v[s->n].kid, sizeof s->v[s->n].kid, "%s", kid != NULL ? kid : "");
+	snprintf(s->v[s->n].why, sizeof s->v[s->n].why, "%s", why);
+	s->n++;
+}
+
+static void log_skips(const skip_ctx *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		log_event(LOG_WARN, "jwk_skipped", "{s:s, s:s, s:I, s:s?, s:s}", "iss", s->iss,
+		          "source", s->source, "index", (json_int_t)s->v[i].index, "kid",
+		          s->v[i].has_kid ? s->v[i].kid : NULL, "reason", s->v[i].why);
+	if (s->more > 0)
+		log_event(LOG_WARN, "jwk_skipped", "{s:s, s:s, s:I}", "iss", s->iss, "source",
+		          s->source, "more", (json_int_t)s->more);
 }
 
 /* ---- the issuers file ---- */
@@ -437,7 +467,7 @@ static int read_entry(const json_t *e, const char *dir, size_t dir_len, issuer *
 		text = NULL;
 	} else if (jwks_file != NULL) {
 		char perr[256];
-		skip_ctx sc;
+		skip_ctx sc = {0};
 
 		is->kind = SRC_JWKS_FILE;
 		path = resolve(dir, dir_len, jwks_file);
@@ -449,7 +479,10 @@ static int read_entry(const json_t *e, const char *dir, size_t dir_len, issuer *
 			goto done;
 		sc.iss = iss;
 		sc.source = path;
-		if (jwks_parse(text, text_len, &is->keys, log_skip, &sc, perr, sizeof perr) != 0) {
+		int r = jwks_parse(text, text_len, &is->keys, note_skip, &sc, perr, sizeof perr);
+
+		log_skips(&sc); /* read at a load or a reload only: always news */
+		if (r != 0) {
 			set_err(why, why_size, "%s: %s", path, perr);
 			goto done;
 		}
@@ -801,8 +834,8 @@ static void run_job(trust *t, const fetch_job *j)
 
 	if (fetch_get(&rq, &body, &len, why, sizeof why) != 0) {
 		snprintf(err, sizeof err, "fetch: %s", why);
-	} else if (jwks_parse(body, len, &set, log_skip, &sc, why, sizeof why) != 0) {
-		snprintf(err, sizeof err, "document: %s", why);
+	} else if (jwks_parse(body, len, &set, note_skip, &sc, why, sizeof why) != 0) {
+		snprintf(err, sizeof err, "%s", why);
 	} else {
 		/* The verifier must take every key, or the set is not used:
 		 * found here, never while building the verifier in force. */
@@ -853,6 +886,10 @@ static void run_job(trust *t, const fetch_job *j)
 
 	if (!known)
 		return; /* dropped by a reload meanwhile */
+	/* what was skipped is said when it matters: with a refusal, or with
+	 * a set that is new */
+	if (!ok || changed)
+		log_skips(&sc);
 	if (!ok)
 		log_event(LOG_WARN, "jwks_refused", "{s:s, s:s, s:s, s:b, s:I}", "iss", j->iss,
 		          "source", j->url, "error", err, "kept_last_good", had_keys, "kept_keys",
