@@ -16,8 +16,17 @@ typedef enum {
 	HEALTH_DATABASE,         /* the last database operation succeeded */
 	HEALTH_BROKER,           /* the broker answered lately */
 	HEALTH_NOT_PAUSED,       /* no partition is paused for errors */
+	HEALTH_TRUST_RELOADED,   /* the last reload of the issuers file was applied */
+	HEALTH_KEYS_FRESH,       /* no JWKS URI issuer's keys are stale */
 	HEALTH__COUNT
 } health_fact;
+
+/* Texts readiness shows beside the facts (why a fact is not good). */
+typedef enum {
+	HEALTH_NOTE_RELOAD = 0, /* what the last reload refused */
+	HEALTH_NOTE_STALE,      /* the issuers whose keys are stale */
+	HEALTH_NOTE__COUNT
+} health_note;
 
 /* Start serving on 127.0.0.1:port. Caller frees with health_destroy(). NULL
  * with errstr filled when the port cannot be bound. */
@@ -26,6 +35,9 @@ void health_destroy(health *h); /* NULL is a no-op */
 
 /* Set one fact (thread-safe). h may be NULL. */
 void health_set(health *h, health_fact fact, int good);
+/* Set (text) or clear (NULL) one note, shown by /readyz as a JSON string
+ * (thread-safe; the text is copied, cut at 400 bytes). h may be NULL. */
+void health_set_note(health *h, health_note note, const char *text);
 /* All facts good? (thread-safe) */
 int health_ready(const health *h);
 

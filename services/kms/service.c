@@ -39,12 +39,16 @@
 #include "log.h"
 #include "store.h"
 #include "tokcache.h"
+#include "trust.h"
 #include "validate.h"
 
 #define RESULT_CE_TYPE "org.threegpp.seal.km.provisioning.result.v1"
 #define DLQ_EXCEPTION  "org.apache.kafka.connect.errors.DataException"
 
 static volatile sig_atomic_t run = 1;
+/* SIGHUP: re-read the issuers file (and the TLS files) at the next batch
+ * boundary. The one other flag a handler sets. */
+static volatile sig_atomic_t reload_asked = 0;
 
 static void on_signal(int sig)
 {
@@ -52,6 +56,12 @@ static void on_signal(int sig)
 	if (!run)
 		_exit(SERVICE_EXIT_SIGNAL); /* second signal: stop at once */
 	run = 0;
+}
+
+static void on_hangup(int sig)
+{
+	(void)sig;
+	reload_asked = 1;
 }
 
 typedef enum { SEND_NONE = 0, SEND_PENDING, SEND_DONE, SEND_FAILED } send_state;
@@ -85,8 +95,11 @@ typedef struct {
 	rd_kafka_t *consumer;
 	rd_kafka_t *producer;
 	codec *codec;
-	jwt_verifier *verifier;
-	tokcache *tokens; /* tokens the verifier has verified */
+	trust *trust;       /* issuers, their keys and bindings */
+	uint64_t trust_gen; /* the trust generation policy and tokens are for */
+	int64_t stale_check_ms;
+	size_t stale_count;
+	tokcache *tokens; /* tokens the verifier in force has verified */
 	authz_policy policy;
 	validate_limits limits;
 	store *store;
@@ -427,6 +440,94 @@ static int64_t backoff_ms(const svc *s, int attempt)
 	return ms < s->cfg->retry_backoff_max_ms ? ms : s->cfg->retry_backoff_max_ms;
 }
 
+/* ---- trust: adoption and reload ---- */
+
+/* Point the policy at the trust in force; when it changed, drop the cached
+ * tokens, which only the keys that verified them vouch for. */
+static void adopt_trust(svc *s)
+{
+	uint64_t gen = trust_generation(s->trust);
+
+	s->policy.verifier = trust_verifier(s->trust);
+	s->policy.issuers = trust_issuers(s->trust, &s->policy.n_issuers);
+	if (gen == s->trust_gen)
+		return;
+	tokcache_clear(s->tokens);
+	if (s->trust_gen != 0)
+		log_event(LOG_INFO, "trust_changed", "{s:I}", "generation", (json_int_t)gen);
+	s->trust_gen = gen;
+}
+
+/* Readiness says when a JWKS URI issuer's keys are stale (at most once a
+ * second, or now when force is set). */
+static void check_keys_fresh(svc *s, int force)
+{
+	char which[400];
+	int64_t now = mono_ms();
+
+	if (!force && now - s->stale_check_ms < 1000)
+		return;
+	s->stale_check_ms = now;
+	size_t n = trust_stale(s->trust, which, sizeof which);
+	health_set(s->health, HEALTH_KEYS_FRESH, n == 0);
+	health_set_note(s->health, HEALTH_NOTE_STALE, n > 0 ? which : NULL);
+	if (n > 0 && s->stale_count == 0)
+		log_event(LOG_WARN, "jwks_stale", "{s:s}", "issuers", which);
+	else if (n == 0 && s->stale_count > 0)
+		log_event(LOG_INFO, "jwks_fresh", NULL);
+	s->stale_count = n;
+}
+
+/* SIGHUP: the issuers file and the TLS files the KM-S reads per connection
+ * (libpq's) are read again. Each is taken whole or refused whole, the old
+ * one staying in force. The Kafka clients keep their TLS files: librdkafka
+ * 2.0 reads them once, into each client, and making new clients would leave
+ * the consumer group. */
+static void reload(svc *s)
+{
+	const kms_config *cfg = s->cfg;
+	char errstr[512], note[512] = "";
+	int ok = 1;
+
+	log_event(LOG_INFO, "reload", "{s:s}", "issuers_file", cfg->issuers_file);
+	if (cfg->issuers_file[0] != '\0' &&
+	    trust_load(s->trust, cfg->issuers_file, errstr, sizeof errstr) != 0) {
+		log_event(LOG_ERROR, "reload_refused", "{s:s, s:s, s:s}", "what", "issuers_file",
+		          "error", errstr, "effect", "the issuers in force stay");
+		snprintf(note, sizeof note, "issuers file refused: %.400s", errstr);
+		ok = 0;
+	}
+	health_set(s->health, HEALTH_TRUST_RELOADED, ok);
+	if (store_reconnect(s->store, errstr, sizeof errstr) != 0) {
+		log_event(LOG_WARN, "reload_refused", "{s:s, s:s, s:s}", "what",
+		          "database_connection", "error", errstr, "effect",
+		          "the database connection in force stays");
+		if (note[0] == '\0')
+			snprintf(note, sizeof note, "new database connection refused: %.400s",
+			         errstr);
+	}
+	health_set_note(s->health, HEALTH_NOTE_RELOAD, note[0] != '\0' ? note : NULL);
+	adopt_trust(s);
+	check_keys_fresh(s, 1);
+	log_event(LOG_INFO, "reload_done", "{s:b, s:I}", "issuers_applied", ok, "generation",
+	          (json_int_t)trust_generation(s->trust));
+}
+
+/* Between batches (after a batch is taken, before it is decided): a reload
+ * asked for by SIGHUP, the key sets the JWKS refresher brought, readiness of
+ * the keys. What changes here is in force for every message of the batches
+ * that follow. */
+static void reload_point(svc *s)
+{
+	if (reload_asked) {
+		reload_asked = 0;
+		reload(s);
+	}
+	if (trust_poll(s->trust))
+		adopt_trust(s);
+	check_keys_fresh(s, 0);
+}
+
 /* ---- step 2: the pure decisions ---- */
 
 static const rd_kafka_headers_t *headers_of(const rd_kafka_message_t *m)
@@ -580,6 +681,15 @@ static int decide_pure(svc *s, slot *sl, int64_t now_s)
 		authz_decision d = authz_check(&s->policy, r->access_token, r->requester_identity,
 		                               now_s, sl->vsp_id, sizeof sl->vsp_id, sl->pre_detail,
 		                               sizeof sl->pre_detail);
+		/* A kid its JWKS URI issuer's set lacks may be a rotation the
+		 * issuer has just published: fetch the set (rate-limited), and
+		 * when it changed, check the token again under it at once. */
+		if (d == AUTHZ_DENY && trust_refresh_for_token(s->trust, r->access_token)) {
+			adopt_trust(s);
+			d = authz_check(&s->policy, r->access_token, r->requester_identity, now_s,
+			                sl->vsp_id, sizeof sl->vsp_id, sl->pre_detail,
+			                sizeof sl->pre_detail);
+		}
 		if (d == AUTHZ_ERROR) {
 			why = sl->pre_detail;
 			goto internal;
@@ -993,23 +1103,26 @@ static int setup(svc *s, char *errstr, size_t errstr_size)
 	unsigned mask;
 	if (config_alg_mask(cfg, &mask, errstr, errstr_size) != 0)
 		return -1;
-	s->verifier = jwt_verifier_new(mask, (size_t)cfg->max_token_bytes, errstr, errstr_size);
-	if (s->verifier == NULL)
+	trust_settings ts = {.alg_mask = mask, .max_token_bytes = (size_t)cfg->max_token_bytes};
+	s->trust = trust_new(&ts, errstr, errstr_size);
+	if (s->trust == NULL)
 		return -1;
 	if (cfg->issuers_file[0] != '\0') {
-		int n = jwt_verifier_load_file(s->verifier, cfg->issuers_file, errstr, errstr_size);
-		if (n < 0)
+		if (trust_load(s->trust, cfg->issuers_file, errstr, errstr_size) != 0)
 			return -1;
-		log_event(LOG_INFO, "issuers_loaded", "{s:i}", "keys", n);
 	} else {
 		log_event(LOG_WARN, "no_issuers", "{s:s}", "effect", "every token is refused");
 	}
-	/* Made after the keys are loaded and dropped with them: an entry is
-	 * only valid for the keys that verified it. */
+	/* The first fetch of every JWKS URI, bounded by its timeout: the
+	 * first batch then has the keys, unless the issuer is away. */
+	if (trust_start(s->trust, 0, errstr, errstr_size) != 0)
+		return -1;
+	/* Cleared whenever the trust changes (adopt_trust()): an entry is only
+	 * valid for the keys that verified it. */
 	s->tokens = tokcache_new((size_t)cfg->token_cache_entries, errstr, errstr_size);
 	if (s->tokens == NULL)
 		return -1;
-	s->policy.verifier = s->verifier;
+	adopt_trust(s);
 	s->policy.scope = cfg->scope;
 	s->policy.leeway_s = cfg->leeway_s;
 	s->policy.cache = s->tokens;
@@ -1037,6 +1150,8 @@ static int setup(svc *s, char *errstr, size_t errstr_size)
 		if (s->health == NULL)
 			return -1;
 		health_set(s->health, HEALTH_NOT_PAUSED, 1);
+		health_set(s->health, HEALTH_TRUST_RELOADED, 1);
+		check_keys_fresh(s, 1);
 	}
 
 	/* The database may not be up yet: wait for it, as for any outage. */
@@ -1081,7 +1196,7 @@ static void teardown(svc *s)
 	store_destroy(s->store);
 	health_destroy(s->health);
 	tokcache_destroy(s->tokens);
-	jwt_verifier_destroy(s->verifier);
+	trust_destroy(s->trust);
 	codec_destroy(s->codec);
 	if (s->has_reply_re)
 		regfree(&s->reply_re);
@@ -1101,6 +1216,8 @@ int service_run(const kms_config *cfg)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_hangup;
+	sigaction(SIGHUP, &sa, NULL);
 
 	if (setup(&s, errstr, sizeof errstr) != 0) {
 		log_event(LOG_ERROR, "start_failed", "{s:s}", "error", errstr);
@@ -1112,6 +1229,9 @@ int service_run(const kms_config *cfg)
 
 	while (run) {
 		collect(&s);
+		/* Before the batch in hand is decided: it is the first under
+		 * what a reload or a refresh brought. */
+		reload_point(&s);
 		if (s.nslots == 0) {
 			idle_checks(&s);
 			continue;
