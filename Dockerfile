@@ -12,7 +12,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential pkg-config ca-certificates \
       librdkafka-dev libavro-dev libssl-dev libpq-dev libjansson-dev \
-      libmicrohttpd-dev uuid-dev \
+      libmicrohttpd-dev libcurl4-openssl-dev uuid-dev \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -27,7 +27,7 @@ FROM debian:bookworm-slim AS runtime
 
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      librdkafka1 libavro23 libssl3 libpq5 libjansson4 libmicrohttpd12 \
+      librdkafka1 libavro23 libssl3 libpq5 libjansson4 libmicrohttpd12 libcurl4 \
       libuuid1 ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --shell /usr/sbin/nologin kms

@@ -173,6 +173,7 @@ def test_dockerfile_stages():
         "libpq5",
         "libjansson4",
         "libmicrohttpd12",
+        "libcurl4",
         "curl",
     ):
         assert re.search(rf"\b{re.escape(lib)}\b", runtime), lib
