@@ -111,6 +111,19 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
+/* libcurl calls this at least once a second, even while nothing moves. */
+static int on_progress(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+	const atomic_int *cancel = clientp;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return atomic_load(cancel) != 0; /* non-zero aborts the transfer */
+}
+
 /* One line from libcurl's words: its error buffer when it filled it. */
 static void curl_err(char *errstr, size_t errstr_size, CURLcode rc, const char *buf)
 {
@@ -163,7 +176,11 @@ int fetch_get(const fetch_request *rq, char **body, size_t *len, char *errstr, s
 	    curl_easy_setopt(h, CURLOPT_USERAGENT, "seal-kms") != CURLE_OK ||
 	    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr) != CURLE_OK ||
 	    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data) != CURLE_OK ||
-	    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b) != CURLE_OK) {
+	    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b) != CURLE_OK ||
+	    (rq->cancel != NULL &&
+	     (curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress) != CURLE_OK ||
+	      curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)rq->cancel) != CURLE_OK ||
+	      curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L) != CURLE_OK))) {
 		snprintf(errstr, errstr_size, "libcurl refused a setting");
 		goto done;
 	}
@@ -171,6 +188,10 @@ int fetch_get(const fetch_request *rq, char **body, size_t *len, char *errstr, s
 	if (b.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
 		snprintf(errstr, errstr_size, "the document is larger than %zu bytes",
 		         rq->max_bytes);
+		goto done;
+	}
+	if (rc == CURLE_ABORTED_BY_CALLBACK) {
+		snprintf(errstr, errstr_size, "cancelled");
 		goto done;
 	}
 	if (rc == CURLE_OPERATION_TIMEDOUT) {

@@ -12,6 +12,7 @@
 #ifndef KMS_FETCH_H
 #define KMS_FETCH_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #if defined(__GNUC__)
@@ -34,12 +35,17 @@ typedef struct {
 	const char *ca_file; /* PEM CA bundle to verify the server, or NULL: the system's */
 	long timeout_ms;     /* the whole exchange, connecting included */
 	size_t max_bytes;    /* the largest body taken */
+	/* Optional: the fetch gives up (within about a second) once this
+	 * reads non-zero, so that a stopping service need not wait out a
+	 * slow server. */
+	const atomic_int *cancel;
 } fetch_request;
 
 /* GET the URL. Returns 0 with *body (malloc'd, NUL-terminated, caller
  * frees) and *len when the server answered 200 with at most max_bytes;
  * otherwise -1 with errstr filled with one line (TLS and connection errors
- * as libcurl words them, "HTTP 500", "larger than N bytes", "timed out"). */
+ * as libcurl words them, "HTTP 500", "larger than N bytes", "timed out",
+ * "cancelled"). */
 int fetch_get(const fetch_request *rq, char **body, size_t *len, char *errstr,
               size_t errstr_size) FETCH_MUST_CHECK;
 

@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +99,7 @@ struct trust {
 	uri_src **uris;
 	size_t n_uris;
 	int stop;
+	atomic_int cancel; /* set with stop: fetches under way give up */
 	/* the owner thread's */
 	uint64_t next_id;
 	config *cfg;
@@ -823,7 +825,8 @@ static void run_job(trust *t, const fetch_job *j)
 	fetch_request rq = {.url = j->url,
 	                    .ca_file = j->ca_file,
 	                    .timeout_ms = j->timeout_ms,
-	                    .max_bytes = JWKS_MAX_BYTES};
+	                    .max_bytes = JWKS_MAX_BYTES,
+	                    .cancel = &t->cancel};
 	char err[512] = "", why[256];
 	char *body = NULL;
 	size_t len = 0, kept = 0, n_keys = 0;
@@ -1013,6 +1016,7 @@ void trust_destroy(trust *t)
 	if (t->running) {
 		pthread_mutex_lock(&t->mu);
 		t->stop = 1;
+		atomic_store(&t->cancel, 1);
 		pthread_cond_broadcast(&t->cv);
 		pthread_mutex_unlock(&t->mu);
 		pthread_join(t->thread, NULL);

@@ -320,3 +320,23 @@ def test_jwks_uri_over_plain_http_elsewhere_refused_at_start(kms_factory):
     failed = events(k, "start_failed")
     assert len(failed) == 1
     assert "plain http is allowed only to a loopback address" in failed[0]["error"]
+
+
+def test_stop_does_not_wait_out_a_hanging_jwks_server(kms_factory):
+    server = JwksServer()
+    k1 = new_ec_key()
+    server.body = jwks(jwk(k1, "k1"))
+    k = kms_factory(start=False)
+    vsp = provider_with_sla(k)
+    issuers_file(k, [uri_entry(ISS_U, vsp, server, jwks_refresh_s=1, jwks_timeout_ms=60000)])
+    try:
+        k.start()
+        server.delay = 120.0
+        hits = server.hits
+        wait_until(lambda: server.hits > hits, 30, 0.1, "a fetch under way")
+        started = time.monotonic()
+        assert k.stop() == 0
+        # a fetch may take 60 s; the stop gives it up within about a second
+        assert time.monotonic() - started < 20
+    finally:
+        server.close()
