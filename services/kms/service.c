@@ -18,6 +18,11 @@
  * it got the first time. While any step waits (database or broker away), the
  * assigned partitions are paused and the consumer keeps polling, so the group
  * membership outlives the outage.
+ *
+ * Between 1 and 2, reload_point() puts in force what a SIGHUP asked for (the
+ * issuers file, a new database connection) and the key sets the trust's
+ * JWKS refresher thread brought, so each batch is decided under one trust
+ * (but for a set fetched for a token's unknown kid, used at once).
  */
 #include "service.h"
 
