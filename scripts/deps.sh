@@ -31,7 +31,7 @@ packages=(
 	librdkafka-dev libavro-dev libssl-dev libpq-dev libjansson-dev
 	libmicrohttpd-dev uuid-dev
 	postgresql-15 postgresql-client-15
-	kcat openssl
+	kcat openssl curl
 	procps iproute2 util-linux
 	openjdk-17-jre-headless maven
 	clang clang-format libclang-rt-14-dev valgrind
