@@ -35,10 +35,16 @@ RUN apt-get update \
 COPY --from=build /src/build/kms /src/build/kmsctl /src/build/valctl /usr/local/bin/
 
 USER kms
-ENV KMS_HEALTH_PORT=8080
+# In a container the health port (/livez, /readyz, /metrics) listens on every
+# interface, so that probes and Prometheus reach it from outside.
+ENV KMS_HEALTH_PORT=8080 KMS_HEALTH_ADDRESS=0.0.0.0
 EXPOSE 8080
 
+# Asks where the KM-S listens: a wildcard address on the loopback, an IPv6
+# one in brackets.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=12 \
-  CMD curl -fsS "http://127.0.0.1:${KMS_HEALTH_PORT}/readyz" >/dev/null || exit 1
+  CMD a=${KMS_HEALTH_ADDRESS:-127.0.0.1}; \
+      case $a in 0.0.0.0) a=127.0.0.1 ;; ::) a='[::1]' ;; *:*) a="[$a]" ;; esac; \
+      curl -fsS "http://$a:${KMS_HEALTH_PORT:-8080}/readyz" >/dev/null || exit 1
 
 CMD ["kms"]

@@ -34,6 +34,11 @@ ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recov
 LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 
+# kms_build_info: the project's version from git, avro-c's from pkg-config
+# (avro-c has no call that tells it).
+KMS_VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+AVRO_C_VERSION := $(shell pkg-config --modversion avro-c 2>/dev/null || echo unknown)
+
 COMMON_SRC := $(wildcard services/common/*.c)
 KMS_LIB_SRC := $(filter-out services/kms/main.c,$(wildcard services/kms/*.c))
 CORE_SRC := $(COMMON_SRC) $(KMS_LIB_SRC)
@@ -71,6 +76,9 @@ $(GEN)/batch_sql.c: $(BATCH_SQL) scripts/embed.sh
 $(OBJ)/gen/%.o: $(GEN)/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(OBJ)/services/kms/metrics.o: CPPFLAGS += -DKMS_VERSION='"$(KMS_VERSION)"' \
+	-DKMS_AVRO_C_VERSION='"$(AVRO_C_VERSION)"'
 
 $(CORE_LIB): $(CORE_OBJ)
 	@rm -f $@

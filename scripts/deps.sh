@@ -7,6 +7,9 @@
 #      only when that file's hash differs from the stamp in the venv.
 #   3. The Kafka broker jars, copied by Maven from scripts/kafka/pom.xml into
 #      the cache, only when the cached copy lacks a stamp matching the pom.
+#   4. promtool (the tests check a real /metrics scrape with it): Debian's
+#      prometheus package is downloaded into the cache and only its promtool
+#      extracted; the Prometheus server is not installed. Only when missing.
 #
 # Everything already present costs a few dpkg/sha256sum calls, so make targets
 # may call this freely; a lock serialises concurrent runs (make -j).
@@ -28,7 +31,7 @@ packages=(
 	librdkafka-dev libavro-dev libssl-dev libpq-dev libjansson-dev
 	libmicrohttpd-dev libcurl4-openssl-dev uuid-dev
 	postgresql-15 postgresql-client-15
-	kcat openssl
+	kcat openssl curl
 	procps iproute2 util-linux
 	openjdk-17-jre-headless maven
 	clang clang-format libclang-rt-14-dev valgrind
@@ -122,6 +125,32 @@ step_kafka() {
 	mv "$tmp" "$kafka_libs"
 }
 
+step_promtool() {
+	local bin=$cache/bin/promtool tmp deb
+	if [ -x "$bin" ]; then
+		say "promtool: present ($bin)"
+		return
+	fi
+	say "promtool: extracting it from Debian's prometheus package into $cache/bin"
+	tmp=$(mktemp -d "$cache/promtool.XXXXXX")
+	# apt-get download writes into the current folder; _apt cannot write a
+	# root-owned folder, which only costs a warning.
+	if ! (cd "$tmp" && apt-get download -qq prometheus 2>/dev/null); then
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+		(cd "$tmp" && apt-get download -qq prometheus 2>/dev/null) ||
+			{ rm -rf "$tmp"; die "apt-get download prometheus failed"; }
+	fi
+	deb=$(ls "$tmp"/prometheus_*.deb)
+	mkdir -p "$tmp/root"
+	dpkg-deb --fsys-tarfile "$deb" | tar -xf - -C "$tmp/root" ./usr/bin/promtool
+	mkdir -p "$cache/bin"
+	# Into place whole, so a half-copied file is never taken for promtool.
+	mv "$tmp/root/usr/bin/promtool" "$bin.tmp.$$"
+	mv "$bin.tmp.$$" "$bin"
+	rm -rf "$tmp"
+}
+
 step_packages
 step_venv
 step_kafka
+step_promtool

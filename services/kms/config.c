@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <libpq-fe.h>
 #include <errno.h>
@@ -61,7 +62,11 @@ static const opt opts[] = {
     INT(batch_max, "500", 1, 100000, "most requests decided in one transaction"),
     INT(batch_wait_ms, "0", 0, 10000,
         "how long a batch waits to fill (0: take what is waiting, decide it at once)"),
-    INT(health_port, "0", 0, 65535, "HTTP port of /livez and /readyz on 127.0.0.1 (0: off)"),
+    INT(health_port, "0", 0, 65535, "HTTP port of /livez, /readyz and /metrics (0: off)"),
+    STR(health_address, "127.0.0.1",
+        "IP address the health port listens on (0.0.0.0 or :: for containers)"),
+    INT(stall_timeout_ms, "60000", 0, 86400000,
+        "not ready when a partition has lag and no progress this long (0: never)"),
     INT(shutdown_timeout_ms, "30000", 100, 3600000, "bound on a graceful shutdown"),
     INT(max_poll_interval_ms, "300000", 10000, 86400000, "librdkafka max.poll.interval.ms"),
     INT(retry_backoff_max_ms, "5000", 10, 600000, "longest wait between retries"),
@@ -384,6 +389,12 @@ int config_validate(const kms_config *cfg, char *errstr, size_t errstr_size)
 			return -1;
 		}
 		regfree(&re);
+	}
+	unsigned char addr[sizeof(struct in6_addr)];
+	if (inet_pton(AF_INET, cfg->health_address, addr) != 1 &&
+	    inet_pton(AF_INET6, cfg->health_address, addr) != 1) {
+		snprintf(errstr, errstr_size, "health_address must be an IPv4 or IPv6 address");
+		return -1;
 	}
 	unsigned mask;
 	if (config_alg_mask(cfg, &mask, errstr, errstr_size) != 0)

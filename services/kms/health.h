@@ -1,12 +1,17 @@
 /*
- * health: /livez and /readyz over HTTP on 127.0.0.1, served by libmicrohttpd
- * in its own thread. The service sets the readiness facts; the server only
- * reads them.
+ * health: /livez, /readyz and /metrics over HTTP on the configured address,
+ * served by libmicrohttpd in its own thread. The service sets the readiness
+ * facts and notes; the server only reads them, and the metrics registry's
+ * stall check.
+ * The database and broker facts are also the dependencies' up/down states of
+ * the metrics (outages counted and logged there).
  */
 #ifndef KMS_HEALTH_H
 #define KMS_HEALTH_H
 
 #include <stddef.h>
+
+#include "metrics.h"
 
 typedef struct health health;
 
@@ -28,9 +33,13 @@ typedef enum {
 	HEALTH_NOTE__COUNT
 } health_note;
 
-/* Start serving on 127.0.0.1:port. Caller frees with health_destroy(). NULL
- * with errstr filled when the port cannot be bound. */
-health *health_new(unsigned port, char *errstr, size_t errstr_size);
+/* Start serving on address:port (an IPv4 or IPv6 literal); port 0 serves
+ * nothing, the facts are still kept. m (borrowed, may be NULL) must outlive
+ * the health: it is served on /metrics and its stall check is part of
+ * readiness. Caller frees with health_destroy(). NULL with errstr filled when
+ * the address is not a literal or cannot be bound. */
+health *health_new(const char *address, unsigned port, metrics *m, char *errstr,
+                   size_t errstr_size);
 void health_destroy(health *h); /* NULL is a no-op */
 
 /* Set one fact (thread-safe). h may be NULL. */
@@ -38,7 +47,7 @@ void health_set(health *h, health_fact fact, int good);
 /* Set (text) or clear (NULL) one note, shown by /readyz as a JSON string
  * (thread-safe; the text is copied, cut at 400 bytes). h may be NULL. */
 void health_set_note(health *h, health_note note, const char *text);
-/* All facts good? (thread-safe) */
+/* All facts good and the consumer not stuck? (thread-safe) */
 int health_ready(const health *h);
 
 #endif

@@ -42,6 +42,7 @@
 #include "health.h"
 #include "jwt.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 #include "tokcache.h"
 #include "trust.h"
@@ -93,6 +94,8 @@ typedef struct {
 	send_track result_send, dlq_send;
 	int dlq_omit_value; /* the value is too large to copy into the DLQ */
 	int pure_done;      /* decide_pure() gave its verdict */
+	/* why the Result does not go where its request asked (for the metrics) */
+	metrics_reroute_reason reroute;
 } slot;
 
 typedef struct {
@@ -109,6 +112,9 @@ typedef struct {
 	validate_limits limits;
 	store *store;
 	health *health;
+	metrics *metrics;
+	int64_t decode_ns; /* decoding time of the batch in hand */
+	uint64_t batch_id; /* batches since start, for the batch log line */
 	regex_t reply_re;
 	int has_reply_re;
 
@@ -180,16 +186,32 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	(void)rk;
-	(void)opaque;
+	svc *s = opaque;
 	/* _private points at the slot's state field for this message */
 	send_track *track = m->_private;
 	if (track == NULL)
 		return;
+	if (!m->err) {
+		const char *topic = rd_kafka_topic_name(m->rkt);
+		if (strcmp(topic, s->cfg->dlq_topic) != 0)
+			metrics_result_published(s->metrics,
+			                         strcmp(topic, s->cfg->results_topic) != 0);
+	}
 	track->state = m->err ? SEND_FAILED : SEND_DONE;
 	track->err = m->err;
 	if (m->err)
 		log_event(LOG_WARN, "delivery_failed", "{s:s, s:s}", "topic",
 		          rd_kafka_topic_name(m->rkt), "error", rd_kafka_err2str(m->err));
+}
+
+/* librdkafka's statistics of the consumer, served by its poll on this
+ * thread: the lag and the stall check come from them. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+	(void)rk;
+	svc *s = opaque;
+	metrics_consumer_stats(s->metrics, json, len, metrics_now_ms());
+	return 0; /* librdkafka frees json */
 }
 
 static int is_revoked(const rd_kafka_topic_partition_list_t *parts, const rd_kafka_message_t *m)
@@ -216,6 +238,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			rd_kafka_pause_partitions(rk, parts);
 		else
 			rd_kafka_resume_partitions(rk, parts);
+		metrics_partitions_paused(s->metrics, s->paused ? parts->cnt : 0);
 		health_set(s->health, HEALTH_GROUP_JOINED, 1);
 		return;
 	}
@@ -235,6 +258,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	s->ndeferred = keep;
 	rd_kafka_resume_partitions(rk, parts);
 	rd_kafka_assign(rk, NULL);
+	metrics_partitions_paused(s->metrics, 0);
 	health_set(s->health, HEALTH_GROUP_JOINED, 0);
 }
 
@@ -303,7 +327,9 @@ static int make_clients(svc *s, char *errstr, size_t errstr_size)
 	    conf_set(conf, "queued.min.messages", "12000", errstr, errstr_size) != 0 ||
 	    conf_set(conf, "queued.max.messages.kbytes", "12288", errstr, errstr_size) != 0 ||
 	    conf_set(conf, "fetch.max.bytes", "1048576", errstr, errstr_size) != 0 ||
-	    conf_set(conf, "max.partition.fetch.bytes", "262144", errstr, errstr_size) != 0) {
+	    conf_set(conf, "max.partition.fetch.bytes", "262144", errstr, errstr_size) != 0 ||
+	    /* the lag of kms_consumer_lag and the stall check (on_stats) */
+	    conf_set(conf, "statistics.interval.ms", "1000", errstr, errstr_size) != 0) {
 		rd_kafka_conf_destroy(conf);
 		return -1;
 	}
@@ -312,6 +338,10 @@ static int make_clients(svc *s, char *errstr, size_t errstr_size)
 		return -1;
 	}
 	rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+	rd_kafka_conf_set_stats_cb(conf, on_stats);
+	char stats_ms[32] = "0";
+	size_t stats_ms_size = sizeof stats_ms;
+	rd_kafka_conf_get(conf, "statistics.interval.ms", stats_ms, &stats_ms_size);
 	s->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
 	if (s->consumer == NULL) {
 		rd_kafka_conf_destroy(conf);
@@ -319,6 +349,8 @@ static int make_clients(svc *s, char *errstr, size_t errstr_size)
 	}
 	conf = NULL; /* now owned by the consumer */
 	rd_kafka_poll_set_consumer(s->consumer);
+	/* librdkafka has checked the value: a whole number */
+	metrics_consumer_started(s->metrics, strtoll(stats_ms, NULL, 10), metrics_now_ms());
 
 	conf = base_conf(s, errstr, errstr_size);
 	if (conf == NULL)
@@ -395,6 +427,7 @@ static void keepalive(svc *s)
 		rd_kafka_topic_partition_list_t *parts = NULL;
 		if (rd_kafka_assignment(s->consumer, &parts) == RD_KAFKA_RESP_ERR_NO_ERROR) {
 			rd_kafka_pause_partitions(s->consumer, parts);
+			metrics_partitions_paused(s->metrics, parts->cnt);
 			rd_kafka_topic_partition_list_destroy(parts);
 		}
 		s->paused = 1;
@@ -418,6 +451,7 @@ static void resume(svc *s)
 		rd_kafka_topic_partition_list_destroy(parts);
 	}
 	s->paused = 0;
+	metrics_partitions_paused(s->metrics, 0);
 }
 
 /* Sleep for ms while keeping the group. Returns -1 when the graceful stop
@@ -573,6 +607,7 @@ static void route_reply(svc *s, slot *sl)
 	snprintf(sl->reply_topic, sizeof sl->reply_topic, "%s", cfg->results_topic);
 	sl->reply_partition = RD_KAFKA_PARTITION_UA;
 	sl->reply_note[0] = '\0';
+	sl->reroute = METRICS_REROUTE_NONE;
 
 	const void *v;
 	size_t n;
@@ -583,6 +618,7 @@ static void route_reply(svc *s, slot *sl)
 	if (!topic_name_ok(t, n)) {
 		snprintf(sl->reply_note, sizeof sl->reply_note,
 		         "kafka_replyTopic refused: not a valid topic name");
+		sl->reroute = METRICS_REROUTE_TOPIC_INVALID;
 		return;
 	}
 	memcpy(name, t, n);
@@ -597,6 +633,7 @@ static void route_reply(svc *s, slot *sl)
 		snprintf(sl->reply_note, sizeof sl->reply_note,
 		         "kafka_replyTopic refused: %.180s does not match the reply-topic pattern",
 		         name);
+		sl->reroute = METRICS_REROUTE_TOPIC_NOT_ALLOWED;
 		return;
 	}
 	snprintf(sl->reply_topic, sizeof sl->reply_topic, "%s", name);
@@ -610,6 +647,7 @@ static void route_reply(svc *s, slot *sl)
 	if (p < 0) {
 		snprintf(sl->reply_note, sizeof sl->reply_note,
 		         "kafka_replyPartition ignored: not a 4-byte non-negative integer");
+		sl->reroute = METRICS_REROUTE_PARTITION_INVALID;
 		return;
 	}
 	sl->reply_partition = p;
@@ -643,8 +681,10 @@ static int decide_pure(svc *s, slot *sl, int64_t now_s)
 	route_reply(s, sl);
 	it->reply_note = sl->reply_note[0] ? sl->reply_note : NULL;
 
+	int64_t decode_start = metrics_now_ns();
 	sl->status = codec_decode_request(s->codec, m->payload, m->payload ? m->len : 0, &sl->req,
 	                                  &sl->salvage, sl->decode_error, sizeof sl->decode_error);
+	s->decode_ns += metrics_now_ns() - decode_start;
 	if (sl->status == CODEC_ERR_NOMEM) {
 		why = sl->decode_error;
 		goto internal;
@@ -902,11 +942,14 @@ static int publish(svc *s)
 					int custom =
 					    strcmp(sl->reply_topic, s->cfg->results_topic) != 0 ||
 					    sl->reply_partition != RD_KAFKA_PARTITION_UA;
-					if (custom)
+					if (custom) {
 						log_event(LOG_WARN, "reply_fallback", "{s:s}",
 						          "request_id",
 						          sl->item.request_id ? sl->item.request_id
 						                              : "");
+						metrics_reroute(s->metrics,
+						                METRICS_REROUTE_TOPIC_UNAVAILABLE);
+					}
 					produce_result(s, sl, custom);
 				}
 			}
@@ -942,6 +985,11 @@ static void store_offsets(svc *s)
 	if (err && err != RD_KAFKA_RESP_ERR__STATE)
 		log_event(LOG_WARN, "offsets_store_failed", "{s:s}", "error",
 		          rd_kafka_err2str(err));
+	int64_t now = metrics_now_ms();
+	for (int i = 0; i < parts->cnt; i++)
+		if (!parts->elems[i].err)
+			metrics_offsets_done(s->metrics, parts->elems[i].partition,
+			                     parts->elems[i].offset, now);
 	rd_kafka_topic_partition_list_destroy(parts);
 }
 
@@ -1037,12 +1085,63 @@ static int decide_pure_all(svc *s)
 	}
 }
 
+/* Nanoseconds since *t, which moves to now. */
+static int64_t lap(int64_t *t)
+{
+	int64_t now = metrics_now_ns(), d = now - *t;
+	*t = now;
+	return d;
+}
+
+/* A finished batch in the metrics and in one log line: its decisions, DLQ
+ * records, reroutes, latencies and phases. */
+static void account_batch(svc *s, const int64_t phase[METRICS_PHASE__COUNT], int64_t took_ns)
+{
+	int outcomes[STORE_OUTCOME_ERROR + 1] = {0}, results[2] = {0};
+	int64_t now = now_ms();
+	for (size_t i = 0; i < s->nslots; i++) {
+		const slot *sl = &s->slots[i];
+		const store_item *it = &sl->item;
+		if (it->outcome >= 0 && it->outcome <= STORE_OUTCOME_ERROR)
+			outcomes[it->outcome]++;
+		/* a redelivery repeats a decision counted when it was made */
+		if (it->outcome != STORE_OUTCOME_REDELIVERED) {
+			metrics_request(s->metrics, it->result, it->cause);
+			results[it->result == CODEC_RESULT_SUCCESS ? 0 : 1]++;
+		}
+		if (it->dlq)
+			metrics_dlq(s->metrics, sl->status);
+		if (!it->has_result)
+			continue;
+		metrics_reroute(s->metrics, sl->reroute);
+		rd_kafka_timestamp_type_t type;
+		int64_t ts = rd_kafka_message_timestamp(sl->msg, &type);
+		if (ts > 0)
+			metrics_request_latency(s->metrics, now - ts);
+	}
+	tokcache_stats ts;
+	tokcache_stats_get(s->tokens, &ts);
+	metrics_token_cache(s->metrics, ts.hits, ts.misses);
+	metrics_batch(s->metrics, s->nslots, phase);
+	log_event(LOG_INFO, "batch_done", "{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f}",
+	          "batch", (json_int_t)++s->batch_id, "messages", (int)s->nslots, "success",
+	          results[0], "failure", results[1], "decided", outcomes[STORE_OUTCOME_DECIDED],
+	          "replayed", outcomes[STORE_OUTCOME_REPLAYED], "conflict",
+	          outcomes[STORE_OUTCOME_CONFLICT], "redelivered",
+	          outcomes[STORE_OUTCOME_REDELIVERED], "dlq", outcomes[STORE_OUTCOME_DLQ], "error",
+	          outcomes[STORE_OUTCOME_ERROR], "ms", (double)took_ns / 1e6);
+}
+
 static int process_batch(svc *s)
 {
-	int64_t started = mono_ms();
+	int64_t phase[METRICS_PHASE__COUNT] = {0};
+	int64_t t = metrics_now_ns(), started = t;
 	store_item *items = s->items;
+	s->decode_ns = 0;
 	if (decide_pure_all(s) != 0)
 		return -1;
+	phase[METRICS_PHASE_DECODE] = s->decode_ns;
+	phase[METRICS_PHASE_AUTHORIZE] = lap(&t) - s->decode_ns;
 
 	char errstr[512];
 	int attempt = 0;
@@ -1063,13 +1162,15 @@ static int process_batch(svc *s)
 	health_set(s->health, HEALTH_DATABASE, 1);
 	for (size_t i = 0; i < s->nslots; i++)
 		s->slots[i].item = items[i];
+	phase[METRICS_PHASE_DATABASE] = lap(&t);
 
 	if (publish(s) != 0)
 		return -1;
+	phase[METRICS_PHASE_PUBLISH] = lap(&t);
 	store_offsets(s);
 	resume(s);
-	log_event(LOG_DEBUG, "batch_done", "{s:i, s:I}", "count", (int)s->nslots, "ms",
-	          (json_int_t)(mono_ms() - started));
+	phase[METRICS_PHASE_COMMIT] = lap(&t);
+	account_batch(s, phase, t - started);
 	free_slots(s);
 	return 0;
 }
@@ -1150,14 +1251,18 @@ static int setup(svc *s, char *errstr, size_t errstr_size)
 		return -1;
 	}
 
-	if (cfg->health_port > 0) {
-		s->health = health_new((unsigned)cfg->health_port, errstr, errstr_size);
-		if (s->health == NULL)
-			return -1;
-		health_set(s->health, HEALTH_NOT_PAUSED, 1);
-		health_set(s->health, HEALTH_TRUST_RELOADED, 1);
-		check_keys_fresh(s, 1);
-	}
+	s->metrics = metrics_new(cfg->requests_topic, cfg->stall_timeout_ms, errstr, errstr_size);
+	if (s->metrics == NULL)
+		return -1;
+	/* Made without a port too: it keeps the dependencies' states, whose
+	 * outages are logged. */
+	s->health = health_new(cfg->health_address, (unsigned)cfg->health_port, s->metrics, errstr,
+	                       errstr_size);
+	if (s->health == NULL)
+		return -1;
+	health_set(s->health, HEALTH_NOT_PAUSED, 1);
+	health_set(s->health, HEALTH_TRUST_RELOADED, 1);
+	check_keys_fresh(s, 1);
 
 	/* The database may not be up yet: wait for it, as for any outage. */
 	for (int attempt = 0; run; attempt++) {
@@ -1200,6 +1305,7 @@ static void teardown(svc *s)
 		rd_kafka_destroy(s->producer);
 	store_destroy(s->store);
 	health_destroy(s->health);
+	metrics_destroy(s->metrics); /* after the health server that reads it */
 	tokcache_destroy(s->tokens);
 	trust_destroy(s->trust);
 	codec_destroy(s->codec);
