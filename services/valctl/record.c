@@ -216,6 +216,11 @@ static pid_t guard_start(int fd, int *pipe_w, char *errstr, size_t errstr_size)
 		signal(SIGINT, SIG_IGN);
 		signal(SIGTERM, SIG_IGN);
 		signal(SIGHUP, SIG_IGN);
+		/* Nothing to say, and a pipe on stderr must close with the
+		 * recorder, not wait for the guard. */
+		close(STDIN_FILENO);
+		close(STDOUT_FILENO);
+		close(STDERR_FILENO);
 		close(p[1]);
 		while (read(p[0], &c, 1) != 0 && errno == EINTR)
 			;
