@@ -22,78 +22,32 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/core_names.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
+#include <openssl/crypto.h>
 
 #include "valctl.h"
 
 #define KEY_FILE_MAX (1024 * 1024)
 
 struct valctl_resigner {
-	char *key_pem;
+	jwt_signer *signer;
 	char *iss;
 	char *kid;
-	int key_type; /* EVP_PKEY_EC, _RSA, _ED25519 */
-	jwt_alg default_alg;
-	jwt_alg ec_alg; /* for EC keys: the curve's algorithm */
+	jwt_alg default_alg; /* the key's algorithm when the token's does not fit */
 	jwt_verifier *verifier;
 	codec *codec;
 };
 
-static int key_alg(valctl_resigner *r, char *errstr, size_t errstr_size)
-{
-	BIO *bio = BIO_new_mem_buf(r->key_pem, -1);
-	EVP_PKEY *pk = NULL;
-	char group[64];
-	int rc = -1;
-
-	if (bio == NULL || (pk = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL)) == NULL) {
-		snprintf(errstr, errstr_size, "the --resign key is not a PEM private key");
-		goto done;
-	}
-	r->key_type = EVP_PKEY_get_base_id(pk);
-	switch (r->key_type) {
-	case EVP_PKEY_EC:
-		if (EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group,
-		                                   sizeof group, NULL) != 1) {
-			snprintf(errstr, errstr_size, "the --resign key's curve is unknown");
-			goto done;
-		}
-		if (strcmp(group, "prime256v1") == 0 || strcmp(group, "P-256") == 0) {
-			r->ec_alg = JWT_ALG_ES256;
-		} else if (strcmp(group, "secp384r1") == 0 || strcmp(group, "P-384") == 0) {
-			r->ec_alg = JWT_ALG_ES384;
-		} else {
-			snprintf(errstr, errstr_size,
-			         "the --resign key's curve %s has no JWS algorithm", group);
-			goto done;
-		}
-		r->default_alg = r->ec_alg;
-		break;
-	case EVP_PKEY_RSA:
-		r->default_alg = JWT_ALG_RS256;
-		break;
-	case EVP_PKEY_ED25519:
-		r->default_alg = JWT_ALG_EDDSA;
-		break;
-	default:
-		snprintf(errstr, errstr_size,
-		         "the --resign key is neither EC P-256/P-384, RSA nor Ed25519");
-		goto done;
-	}
-	rc = 0;
-done:
-	EVP_PKEY_free(pk);
-	BIO_free(bio);
-	return rc;
-}
-
 valctl_resigner *valctl_resigner_new(const char *key_file, const char *iss, const char *kid,
                                      const char *verify_file, char *errstr, size_t errstr_size)
 {
+	/* The algorithm a key signs with when the token's own does not fit
+	 * it; PS256 only when the token had it. */
+	static const jwt_alg key_algs[] = {JWT_ALG_ES256, JWT_ALG_ES384, JWT_ALG_RS256,
+	                                   JWT_ALG_EDDSA};
 	valctl_resigner *r = calloc(1, sizeof *r);
 	codec_limits limits;
+	char *key_pem;
+	size_t i;
 
 	if (r == NULL) {
 		snprintf(errstr, errstr_size, "out of memory");
@@ -105,9 +59,25 @@ valctl_resigner *valctl_resigner_new(const char *key_file, const char *iss, cons
 		snprintf(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
-	r->key_pem = valctl_read_file(key_file, KEY_FILE_MAX, NULL, errstr, errstr_size);
-	if (r->key_pem == NULL || key_alg(r, errstr, errstr_size) != 0)
+	key_pem = valctl_read_file(key_file, KEY_FILE_MAX, NULL, errstr, errstr_size);
+	if (key_pem == NULL)
 		goto fail;
+	r->signer = jwt_signer_new(key_pem, errstr, errstr_size);
+	OPENSSL_cleanse(key_pem, strlen(key_pem));
+	free(key_pem);
+	if (r->signer == NULL)
+		goto fail;
+	for (i = 0; i < sizeof key_algs / sizeof key_algs[0]; i++) {
+		if (jwt_signer_fits(r->signer, key_algs[i]))
+			break;
+	}
+	if (i == sizeof key_algs / sizeof key_algs[0]) {
+		snprintf(errstr, errstr_size,
+		         "the key is neither EC P-256 or P-384, RSA of 2048 bits or more, nor "
+		         "Ed25519");
+		goto fail;
+	}
+	r->default_alg = key_algs[i];
 	if (verify_file != NULL) {
 		r->verifier = jwt_verifier_new((1u << JWT_ALG__COUNT) - 1, 0, errstr, errstr_size);
 		if (r->verifier == NULL ||
@@ -134,10 +104,7 @@ void valctl_resigner_destroy(valctl_resigner *r)
 {
 	if (r == NULL)
 		return;
-	if (r->key_pem != NULL) {
-		OPENSSL_cleanse(r->key_pem, strlen(r->key_pem));
-		free(r->key_pem);
-	}
+	jwt_signer_destroy(r->signer);
 	free(r->iss);
 	free(r->kid);
 	jwt_verifier_destroy(r->verifier);
@@ -214,23 +181,6 @@ static json_t *token_part(const char *part, size_t len)
 	return j;
 }
 
-/* Whether the key can sign with alg. */
-static int alg_fits(const valctl_resigner *r, jwt_alg alg)
-{
-	switch (alg) {
-	case JWT_ALG_ES256:
-	case JWT_ALG_ES384:
-		return r->key_type == EVP_PKEY_EC && alg == r->ec_alg;
-	case JWT_ALG_RS256:
-	case JWT_ALG_PS256:
-		return r->key_type == EVP_PKEY_RSA;
-	case JWT_ALG_EDDSA:
-		return r->key_type == EVP_PKEY_ED25519;
-	default:
-		return 0;
-	}
-}
-
 static int shift_claim(json_t *payload, const char *name, int64_t shift_s)
 {
 	json_t *v = json_object_get(payload, name);
@@ -282,7 +232,7 @@ static char *remint(const valctl_resigner *r, const char *old, size_t old_len, i
 		}
 		jwt_claims_free(&claims);
 	}
-	if (!alg_fits(r, alg))
+	if (!jwt_signer_fits(r->signer, alg))
 		alg = r->default_alg;
 	/* No --kid: a kid naming production's key would only mislead. */
 	if (r->kid == NULL)
@@ -298,7 +248,7 @@ static char *remint(const valctl_resigner *r, const char *old, size_t old_len, i
 	payload_text = json_dumps(payload, JSON_COMPACT);
 	if (header_text == NULL || payload_text == NULL)
 		goto oom;
-	token = jwt_sign_raw(r->key_pem, alg, header_text, payload_text, errstr, errstr_size);
+	token = jwt_signer_sign_raw(r->signer, alg, header_text, payload_text, errstr, errstr_size);
 	if (token == NULL)
 		*err = 1;
 	goto done;
