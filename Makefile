@@ -7,6 +7,7 @@
 #   make run / make stop      the service and a demo on the local stack
 #   make bench                the benchmark
 #   make fuzz FUZZ_SECONDS=N  each libFuzzer target for N seconds
+#   make golden               regenerate the golden corpus (tests/fixtures/golden)
 #   make format-check         clang-format, without changing anything
 
 CC ?= cc
@@ -54,7 +55,7 @@ PROGRAMS := $(BUILD)/kms $(BUILD)/kmsctl $(BUILD)/valctl $(BUILD)/tests/smoke
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test unit run stop bench fuzz format format-check clean
+.PHONY: all test unit run stop bench fuzz golden format format-check clean
 all: $(PROGRAMS) $(UNIT_BIN)
 
 $(OBJ)/%.o: %.c
@@ -124,6 +125,9 @@ stop:
 
 bench: all
 	@scripts/bench.sh
+
+golden: all
+	@scripts/golden.sh
 
 FUZZ_SECONDS ?= 60
 fuzz:

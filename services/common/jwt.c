@@ -398,31 +398,72 @@ fail:
 	return rc;
 }
 
-char *jwt_sign_raw(const char *key_pem, jwt_alg alg, const char *header_json,
-                   const char *payload_json, char *errstr, size_t errstr_size)
-{
-	BIO *bio = NULL;
-	EVP_PKEY *pkey = NULL;
-	char *h64 = NULL, *p64 = NULL, *s64 = NULL, *input = NULL, *token = NULL;
-	unsigned char *sig = NULL;
-	size_t sig_len = 0, h_len, p_len, in_len, s_len;
+/* A private key read once, for many signatures: OpenSSL 3 reads a PEM key
+ * through its decoder framework, which costs far more than an ECDSA
+ * signature. */
+struct jwt_signer {
+	EVP_PKEY *pkey;
+	key_class cls;
+};
 
-	if (key_pem == NULL || header_json == NULL || payload_json == NULL ||
-	    (unsigned)alg >= JWT_ALG__COUNT) {
-		set_err(errstr, errstr_size, "jwt_sign: missing argument or unknown algorithm");
-		goto fail;
+jwt_signer *jwt_signer_new(const char *key_pem, char *errstr, size_t errstr_size)
+{
+	jwt_signer *s;
+	BIO *bio;
+
+	if (key_pem == NULL) {
+		set_err(errstr, errstr_size, "jwt_sign: missing key");
+		return NULL;
+	}
+	s = calloc(1, sizeof *s);
+	if (s == NULL) {
+		set_err(errstr, errstr_size, "out of memory");
+		return NULL;
 	}
 	bio = BIO_new_mem_buf(key_pem, -1);
 	if (bio == NULL) {
 		set_ossl_err(errstr, errstr_size, "cannot allocate a BIO");
-		goto fail;
+		free(s);
+		return NULL;
 	}
-	pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
-	if (pkey == NULL) {
+	s->pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+	BIO_free(bio);
+	if (s->pkey == NULL) {
 		set_ossl_err(errstr, errstr_size, "cannot read the private key");
+		free(s);
+		ERR_clear_error();
+		return NULL;
+	}
+	s->cls = classify_key(s->pkey);
+	return s;
+}
+
+void jwt_signer_destroy(jwt_signer *s)
+{
+	if (s == NULL)
+		return;
+	EVP_PKEY_free(s->pkey);
+	free(s);
+}
+
+int jwt_signer_fits(const jwt_signer *s, jwt_alg alg)
+{
+	return key_fits_alg(s->cls, alg);
+}
+
+char *jwt_signer_sign_raw(const jwt_signer *s, jwt_alg alg, const char *header_json,
+                          const char *payload_json, char *errstr, size_t errstr_size)
+{
+	char *h64 = NULL, *p64 = NULL, *s64 = NULL, *input = NULL, *token = NULL;
+	unsigned char *sig = NULL;
+	size_t sig_len = 0, h_len, p_len, in_len, s_len;
+
+	if (s == NULL || header_json == NULL || payload_json == NULL ||
+	    (unsigned)alg >= JWT_ALG__COUNT) {
+		set_err(errstr, errstr_size, "jwt_sign: missing argument or unknown algorithm");
 		goto fail;
 	}
-	if (!key_fits_alg(classify_key(pkey), alg)) {
+	if (!key_fits_alg(s->cls, alg)) {
 		set_err(errstr, errstr_size, "the private key's type does not fit %s",
 		        jwt_alg_name(alg));
 		goto fail;
@@ -444,7 +485,7 @@ char *jwt_sign_raw(const char *key_pem, jwt_alg alg, const char *header_json,
 	memcpy(input, h64, h_len);
 	input[h_len] = '.';
 	memcpy(input + h_len + 1, p64, p_len + 1);
-	if (sign_bytes(pkey, alg, (const unsigned char *)input, in_len, &sig, &sig_len, errstr,
+	if (sign_bytes(s->pkey, alg, (const unsigned char *)input, in_len, &sig, &sig_len, errstr,
 	               errstr_size) != 0)
 		goto fail;
 	s64 = jwt_base64url_encode(sig, sig_len);
@@ -467,9 +508,26 @@ fail:
 	free(s64);
 	free(input);
 	free(sig);
-	EVP_PKEY_free(pkey);
-	BIO_free(bio);
 	ERR_clear_error();
+	return token;
+}
+
+char *jwt_sign_raw(const char *key_pem, jwt_alg alg, const char *header_json,
+                   const char *payload_json, char *errstr, size_t errstr_size)
+{
+	jwt_signer *s;
+	char *token;
+
+	if (key_pem == NULL || header_json == NULL || payload_json == NULL ||
+	    (unsigned)alg >= JWT_ALG__COUNT) {
+		set_err(errstr, errstr_size, "jwt_sign: missing argument or unknown algorithm");
+		return NULL;
+	}
+	s = jwt_signer_new(key_pem, errstr, errstr_size);
+	if (s == NULL)
+		return NULL;
+	token = jwt_signer_sign_raw(s, alg, header_json, payload_json, errstr, errstr_size);
+	jwt_signer_destroy(s);
 	return token;
 }
 

@@ -51,6 +51,22 @@ char *jwt_sign(const char *key_pem, jwt_alg alg, const char *kid, const char *pa
 char *jwt_sign_raw(const char *key_pem, jwt_alg alg, const char *header_json,
                    const char *payload_json, char *errstr, size_t errstr_size);
 
+/* A private key read once and used for many signatures (reading a PEM key
+ * costs far more than signing with it). Caller frees with
+ * jwt_signer_destroy(). NULL with errstr filled when key_pem is not a PEM
+ * private key. */
+typedef struct jwt_signer jwt_signer;
+
+jwt_signer *jwt_signer_new(const char *key_pem, char *errstr, size_t errstr_size);
+void jwt_signer_destroy(jwt_signer *s); /* NULL is a no-op */
+/* 1 when the key can sign with alg (the same binding verification
+ * enforces: P-256 for ES256, P-384 for ES384, RSA of at least 2048 bits for
+ * RS256 and PS256, Ed25519 for EdDSA), else 0. */
+int jwt_signer_fits(const jwt_signer *s, jwt_alg alg);
+/* jwt_sign_raw() with the signer's key. */
+char *jwt_signer_sign_raw(const jwt_signer *s, jwt_alg alg, const char *header_json,
+                          const char *payload_json, char *errstr, size_t errstr_size);
+
 /* The largest clock skew leeway, in seconds: TS 33.434 Annex A says it must
  * not exceed 30. Larger leeways given to the functions below are capped. */
 #define JWT_MAX_LEEWAY_S 30

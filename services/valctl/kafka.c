@@ -385,6 +385,11 @@ valctl_tail *valctl_tail_new(const valctl_common *c, const char *topic, int from
 	static const char *const defaults[] = {"enable.auto.commit", "false",
 	                                       "enable.auto.offset.store", "false",
 	                                       "enable.partition.eof", "false",
+	                                       /* A Result of an aborted
+	                                        * transaction is no Result: said
+	                                        * here, not left to the library's
+	                                        * default. */
+	                                       "isolation.level", "read_committed",
 	                                       /* A partition started while a fetch
 	                                        * waits joins the next fetch: keep
 	                                        * the wait short. */

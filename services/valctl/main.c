@@ -36,9 +36,11 @@ static const char usage_text[] =
     "  fleet      run many VAL servers at once and summarise their Results\n"
     "  record     write the messages of a topic to a file, one JSON line each\n"
     "  replay     produce the messages of such a file again\n"
+    "  diff       compare two recordings of Results\n"
     "\n"
     "'valctl COMMAND --help' describes a command.\n"
-    "Exit codes: 0 success, 1 FAILURE Result (fleet: a Result missing), 2 misuse,\n"
+    "Exit codes: 0 success, 1 FAILURE Result (fleet: a Result missing; diff:\n"
+    "the recordings differ), 2 misuse (replay, diff: a bad recording line),\n"
     "3 timeout, 4 runtime error (broker, file).\n";
 
 static void on_signal(int sig)
@@ -191,6 +193,7 @@ static const struct {
 } commands[] = {
     {"token", valctl_cmd_token}, {"keygen", valctl_cmd_keygen}, {"provision", valctl_cmd_provision},
     {"fleet", valctl_cmd_fleet}, {"record", valctl_cmd_record}, {"replay", valctl_cmd_replay},
+    {"diff", valctl_cmd_diff},
 };
 
 int main(int argc, char **argv)

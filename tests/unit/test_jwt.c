@@ -297,6 +297,63 @@ static int test_round_trip_eddsa(void)
 	return round_trip(&k_ed, JWT_ALG_EDDSA, "ed", 64);
 }
 
+/* One signer, several tokens and algorithms: each verifies; the key's
+ * binding to its algorithms is the verifier's; a key that is not one is
+ * refused when it is read. */
+static int test_signer_reused(void)
+{
+	static const struct {
+		keypair *k;
+		jwt_alg alg;
+		const char *kid;
+	} cases[] = {{&k_p256, JWT_ALG_ES256, "es256"},
+	             {&k_p384, JWT_ALG_ES384, "es384"},
+	             {&k_rsa, JWT_ALG_RS256, "rs"},
+	             {&k_rsa, JWT_ALG_PS256, "rs"},
+	             {&k_ed, JWT_ALG_EDDSA, "ed"}};
+	jwt_verifier *v = verifier();
+	jwt_signer *sg;
+	jwt_claims c;
+	char err[256], header[128];
+	char *t;
+	size_t i;
+	int n, a, ok = 1;
+
+	CHECK(v != NULL);
+	for (i = 0; i < sizeof cases / sizeof cases[0] && ok; i++) {
+		sg = jwt_signer_new(cases[i].k->priv_pem, err, sizeof err);
+		CHECK(sg != NULL);
+		for (a = 0; a < JWT_ALG__COUNT; a++) {
+			int fits =
+			    a == (int)cases[i].alg ||
+			    (cases[i].k == &k_rsa && (a == JWT_ALG_RS256 || a == JWT_ALG_PS256));
+			ok &= jwt_signer_fits(sg, (jwt_alg)a) == fits;
+		}
+		(void)snprintf(header, sizeof header, "{\"alg\":\"%s\",\"kid\":\"%s\"}",
+		               jwt_alg_name(cases[i].alg), cases[i].kid);
+		for (n = 0; n < 3 && ok; n++) {
+			t = jwt_signer_sign_raw(sg, cases[i].alg, header, good_payload(ISS), err,
+			                        sizeof err);
+			ok = t != NULL && accepted(v, t, 0, &c);
+			if (t != NULL && ok)
+				jwt_claims_free(&c);
+			free(t);
+		}
+		/* an algorithm the key does not fit: refused, no token */
+		t = jwt_signer_sign_raw(sg, cases[i].k == &k_ed ? JWT_ALG_ES256 : JWT_ALG_EDDSA,
+		                        header, good_payload(ISS), err, sizeof err);
+		ok &= t == NULL && strstr(err, "does not fit") != NULL;
+		free(t);
+		jwt_signer_destroy(sg);
+	}
+	jwt_verifier_destroy(v);
+	CHECK(ok);
+	CHECK(jwt_signer_new(k_p256.pub_pem, err, sizeof err) == NULL);
+	CHECK(jwt_signer_new("not a key", err, sizeof err) == NULL);
+	jwt_signer_destroy(NULL);
+	return 0;
+}
+
 static int test_header_form(void)
 {
 	char *t, *dot, *hdr_raw = NULL;
@@ -1286,6 +1343,7 @@ static const check_case cases[] = {
     {"round_trip_rs256", test_round_trip_rs256},
     {"round_trip_ps256", test_round_trip_ps256},
     {"round_trip_eddsa", test_round_trip_eddsa},
+    {"signer_reused", test_signer_reused},
     {"header_form", test_header_form},
     {"no_kid_single_key", test_no_kid_single_key},
     {"no_kid_several_keys", test_no_kid_several_keys},
