@@ -19,7 +19,7 @@ endif
 OBJ := $(BUILD)/obj
 GEN := $(BUILD)/gen
 
-PKGS := rdkafka avro-c jansson libpq libmicrohttpd openssl
+PKGS := rdkafka avro-c jansson libpq libmicrohttpd openssl libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null | sed 's/-I/-isystem /g')
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -7,6 +7,8 @@
 #      only when that file's hash differs from the stamp in the venv.
 #   3. The Kafka broker jars, copied by Maven from scripts/kafka/pom.xml into
 #      the cache, only when the cached copy lacks a stamp matching the pom.
+#   4. Apicurio Registry (the schema registry of the stack), copied by Maven
+#      from scripts/registry/pom.xml and unpacked into the cache, likewise.
 #
 # Everything already present costs a few dpkg/sha256sum calls, so make targets
 # may call this freely; a lock serialises concurrent runs (make -j).
@@ -22,13 +24,15 @@ cache=${KMS_CACHE:-$home/.cache/seal-kms}
 venv=${KMS_VENV:-$home/.cache/seal-kms/venv}
 kafka_version=4.1.2
 kafka_libs=$cache/kafka-$kafka_version/libs
+registry_version=3.0.9
+registry_home=$cache/apicurio-registry-$registry_version
 
 packages=(
 	build-essential pkg-config
 	librdkafka-dev libavro-dev libssl-dev libpq-dev libjansson-dev
-	libmicrohttpd-dev uuid-dev
+	libmicrohttpd-dev uuid-dev libcurl4-openssl-dev
 	postgresql-15 postgresql-client-15
-	kcat openssl
+	kcat openssl curl
 	procps iproute2 util-linux
 	openjdk-17-jre-headless maven
 	clang clang-format libclang-rt-14-dev valgrind
@@ -122,6 +126,34 @@ step_kafka() {
 	mv "$tmp" "$kafka_libs"
 }
 
+step_registry() {
+	local pom=$repo/scripts/registry/pom.xml want tmp
+	want=$(sha_of "$pom")
+	if [ "$(cat "$registry_home/.stamp" 2>/dev/null || true)" = "$want" ]; then
+		say "apicurio registry $registry_version: present ($registry_home)"
+		return
+	fi
+	say "apicurio registry $registry_version: fetching with maven into $registry_home"
+	tmp=$registry_home.tmp.$$
+	rm -rf "$tmp"
+	mkdir -p "$tmp/dist"
+	if ! mvn -B -q -f "$pom" dependency:copy \
+		-DoutputDirectory="$tmp/dist" >"$cache/mvn-registry.log" 2>&1; then
+		rm -rf "$tmp"
+		tail -n 30 "$cache/mvn-registry.log" >&2
+		die "maven failed (full log: $cache/mvn-registry.log)"
+	fi
+	tar --no-same-owner -xzf "$tmp"/dist/apicurio-registry-app-*-all.tar.gz -C "$tmp" ||
+		die "cannot unpack the registry distribution"
+	rm -rf "$tmp/dist"
+	# The distribution's runner jar, by one name whatever the version.
+	ln -s "$(cd "$tmp" && ls apicurio-registry-app-*-runner.jar)" "$tmp/registry-runner.jar"
+	printf '%s\n' "$want" >"$tmp/.stamp"
+	rm -rf "$registry_home"
+	mv "$tmp" "$registry_home"
+}
+
 step_packages
 step_venv
 step_kafka
+step_registry

@@ -25,6 +25,7 @@
 #include "codec.h"
 
 #include <avro.h>
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -88,6 +89,8 @@ struct codec {
 	size_t schema_count;
 	const known_schema *request;  /* the current versions: what we write and */
 	const known_schema *response; /* what every version is read into */
+	embedded_file *owned;         /* files read from a folder, kept */
+	size_t nowned;
 };
 
 static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...) PRINTF_LIKE(3, 4);
@@ -2265,6 +2268,120 @@ codec *codec_new(const codec_limits *limits, char *errstr, size_t errstr_size)
 	                            errstr_size);
 }
 
+static void free_files(embedded_file *files, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free((char *)(uintptr_t)files[i].name);
+		free((char *)(uintptr_t)files[i].data);
+	}
+	free(files);
+}
+
+static int avsc_filter(const struct dirent *d)
+{
+	return d->d_name[0] != '.' && ends_with(d->d_name, ".avsc");
+}
+
+/* Read one schema file, bounded. */
+static char *read_file(const char *path, size_t *len, char *errstr, size_t errstr_size)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t n;
+
+	if (f == NULL) {
+		set_err(errstr, errstr_size, "cannot open %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	buf = malloc(RESOLVE_MAX_SCHEMA_BYTES + 1);
+	if (buf == NULL) {
+		set_err(errstr, errstr_size, "out of memory");
+		goto done;
+	}
+	n = fread(buf, 1, RESOLVE_MAX_SCHEMA_BYTES + 1, f);
+	if (ferror(f) || n > RESOLVE_MAX_SCHEMA_BYTES) {
+		set_err(errstr, errstr_size, "%s cannot be read or is over %d bytes", path,
+		        RESOLVE_MAX_SCHEMA_BYTES);
+		free(buf);
+		buf = NULL;
+		goto done;
+	}
+	buf[n] = '\0';
+	*len = n;
+done:
+	fclose(f);
+	return buf;
+}
+
+codec *codec_new_with_dir(const codec_limits *limits, const char *dir, char *errstr,
+                          size_t errstr_size)
+{
+	struct dirent **names = NULL;
+	embedded_file *files = NULL, *extra = NULL;
+	size_t total = embedded_schemas_count, nextra = 0;
+	codec *c = NULL;
+	int n;
+
+	if (dir == NULL || *dir == '\0')
+		return codec_new(limits, errstr, errstr_size);
+	n = scandir(dir, &names, avsc_filter, alphasort);
+	if (n < 0) {
+		set_err(errstr, errstr_size, "cannot read the folder %s: %s", dir, strerror(errno));
+		return NULL;
+	}
+	extra = calloc((size_t)n + 1, sizeof *extra);
+	files = calloc(total + (size_t)n + 1, sizeof *files);
+	if (extra == NULL || files == NULL) {
+		set_err(errstr, errstr_size, "out of memory");
+		goto done;
+	}
+	for (size_t i = 0; i < embedded_schemas_count; i++)
+		files[i] = embedded_schemas[i];
+	for (int i = 0; i < n; i++) {
+		char path[4096];
+		size_t len = 0;
+		for (size_t k = 0; k < embedded_schemas_count; k++) {
+			if (strcmp(embedded_schemas[k].name, names[i]->d_name) == 0) {
+				set_err(errstr, errstr_size,
+				        "%s/%s has the name of a schema compiled in", dir,
+				        names[i]->d_name);
+				goto done;
+			}
+		}
+		if (snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name) >=
+		    (int)sizeof path) {
+			set_err(errstr, errstr_size, "a path in %s is too long", dir);
+			goto done;
+		}
+		char *data = read_file(path, &len, errstr, errstr_size);
+		if (data == NULL)
+			goto done;
+		extra[nextra].data = data;
+		extra[nextra].len = len;
+		extra[nextra].name = strdup(names[i]->d_name);
+		nextra++;
+		if (extra[nextra - 1].name == NULL) {
+			set_err(errstr, errstr_size, "out of memory");
+			goto done;
+		}
+		files[total++] = extra[nextra - 1];
+	}
+	c = codec_new_from_files(files, total, limits, errstr, errstr_size);
+	if (c != NULL) {
+		c->owned = extra;
+		c->nowned = nextra;
+		extra = NULL;
+	}
+done:
+	if (extra != NULL)
+		free_files(extra, nextra);
+	free(files);
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return c;
+}
+
 void codec_destroy(codec *c)
 {
 	if (c == NULL)
@@ -2277,6 +2394,7 @@ void codec_destroy(codec *c)
 		avro_schema_decref(c->schemas[i].schema);
 	}
 	free(c->schemas);
+	free_files(c->owned, c->nowned);
 	free(c);
 }
 

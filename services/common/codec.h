@@ -223,6 +223,12 @@ codec *codec_new(const codec_limits *limits, char *errstr, size_t errstr_size);
  * and must outlive the codec. */
 codec *codec_new_from_files(const embedded_file *files, size_t count, const codec_limits *limits,
                             char *errstr, size_t errstr_size);
+/* codec_new() plus every .avsc file of the folder dir (more versions of the
+ * request and response schemas, known by fingerprint; a file of the same
+ * name as a compiled-in one is refused). dir NULL or "" is codec_new(). The
+ * codec keeps the files' texts. */
+codec *codec_new_with_dir(const codec_limits *limits, const char *dir, char *errstr,
+                          size_t errstr_size);
 void codec_destroy(codec *c); /* NULL is a no-op */
 
 /* The JSON text of the current request and response schemas (what a

@@ -26,6 +26,9 @@ typedef struct {
 	char *jwt_algs; /* comma-separated allow-list */
 	char *scope;
 	char *log_level;
+	char *registry_url; /* Confluent-compatible API base; "" = no registry */
+	char *schemas_dir;  /* more request schema versions (.avsc); "" = none */
+	int64_t registry_timeout_ms;
 	int64_t leeway_s;
 	int64_t max_value_bytes;
 	int64_t max_services;

@@ -19,7 +19,7 @@ struct health {
 };
 
 static const char *const fact_names[HEALTH__COUNT] = {"group_joined", "database", "broker",
-                                                      "not_paused"};
+                                                      "not_paused", "registry"};
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *body)
 {

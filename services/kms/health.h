@@ -16,6 +16,8 @@ typedef enum {
 	HEALTH_DATABASE,         /* the last database operation succeeded */
 	HEALTH_BROKER,           /* the broker answered lately */
 	HEALTH_NOT_PAUSED,       /* no partition is paused for errors */
+	HEALTH_REGISTRY,         /* the schema registry answered lately (always
+	                            good without one) */
 	HEALTH__COUNT
 } health_fact;
 
