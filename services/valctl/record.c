@@ -41,6 +41,10 @@ static const char replay_help[] =
     "  --topic T             produce to T (default: each line's own topic)\n"
     "  --timeout SECONDS     wait for the deliveries at most this long (default 30)\n"
     "  -h, --help            this help\n"
+    "\n"
+    "Values go out byte for byte, unless --framing is given: then every value that\n"
+    "is a request (in either framing) is written again in that framing, the\n"
+    "schema id looked up under <topic>-value.\n"
     "\n";
 
 enum {
@@ -263,8 +267,9 @@ static int member_bytes(const json_t *obj, const char *name, unsigned char **out
 }
 
 /* Produce one recorded line; 0, or -1 with errstr filled. */
-static int replay_line(rd_kafka_t *rk, const char *line, const char *topic_override,
-                       int64_t deadline_us, char *errstr, size_t errstr_size)
+static int replay_line(rd_kafka_t *rk, valctl_wire *wire, const char *line,
+                       const char *topic_override, int64_t deadline_us, char *errstr,
+                       size_t errstr_size)
 {
 	unsigned char *key = NULL, *value = NULL, *hv = NULL;
 	size_t key_len, value_len, hv_len, i;
@@ -292,6 +297,16 @@ static int replay_line(rd_kafka_t *rk, const char *line, const char *topic_overr
 	    member_bytes(o, "value", &value, &value_len) != 0) {
 		snprintf(errstr, errstr_size, "key and value must be base64 strings or null");
 		goto done;
+	}
+	if (wire != NULL && value != NULL) {
+		unsigned char *framed = NULL;
+		size_t framed_len = 0;
+		if (valctl_wire_reframe(wire, value, value_len, &framed, &framed_len, errstr,
+		                        errstr_size) != 0)
+			goto done;
+		free(value);
+		value = framed;
+		value_len = framed_len;
 	}
 	jh = json_object_get(o, "headers");
 	if (jh != NULL && !json_is_array(jh) && !json_is_null(jh)) {
@@ -350,6 +365,8 @@ int valctl_cmd_replay(int argc, char **argv)
 	valctl_common common;
 	valctl_kctx kctx;
 	replay_state st;
+	valctl_wire wire = {0};
+	codec *cod = NULL;
 	rd_kafka_t *producer = NULL;
 	FILE *in = NULL;
 	char *line = NULL;
@@ -403,6 +420,22 @@ int valctl_cmd_replay(int argc, char **argv)
 		valctl_err(sub, "cannot open %s: %s", in_path, strerror(errno));
 		goto done;
 	}
+	if (common.framing_set) {
+		codec_limits limits;
+		codec_limits_default(&limits);
+		cod = codec_new(&limits, errstr, sizeof errstr);
+		if (cod == NULL) {
+			valctl_err(sub, "cannot load the schemas: %s", errstr);
+			goto done;
+		}
+		if (topic != NULL)
+			common.requests_topic = topic;
+		int wrc = valctl_wire_open(&wire, &common, cod, sub);
+		if (wrc != 0) {
+			rc = wrc;
+			goto done;
+		}
+	}
 	memset(&kctx, 0, sizeof kctx);
 	kctx.verbose = common.verbose;
 	kctx.on_delivery = on_delivery;
@@ -420,7 +453,8 @@ int valctl_cmd_replay(int argc, char **argv)
 			line[--len] = '\0';
 		if (len == 0)
 			continue;
-		if (replay_line(producer, line, topic, deadline_us, errstr, sizeof errstr) != 0) {
+		if (replay_line(producer, common.framing_set ? &wire : NULL, line, topic,
+		                deadline_us, errstr, sizeof errstr) != 0) {
 			valctl_err(sub, "%s:%zu: %s", in_path, line_no, errstr);
 			goto done;
 		}
@@ -456,6 +490,8 @@ done:
 		rd_kafka_destroy(producer);
 	}
 	free(line);
+	valctl_wire_close(&wire);
+	codec_destroy(cod);
 	if (in != NULL && in != stdin)
 		fclose(in);
 	valctl_common_free(&common);
