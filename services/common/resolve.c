@@ -158,6 +158,16 @@ static char *full_name(const char *name, const char *ns)
 	return join(ns, name);
 }
 
+/* A JSON string used as a name, symbol or type: NULL when not a string or
+ * when it holds a NUL (the JSON text may, as a bytes default may). */
+static const char *jname(json_t *j)
+{
+	const char *s = json_string_value(j);
+	if (s == NULL || strlen(s) != json_string_length(j))
+		return NULL;
+	return s;
+}
+
 static int nomem(pctx *px)
 {
 	set_err(px->errstr, px->errstr_size, "out of memory");
@@ -261,7 +271,7 @@ static int parse_aliases(pctx *px, json_t *obj, const char *ns, bool full_names,
 	if (*out == NULL)
 		return nomem(px);
 	for (size_t i = 0; i < json_array_size(a); i++) {
-		const char *n = json_string_value(json_array_get(a, i));
+		const char *n = jname(json_array_get(a, i));
 		if (n == NULL || !(full_names ? dotted_ok(n, false) : name_part_ok(n, strlen(n)))) {
 			set_err(px->errstr, px->errstr_size, "invalid alias");
 			return -1;
@@ -289,7 +299,7 @@ static int parse_record(pctx *px, rnode *n, json_t *j, const char *own_ns, int d
 	}
 	for (size_t i = 0; i < nf; i++) {
 		json_t *f = json_array_get(fields, i);
-		const char *fname = json_string_value(json_object_get(f, "name"));
+		const char *fname = jname(json_object_get(f, "name"));
 		json_t *ftype = json_object_get(f, "type");
 		if (fname == NULL || !name_part_ok(fname, strlen(fname)) || ftype == NULL) {
 			set_err(px->errstr, px->errstr_size,
@@ -330,7 +340,7 @@ static int parse_enum(pctx *px, rnode *n, json_t *j)
 	if (n->symbols == NULL)
 		return nomem(px);
 	for (size_t i = 0; i < json_array_size(symbols); i++) {
-		const char *sym = json_string_value(json_array_get(symbols, i));
+		const char *sym = jname(json_array_get(symbols, i));
 		if (sym == NULL || !name_part_ok(sym, strlen(sym))) {
 			set_err(px->errstr, px->errstr_size, "enum %s has an invalid symbol",
 			        n->full);
@@ -350,7 +360,7 @@ static int parse_enum(pctx *px, rnode *n, json_t *j)
 	}
 	json_t *def = json_object_get(j, "default");
 	if (def != NULL) {
-		const char *d = json_string_value(def);
+		const char *d = jname(def);
 		for (size_t i = 0; d != NULL && i < n->nsym; i++) {
 			if (strcmp(n->symbols[i], d) == 0)
 				n->enum_default = (long)i;
@@ -366,7 +376,7 @@ static int parse_enum(pctx *px, rnode *n, json_t *j)
 
 static rnode *parse_named(pctx *px, json_t *j, rtype t, const char *ns, int depth)
 {
-	const char *name = json_string_value(json_object_get(j, "name"));
+	const char *name = jname(json_object_get(j, "name"));
 	json_t *jns = json_object_get(j, "namespace");
 	char *own_ns = NULL;
 	rnode *n = NULL;
@@ -376,7 +386,7 @@ static rnode *parse_named(pctx *px, json_t *j, rtype t, const char *ns, int dept
 		return NULL;
 	}
 	if (strchr(name, '.') == NULL && jns != NULL) {
-		ns = json_string_value(jns);
+		ns = jname(jns);
 		if (ns == NULL || !dotted_ok(ns, true)) {
 			set_err(px->errstr, px->errstr_size, "%s %.64s has an invalid namespace",
 			        type_names[t], name);
@@ -484,14 +494,14 @@ static rnode *parse_node(pctx *px, json_t *j, const char *ns, int depth)
 		return NULL;
 	}
 	if (json_is_string(j))
-		return reference(px, json_string_value(j), ns);
+		return reference(px, jname(j), ns);
 	if (json_is_array(j))
 		return parse_union(px, j, ns, depth);
 	if (!json_is_object(j)) {
 		set_err(px->errstr, px->errstr_size, "a schema is a string, an array or an object");
 		return NULL;
 	}
-	const char *type = json_string_value(json_object_get(j, "type"));
+	const char *type = jname(json_object_get(j, "type"));
 	rtype t;
 	if (type == NULL) {
 		set_err(px->errstr, px->errstr_size, "schema object without a type name");
@@ -579,7 +589,8 @@ resolve_schema *resolve_schema_parse(const char *json, size_t len, char *errstr,
 	px.s = s;
 	/* jansson's own nesting limit (2048) is above ours, which
 	 * parse_node enforces. */
-	s->root = json_loadb(json, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+	s->root =
+	    json_loadb(json, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 	if (s->root == NULL) {
 		set_err(errstr, errstr_size, "the schema is not JSON: %s", jerr.text);
 		goto fail;
@@ -1474,9 +1485,14 @@ static int get_bytes(run_ctx *x, const char *field, bool is_string, const unsign
 		                x->lim->max_string_bytes);
 	/* NUL is valid UTF-8 and valid Avro: refusing it is the reader's
 	 * decoder's business, not the resolution's. */
-	if (is_string && codec_utf8_check(x->p + x->pos, (size_t)len, &at) == CODEC_UTF8_BAD)
-		return run_fail(x, CODEC_ERR_DATUM, field,
-		                "invalid UTF-8 at offset %zu of a string", at);
+	for (size_t from = 0; is_string && from < (size_t)len; from += at + 1) {
+		codec_utf8 v = codec_utf8_check(x->p + x->pos + from, (size_t)len - from, &at);
+		if (v == CODEC_UTF8_OK)
+			break;
+		if (v == CODEC_UTF8_BAD)
+			return run_fail(x, CODEC_ERR_DATUM, field,
+			                "invalid UTF-8 at offset %zu of a string", from + at);
+	}
 	*s = x->p + x->pos;
 	*n = (size_t)len;
 	x->pos += (size_t)len;
