@@ -3,7 +3,8 @@
 #   docker build -t seal-kms .
 #   docker run --rm -e KMS_BOOTSTRAP=... -e KMS_DSN=... -p 8080:8080 seal-kms
 #
-# docker-compose.yml builds this image and runs it next to Kafka and PostgreSQL.
+# docker-compose.yml builds this image and runs it next to Kafka, PostgreSQL and
+# the schema registry.
 
 # ---------------------------------------------------------------- build
 FROM debian:bookworm AS build
@@ -12,7 +13,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential pkg-config ca-certificates \
       librdkafka-dev libavro-dev libssl-dev libpq-dev libjansson-dev \
-      libmicrohttpd-dev uuid-dev \
+      libmicrohttpd-dev uuid-dev libcurl4-openssl-dev \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -28,7 +29,7 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       librdkafka1 libavro23 libssl3 libpq5 libjansson4 libmicrohttpd12 \
-      libuuid1 ca-certificates curl \
+      libuuid1 libcurl4 ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --shell /usr/sbin/nologin kms
 
