@@ -16,6 +16,10 @@
 #   latency      send-to-Result p50/p95/p99 at a fixed offered rate, the KM-S
 #                running and idle when the load starts (a few warm-up
 #                requests first: the first fetches after a start are slow)
+#   drain-confluent  the drain case with every request Confluent-framed
+#                (valctl fleet --framing confluent, the schema id from the
+#                stack's registry) and so every Result; its ratio to the
+#                single-object drain is what the framing costs
 #   batch-max 1  the drain case with --batch-max 1 (one transaction per
 #                request), on a smaller backlog
 #   rss          the KM-S's peak RSS (VmHWM, read before it is stopped) while
@@ -45,7 +49,7 @@
 #   BENCH_TIMEOUT           seconds a case may wait for its Results after its
 #                           last send (default 300)
 #   BENCH_CASES             the cases to run, space-separated (default: all:
-#                           pg-limit drain latency batch-max-1 rss)
+#                           pg-limit drain drain-confluent latency batch-max-1 rss)
 #   BENCH_KMS_FLAGS         more KM-S flags for every KM-S case, split at
 #                           spaces (e.g. "-X queued.max.messages.kbytes=8192")
 #   BENCH_KEEP              1: keep the work folder (logs, summaries, the
@@ -67,7 +71,7 @@ rss_servers=${BENCH_RSS_SERVERS:-1000}
 rss_requests=${BENCH_RSS_REQUESTS:-100}
 partitions=${BENCH_PARTITIONS:-6}
 case_timeout=${BENCH_TIMEOUT:-300}
-wanted=" ${BENCH_CASES:-pg-limit drain latency batch-max-1 rss} "
+wanted=" ${BENCH_CASES:-pg-limit drain drain-confluent latency batch-max-1 rss} "
 pg_bin=${KMS_PG_BIN:-/usr/lib/postgresql/15/bin}
 py=${KMS_VENV:-${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}/.cache/seal-kms/venv}/bin/python
 
@@ -317,7 +321,8 @@ kms_case_cleanup() {
 #                 broker holds them all; the figure is the drain rate
 #   MODE rate=R:  the KM-S starts first; fleet sends R requests per second;
 #                 the figures are the rate and the latency percentiles
-# KMS_FLAGS are added to the KM-S's command line (e.g. --batch-max 1).
+# KMS_FLAGS are added to the KM-S's command line (e.g. --batch-max 1);
+# FLEET_FLAGS in the environment, split at spaces, to valctl fleet's.
 #
 # The case runs in a subshell of its own (isolated), so its variables are
 # globals of that subshell: kms_case_cleanup, its EXIT trap, runs after
@@ -357,7 +362,7 @@ run_kms_case() {
 	port=$(free_port)
 	fleet_args=(--bootstrap "$KMS_BOOTSTRAP" --requests-topic "$req" --reply-topic "$rep"
 		--key "$work/issuer.pem" --iss https://auth.bench --kid b1 --vsp-id bench-vsp
-		--services v2x.a,v2x.b --formats JWK,RAW)
+		--services v2x.a,v2x.b --formats JWK,RAW ${FLEET_FLAGS:-})
 	load_args=(--servers "$servers" --requests "$requests" --prefix "bench-$name-"
 		--timeout "$case_timeout" --json)
 	if [ "$mode" = backlog ]; then
@@ -525,6 +530,15 @@ fi
 if selected latency; then
 	isolated run_kms_case latency "rate=$latency_rate" "$latency_servers" "$latency_requests"
 fi
+if selected drain-confluent; then
+	[ -n "${KMS_REGISTRY_URL:-}" ] || {
+		say "drain-confluent: the stack has no registry (KMS_REGISTRY_PORT empty)"
+		exit 1
+	}
+	FLEET_FLAGS="--framing confluent --registry $KMS_REGISTRY_URL" \
+		isolated run_kms_case drain-confluent backlog "$drain_servers" "$drain_requests" \
+		--registry-url "$KMS_REGISTRY_URL"
+fi
 if selected batch-max-1; then
 	isolated run_kms_case batch-max-1 backlog "$batch1_servers" "$batch1_requests" \
 		--batch-max 1
@@ -535,6 +549,7 @@ fi
 
 ratio drain pg-limit "drain / pg limit" 0.70
 ratio drain batch-max-1 "batched / unbatched"
+ratio drain-confluent drain "confluent / single-object" 0.80
 target latency p99_ms 20 "p99 <= 20 ms"
 target rss rss_mib 32 "RSS <= 32 MiB"
 
