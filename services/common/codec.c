@@ -2148,7 +2148,7 @@ static int load_schema(codec *c, const embedded_file *f, char *errstr, size_t er
 	ks->json = f->data;
 	ks->schema = s;
 	ks->kind = KIND_OTHER;
-	ks->rs = resolve_schema_parse(f->data, f->len, err, sizeof err);
+	ks->rs = resolve_schema_parse(f->data, f->len, NULL, err, sizeof err);
 	if (ks->rs == NULL) {
 		set_err(errstr, errstr_size, "schema %s: %s", f->name, err);
 		return -1;
@@ -2428,28 +2428,6 @@ static codec_status writer_refuses(codec_writer *w, codec_status st, const char 
 	return CODEC_OK;
 }
 
-/* Does the record begin with the two string fields a salvage reads? Checked
- * on the JSON, the writer's own words, since resolve.c keeps its nodes to
- * itself. */
-static bool json_leading_ok(const char *json, size_t len)
-{
-	json_t *root = json_loadb(json, len, JSON_DECODE_ANY, NULL);
-	json_t *fields = json_object_get(root, "fields");
-	bool ok = json_array_size(fields) >= 2;
-	static const char *const names[] = {"requestId", "requesterIdentity"};
-
-	for (size_t i = 0; ok && i < 2; i++) {
-		json_t *f = json_array_get(fields, i), *t = json_object_get(f, "type");
-		const char *tn = json_is_object(t) ? json_string_value(json_object_get(t, "type"))
-		                                   : json_string_value(t);
-		ok = json_is_string(json_object_get(f, "name")) &&
-		     strcmp(json_string_value(json_object_get(f, "name")), names[i]) == 0 &&
-		     tn != NULL && strcmp(tn, "string") == 0;
-	}
-	json_decref(root);
-	return ok;
-}
-
 codec_status codec_writer_new(const codec *c, const char *json, size_t len, codec_writer **out,
                               char *errstr, size_t errstr_size)
 {
@@ -2462,9 +2440,9 @@ codec_status codec_writer_new(const codec *c, const char *json, size_t len, code
 	*out = NULL;
 	if (w == NULL)
 		goto oom;
-	w->rs = resolve_schema_parse(json, len, err, sizeof err);
+	w->rs = resolve_schema_parse(json, len, &nomem, err, sizeof err);
 	if (w->rs == NULL) {
-		if (strcmp(err, "out of memory") == 0)
+		if (nomem)
 			goto oom;
 		writer_refuses(w, CODEC_ERR_WRONG_SCHEMA, "not a valid Avro schema");
 		goto done;
@@ -2480,7 +2458,9 @@ codec_status codec_writer_new(const codec *c, const char *json, size_t len, code
 	if (strcmp(simple, REQUEST_RECORD) == 0) {
 		w->kind = KIND_REQUEST;
 		cur = c->request;
-		w->leading_ok = json_leading_ok(json, len);
+		/* what a salvage reads by position */
+		w->leading_ok =
+		    resolve_schema_leading_strings(w->rs, "requestId", "requesterIdentity") == 1;
 	} else if (strcmp(simple, RESPONSE_RECORD) == 0) {
 		w->kind = KIND_RESPONSE;
 		cur = c->response;

@@ -104,6 +104,7 @@ static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
 
 typedef struct {
 	resolve_schema *s;
+	bool nomem;
 	char *errstr;
 	size_t errstr_size;
 } pctx;
@@ -170,6 +171,7 @@ static const char *jname(json_t *j)
 
 static int nomem(pctx *px)
 {
+	px->nomem = true;
 	set_err(px->errstr, px->errstr_size, "out of memory");
 	return -1;
 }
@@ -570,12 +572,140 @@ static size_t min_size(rnode *n)
 	return m;
 }
 
-resolve_schema *resolve_schema_parse(const char *json, size_t len, char *errstr, size_t errstr_size)
+/* ---- JSON syntax, without allocating ----
+ *
+ * jansson reports an allocation that fails while it parses as a syntax
+ * error, or says nothing. Whether the text's syntax is sound, asked of this
+ * checker, which allocates nothing, tells the two apart: out of memory is
+ * no verdict on a schema, and a registry's schema refused for it would be
+ * refused for good. */
+
+static const char *ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+static const char *syn_value(const char *p, const char *end, int depth);
+
+static const char *syn_string(const char *p, const char *end)
+{
+	if (p >= end || *p != '"')
+		return NULL;
+	for (p++; p < end; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (c == '"')
+			return p + 1;
+		if (c < 0x20)
+			return NULL;
+		if (c == '\\') {
+			if (++p >= end)
+				return NULL;
+			if (*p == 'u') {
+				for (int i = 0; i < 4; i++) {
+					if (++p >= end ||
+					    !((*p >= '0' && *p <= '9') ||
+					      (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F')))
+						return NULL;
+				}
+			} else if (strchr("\"\\/bfnrt", *p) == NULL || *p == '\0') {
+				return NULL;
+			}
+		}
+	}
+	return NULL;
+}
+
+static const char *syn_digits(const char *p, const char *end)
+{
+	const char *s = p;
+	while (p < end && *p >= '0' && *p <= '9')
+		p++;
+	return p > s ? p : NULL;
+}
+
+static const char *syn_number(const char *p, const char *end)
+{
+	if (p < end && *p == '-')
+		p++;
+	if (p < end && *p == '0')
+		p++;
+	else if ((p = syn_digits(p, end)) == NULL)
+		return NULL;
+	if (p < end && *p == '.' && (p = syn_digits(p + 1, end)) == NULL)
+		return NULL;
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			p++;
+		p = syn_digits(p, end);
+	}
+	return p;
+}
+
+static const char *syn_list(const char *p, const char *end, int depth, bool object)
+{
+	char close = object ? '}' : ']';
+	p = ws(p + 1, end);
+	if (p < end && *p == close)
+		return p + 1;
+	for (;;) {
+		if (object) {
+			if ((p = syn_string(p, end)) == NULL)
+				return NULL;
+			p = ws(p, end);
+			if (p >= end || *p != ':')
+				return NULL;
+			p = ws(p + 1, end);
+		}
+		if ((p = syn_value(p, end, depth + 1)) == NULL)
+			return NULL;
+		p = ws(p, end);
+		if (p < end && *p == close)
+			return p + 1;
+		if (p >= end || *p != ',')
+			return NULL;
+		p = ws(p + 1, end);
+	}
+}
+
+static const char *syn_value(const char *p, const char *end, int depth)
+{
+	if (depth > 2048 || p >= end) /* jansson's own nesting limit */
+		return NULL;
+	switch (*p) {
+	case '{':
+	case '[':
+		return syn_list(p, end, depth, *p == '{');
+	case '"':
+		return syn_string(p, end);
+	case 't':
+		return end - p >= 4 && memcmp(p, "true", 4) == 0 ? p + 4 : NULL;
+	case 'f':
+		return end - p >= 5 && memcmp(p, "false", 5) == 0 ? p + 5 : NULL;
+	case 'n':
+		return end - p >= 4 && memcmp(p, "null", 4) == 0 ? p + 4 : NULL;
+	default:
+		return syn_number(p, end);
+	}
+}
+
+static bool json_syntax_ok(const char *json, size_t len)
+{
+	const char *end = json + len, *p = syn_value(ws(json, end), end, 0);
+	return p != NULL && ws(p, end) == end;
+}
+
+resolve_schema *resolve_schema_parse(const char *json, size_t len, int *nomem_out, char *errstr,
+                                     size_t errstr_size)
 {
 	json_error_t jerr;
 	resolve_schema *s;
 	pctx px = {.errstr = errstr, .errstr_size = errstr_size};
 
+	if (nomem_out != NULL)
+		*nomem_out = 0;
 	if (json == NULL || len > RESOLVE_MAX_SCHEMA_BYTES) {
 		set_err(errstr, errstr_size, "the schema is empty or over %d bytes",
 		        RESOLVE_MAX_SCHEMA_BYTES);
@@ -584,15 +714,36 @@ resolve_schema *resolve_schema_parse(const char *json, size_t len, char *errstr,
 	s = calloc(1, sizeof *s);
 	if (s == NULL) {
 		set_err(errstr, errstr_size, "out of memory");
+		if (nomem_out != NULL)
+			*nomem_out = 1;
 		return NULL;
 	}
 	px.s = s;
+	/* jansson leaves the error untouched when its first allocation fails */
+	memset(&jerr, 0, sizeof jerr);
 	/* jansson's own nesting limit (2048) is above ours, which
 	 * parse_node enforces. */
 	s->root =
 	    json_loadb(json, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 	if (s->root == NULL) {
-		set_err(errstr, errstr_size, "the schema is not JSON: %s", jerr.text);
+		enum json_error_code code = json_error_code(&jerr);
+		if (code == json_error_out_of_memory ||
+		    ((code == json_error_invalid_syntax || jerr.text[0] == '\0') &&
+		     json_syntax_ok(json, len)))
+			nomem(&px);
+		else
+			set_err(errstr, errstr_size, "the schema is not JSON: %s", jerr.text);
+		goto fail;
+	}
+	/* jansson 2.14 drops a byte of a string when its buffer cannot grow,
+	 * and parses on (seen by test_oom): a second parse that differs from
+	 * the first is memory running out, not the schema. */
+	json_t *again =
+	    json_loadb(json, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+	bool same = again != NULL && json_equal(s->root, again);
+	json_decref(again);
+	if (!same) {
+		nomem(&px);
 		goto fail;
 	}
 	s->top = parse_node(&px, s->root, NULL, 0);
@@ -602,6 +753,8 @@ resolve_schema *resolve_schema_parse(const char *json, size_t len, char *errstr,
 		(void)min_size(s->nodes[i]);
 	return s;
 fail:
+	if (px.nomem && nomem_out != NULL)
+		*nomem_out = 1;
 	resolve_schema_destroy(s);
 	return NULL;
 }
@@ -638,6 +791,14 @@ void resolve_schema_destroy(resolve_schema *s)
 const char *resolve_schema_record_name(const resolve_schema *s)
 {
 	return s->top->t == T_RECORD ? s->top->full : NULL;
+}
+
+int resolve_schema_leading_strings(const resolve_schema *s, const char *first, const char *second)
+{
+	const rnode *r = s->top;
+	return r->t == T_RECORD && r->nfields >= 2 && strcmp(r->fields[0].name, first) == 0 &&
+	       strcmp(r->fields[1].name, second) == 0 && r->fields[0].type->t == T_STRING &&
+	       r->fields[1].type->t == T_STRING;
 }
 
 /* ---- Output buffer ---- */

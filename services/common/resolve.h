@@ -39,14 +39,19 @@ typedef struct resolve_schema resolve_schema;
 /* Parse and check a schema given as JSON text (len bytes, not necessarily
  * NUL-terminated). Caller frees with resolve_schema_destroy(). NULL with
  * errstr filled when the text is not a valid Avro schema or is over a
- * limit. */
-resolve_schema *resolve_schema_parse(const char *json, size_t len, char *errstr,
+ * limit, or when out of memory (then *nomem is set, when nomem is not
+ * NULL: no verdict on the schema). */
+resolve_schema *resolve_schema_parse(const char *json, size_t len, int *nomem, char *errstr,
                                      size_t errstr_size);
 void resolve_schema_destroy(resolve_schema *s); /* NULL is a no-op */
 
 /* The full name of the schema's top-level record; NULL when the schema is
  * not a record. Borrowed; valid while s lives. */
 const char *resolve_schema_record_name(const resolve_schema *s);
+
+/* 1 when the schema is a record whose first two fields are named first and
+ * second and are strings, else 0. */
+int resolve_schema_leading_strings(const resolve_schema *s, const char *first, const char *second);
 
 typedef struct resolve_plan resolve_plan;
 

@@ -71,12 +71,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "resolve_tool: cannot read the schemas\n");
 		return 2;
 	}
-	w = resolve_schema_parse(wj, wl, err, sizeof err);
+	w = resolve_schema_parse(wj, wl, NULL, err, sizeof err);
 	if (w == NULL) {
 		fprintf(stderr, "resolve_tool: writer: %s\n", err);
 		return 2;
 	}
-	r = resolve_schema_parse(rj, rl, err, sizeof err);
+	r = resolve_schema_parse(rj, rl, NULL, err, sizeof err);
 	if (r == NULL) {
 		fprintf(stderr, "resolve_tool: reader: %s\n", err);
 		return 2;

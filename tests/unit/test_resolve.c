@@ -17,7 +17,7 @@
 
 static resolve_schema *parse(const char *json, char *err, size_t err_size)
 {
-	return resolve_schema_parse(json, strlen(json), err, err_size);
+	return resolve_schema_parse(json, strlen(json), NULL, err, err_size);
 }
 
 /* 1 when the schema is refused and the message holds want. */
@@ -78,7 +78,7 @@ static int test_hostile_schemas(void)
 		n += (size_t)snprintf(many + n, big - n, "%s{\"type\":\"map\",\"values\":\"int\"}",
 		                      i ? "," : "");
 	n += (size_t)snprintf(many + n, big - n, "]");
-	s = resolve_schema_parse(many, n, err, sizeof err);
+	s = resolve_schema_parse(many, n, NULL, err, sizeof err);
 	free(many);
 	resolve_schema_destroy(s);
 	CHECK(s == NULL);
