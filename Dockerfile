@@ -3,7 +3,8 @@
 #   docker build -t seal-kms .
 #   docker run --rm -e KMS_BOOTSTRAP=... -e KMS_DSN=... -p 8080:8080 seal-kms
 #
-# docker-compose.yml builds this image and runs it next to Kafka and PostgreSQL.
+# docker-compose.yml builds this image and runs it next to Kafka, PostgreSQL and
+# the schema registry.
 
 # ---------------------------------------------------------------- build
 FROM debian:bookworm AS build

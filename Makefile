@@ -51,7 +51,8 @@ SCHEMAS := $(sort $(wildcard schemas/*.avsc))
 MIGRATIONS := $(sort $(wildcard services/kms/migrations/*.sql))
 BATCH_SQL := $(sort $(wildcard services/kms/sql/*.sql))
 
-PROGRAMS := $(BUILD)/kms $(BUILD)/kmsctl $(BUILD)/valctl $(BUILD)/tests/smoke
+PROGRAMS := $(BUILD)/kms $(BUILD)/kmsctl $(BUILD)/valctl $(BUILD)/tests/smoke \
+	$(BUILD)/tests/resolve_tool
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -107,6 +108,11 @@ $(BUILD)/tests/test_oom: LDFLAGS += $(addprefix -Wl$(comma)--wrap=,$(OOM_WRAP))
 
 # The smoke test of the stack's libraries (run by the integration layer).
 $(BUILD)/tests/smoke: $(OBJ)/tests/integration/smoke.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# resolve.c on the command line, for the round trips against fastavro.
+$(BUILD)/tests/resolve_tool: $(OBJ)/tests/integration/resolve_tool.o $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

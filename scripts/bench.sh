@@ -16,6 +16,10 @@
 #   latency      send-to-Result p50/p95/p99 at a fixed offered rate, the KM-S
 #                running and idle when the load starts (a few warm-up
 #                requests first: the first fetches after a start are slow)
+#   drain-confluent  the drain case with every request Confluent-framed
+#                (valctl fleet --framing confluent, the schema id from the
+#                stack's registry) and so every Result; its ratio to the
+#                single-object drain is what the framing costs
 #   batch-max 1  the drain case with --batch-max 1 (one transaction per
 #                request), on a smaller backlog
 #   rss          the KM-S's peak RSS (VmHWM, read before it is stopped) while
@@ -54,7 +58,7 @@
 #   BENCH_SCRAPE_SERVERS    scrape case (default 1000 x 20)
 #   BENCH_SCRAPE_REQUESTS
 #   BENCH_CASES             the cases to run, space-separated (default: all:
-#                           pg-limit drain latency batch-max-1 rss scrape)
+#                           pg-limit drain drain-confluent latency batch-max-1 rss scrape)
 #   BENCH_KMS_FLAGS         more KM-S flags for every KM-S case, split at
 #                           spaces (e.g. "-X queued.max.messages.kbytes=8192")
 #   BENCH_KEEP              1: keep the work folder (logs, summaries, the
@@ -80,7 +84,7 @@ scrape_rate=${BENCH_SCRAPE_RATE:-100}
 scrape_rounds=${BENCH_SCRAPE_ROUNDS:-3}
 scrape_servers=${BENCH_SCRAPE_SERVERS:-1000}
 scrape_requests=${BENCH_SCRAPE_REQUESTS:-20}
-wanted=" ${BENCH_CASES:-pg-limit drain latency batch-max-1 rss scrape} "
+wanted=" ${BENCH_CASES:-pg-limit drain drain-confluent latency batch-max-1 rss scrape} "
 pg_bin=${KMS_PG_BIN:-/usr/lib/postgresql/15/bin}
 py=${KMS_VENV:-${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}/.cache/seal-kms/venv}/bin/python
 
@@ -367,7 +371,8 @@ kms_case_cleanup() {
 #                 BENCH_SCRAPE_RATE times a second
 #   MODE rate=R:  the KM-S starts first; fleet sends R requests per second;
 #                 the figures are the rate and the latency percentiles
-# KMS_FLAGS are added to the KM-S's command line (e.g. --batch-max 1).
+# KMS_FLAGS are added to the KM-S's command line (e.g. --batch-max 1);
+# FLEET_FLAGS in the environment, split at spaces, to valctl fleet's.
 #
 # The case runs in a subshell of its own (isolated), so its variables are
 # globals of that subshell: kms_case_cleanup, its EXIT trap, runs after
@@ -414,7 +419,7 @@ run_kms_case() {
 	port=$(free_port)
 	fleet_args=(--bootstrap "$KMS_BOOTSTRAP" --requests-topic "$req" --reply-topic "$rep"
 		--key "$work/issuer.pem" --iss https://auth.bench --kid b1 --vsp-id bench-vsp
-		--services v2x.a,v2x.b --formats JWK,RAW)
+		--services v2x.a,v2x.b --formats JWK,RAW ${FLEET_FLAGS:-})
 	load_args=(--servers "$servers" --requests "$requests" --prefix "bench-$name-"
 		--timeout "$case_timeout" --json)
 	if [ "$mode" = backlog ]; then
@@ -639,6 +644,15 @@ fi
 if selected latency; then
 	isolated run_kms_case latency "rate=$latency_rate" "$latency_servers" "$latency_requests"
 fi
+if selected drain-confluent; then
+	[ -n "${KMS_REGISTRY_URL:-}" ] || {
+		say "drain-confluent: the stack has no registry (KMS_REGISTRY_PORT empty)"
+		exit 1
+	}
+	FLEET_FLAGS="--framing confluent --registry $KMS_REGISTRY_URL" \
+		isolated run_kms_case drain-confluent backlog "$drain_servers" "$drain_requests" \
+		--registry-url "$KMS_REGISTRY_URL"
+fi
 if selected batch-max-1; then
 	isolated run_kms_case batch-max-1 backlog "$batch1_servers" "$batch1_requests" \
 		--batch-max 1
@@ -663,6 +677,7 @@ if [ -n "$scrape_on" ]; then
 	ratio "$scrape_on" "$scrape_off" "throughput scraped / not scraped, medians" 0.98
 	scrape_cost "$scrape_on" "$scrape_off"
 fi
+ratio drain-confluent drain "confluent / single-object" 0.80
 target latency p99_ms 20 "p99 <= 20 ms"
 target rss rss_mib 32 "RSS <= 32 MiB"
 

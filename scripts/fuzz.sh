@@ -9,7 +9,7 @@ seconds=${1:-60}
 out=build/fuzz
 mkdir -p "$out"
 
-pkgs="rdkafka avro-c jansson libpq openssl"
+pkgs="rdkafka avro-c jansson libpq openssl libcurl"
 cflags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c11 \
 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iservices/common -Iservices/kms"
 # The project's sources, minus the programs' main files and the I/O modules

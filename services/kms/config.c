@@ -53,6 +53,11 @@ static const opt opts[] = {
     STR(jwt_algs, "ES256,ES384,RS256,PS256,EdDSA", "allowed token signature algorithms"),
     STR(scope, "ss-kpp", "scope the access token must carry"),
     STR(log_level, "info", "debug, info, warn or error"),
+    STR(registry_url, "",
+        "schema registry for Confluent-framed values, its Confluent-compatible API "
+        "(e.g. http://127.0.0.1:8080/apis/ccompat/v7)"),
+    STR(schemas_dir, "", "folder of further request schema versions (.avsc) known by fingerprint"),
+    INT(registry_timeout_ms, "5000", 100, 600000, "bound on one exchange with the registry"),
     INT(leeway_s, "30", 0, 30, "clock skew leeway for exp, nbf, iat (seconds, at most 30)"),
     INT(max_value_bytes, "1048576", 64, 64 * 1048576, "largest request value accepted"),
     INT(max_services, "1000", 1, 100000, "most VAL services in one request"),
@@ -396,10 +401,29 @@ int config_validate(const kms_config *cfg, char *errstr, size_t errstr_size)
 		snprintf(errstr, errstr_size, "health_address must be an IPv4 or IPv6 address");
 		return -1;
 	}
+	if (cfg->registry_url[0] != '\0' && strncmp(cfg->registry_url, "http://", 7) != 0 &&
+	    strncmp(cfg->registry_url, "https://", 8) != 0) {
+		snprintf(errstr, errstr_size, "registry_url must begin with http:// or https://");
+		return -1;
+	}
 	unsigned mask;
 	if (config_alg_mask(cfg, &mask, errstr, errstr_size) != 0)
 		return -1;
 	return 0;
+}
+
+/* A URL with its user information (user:password@) masked. */
+static void url_mask(const char *url, char *out, size_t size)
+{
+	const char *scheme = strstr(url, "://");
+	const char *host = scheme ? scheme + 3 : url;
+	const char *slash = strchr(host, '/');
+	const char *at = strchr(host, '@');
+	if (scheme == NULL || at == NULL || (slash != NULL && at > slash)) {
+		snprintf(out, size, "%s", url);
+		return;
+	}
+	snprintf(out, size, "%.*s****%s", (int)(host - url), url, at);
 }
 
 void config_print(const kms_config *cfg, void *file)
@@ -409,6 +433,10 @@ void config_print(const kms_config *cfg, void *file)
 	for (size_t i = 0; i < NOPTS; i++) {
 		if (opts[i].type == OPT_INT) {
 			fprintf(f, "%s = %lld\n", opts[i].name, (long long)*int_field(c, &opts[i]));
+		} else if (strcmp(opts[i].name, "registry_url") == 0) {
+			char masked[1024];
+			url_mask(cfg->registry_url, masked, sizeof masked);
+			fprintf(f, "%s = %s\n", opts[i].name, masked);
 		} else if (strcmp(opts[i].name, "dsn") == 0) {
 			char masked[1024];
 			dsn_mask(cfg->dsn, masked, sizeof masked);

@@ -27,6 +27,9 @@ typedef struct {
 	char *scope;
 	char *log_level;
 	char *health_address; /* IPv4 or IPv6 literal the health port listens on */
+	char *registry_url;   /* Confluent-compatible API base; "" = no registry */
+	char *schemas_dir;    /* more request schema versions (.avsc); "" = none */
+	int64_t registry_timeout_ms;
 	int64_t leeway_s;
 	int64_t max_value_bytes;
 	int64_t max_services;

@@ -28,14 +28,16 @@ struct health {
 };
 
 static const char *const fact_names[HEALTH__COUNT] = {
-    "group_joined", "database", "broker", "not_paused", "issuers_reloaded", "keys_fresh"};
+    "group_joined",     "database",   "broker",  "not_paused",
+    "issuers_reloaded", "keys_fresh", "registry"};
 static const char *const fact_reasons[HEALTH__COUNT] = {
     "no partition assigned by the consumer group",
     "the database is unreachable",
     "the Kafka broker is unreachable",
     "partitions are paused while a batch waits",
     "the last reload of the issuers file was refused",
-    "the keys of a JWKS issuer are stale"};
+    "the keys of a JWKS issuer are stale",
+    "the schema registry is unreachable"};
 static const char *const note_names[HEALTH_NOTE__COUNT] = {"reload_error", "stale_keys"};
 
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"

@@ -23,6 +23,8 @@ typedef enum {
 	HEALTH_NOT_PAUSED,       /* no partition is paused for errors */
 	HEALTH_TRUST_RELOADED,   /* the last reload of the issuers file was applied */
 	HEALTH_KEYS_FRESH,       /* no JWKS URI issuer's keys are stale */
+	HEALTH_REGISTRY,         /* the schema registry answered lately (always
+	                            good without one) */
 	HEALTH__COUNT
 } health_fact;
 

@@ -43,6 +43,7 @@
 #include "jwt.h"
 #include "log.h"
 #include "metrics.h"
+#include "registry.h"
 #include "store.h"
 #include "tokcache.h"
 #include "trust.h"
@@ -96,6 +97,7 @@ typedef struct {
 	int pure_done;      /* decide_pure() gave its verdict */
 	/* why the Result does not go where its request asked (for the metrics) */
 	metrics_reroute_reason reroute;
+	int confluent; /* Confluent-framed: so is its Result */
 } slot;
 
 typedef struct {
@@ -113,8 +115,11 @@ typedef struct {
 	store *store;
 	health *health;
 	metrics *metrics;
-	int64_t decode_ns; /* decoding time of the batch in hand */
-	uint64_t batch_id; /* batches since start, for the batch log line */
+	int64_t decode_ns;        /* decoding time of the batch in hand */
+	uint64_t batch_id;        /* batches since start, for the batch log line */
+	registry *registry;       /* NULL: no registry, single-object only */
+	int64_t result_schema_id; /* the registry's id of the Result schema; -1 */
+	int64_t registry_fail_ms; /* when the registry last failed (monotonic) */
 	regex_t reply_re;
 	int has_reply_re;
 
@@ -653,6 +658,69 @@ static void route_reply(svc *s, slot *sl)
 	sl->reply_partition = p;
 }
 
+/* The id of the Result schema in the registry, asked once: looked up under
+ * the results topic's subject, registered there when missing (as a
+ * registry-aware serializer would). */
+static int result_schema_id(svc *s, char *errstr, size_t errstr_size)
+{
+	char subject[300];
+	uint32_t id;
+	if (s->result_schema_id >= 0)
+		return 0;
+	snprintf(subject, sizeof subject, "%s-value", s->cfg->results_topic);
+	registry_status st =
+	    registry_schema_id(s->registry, subject, codec_response_schema_json(s->codec), 1, &id,
+	                       NULL, errstr, errstr_size);
+	if (st != REGISTRY_OK)
+		return -1;
+	s->result_schema_id = id;
+	return 0;
+}
+
+/* Decode a request in either framing, the first byte telling them apart.
+ * A Confluent-framed value needs its writer schema from the registry and,
+ * for its Result, the Result schema's id: CODEC_ERR_UNAVAILABLE when the
+ * registry could not give them. Kept from asking again for a moment after
+ * an outage, so a batch of such values costs one time-out, not one each. */
+static codec_status decode(svc *s, slot *sl)
+{
+	rd_kafka_message_t *m = sl->msg;
+	size_t len = m->payload ? m->len : 0;
+
+	sl->confluent =
+	    s->registry != NULL && codec_framing_of(m->payload, len) == CODEC_FRAMING_CONFLUENT;
+	if (!sl->confluent)
+		return codec_decode_request(s->codec, m->payload, len, &sl->req, &sl->salvage,
+		                            sl->decode_error, sizeof sl->decode_error);
+	registry_set_offline(s->registry,
+	                     s->registry_fail_ms != 0 && mono_ms() - s->registry_fail_ms < 100);
+	if (result_schema_id(s, sl->decode_error, sizeof sl->decode_error) != 0)
+		return CODEC_ERR_UNAVAILABLE;
+	codec_status st =
+	    registry_decode_request(s->registry, m->payload, len, &sl->req, &sl->salvage,
+	                            sl->decode_error, sizeof sl->decode_error);
+	if (st != CODEC_ERR_UNAVAILABLE) {
+		s->registry_fail_ms = 0;
+		health_set(s->health, HEALTH_REGISTRY, 1);
+	}
+	return st;
+}
+
+static void registry_unavailable(svc *s, slot *sl)
+{
+	if (s->registry_fail_ms == 0 || mono_ms() - s->registry_fail_ms >= 100)
+		log_event(LOG_WARN, "registry_unavailable", "{s:s, s:s, s:i, s:I}", "error",
+		          sl->decode_error, "topic", rd_kafka_topic_name(sl->msg->rkt), "partition",
+		          (int)sl->msg->partition, "offset", (json_int_t)sl->msg->offset);
+	s->registry_fail_ms = mono_ms();
+	health_set(s->health, HEALTH_REGISTRY, 0);
+	codec_request_free(sl->req);
+	sl->req = NULL;
+	codec_salvage_free(&sl->salvage);
+	sl->item.dlq = 0;
+	sl->item.pre_cause = CODEC_CAUSE_NONE;
+}
+
 /* Decide what can be decided without I/O: decode, validate, hash the
  * content, verify the token, route the reply. Returns 0 with sl->item
  * filled for the store, or -1 on an internal error (out of memory while
@@ -682,9 +750,13 @@ static int decide_pure(svc *s, slot *sl, int64_t now_s)
 	it->reply_note = sl->reply_note[0] ? sl->reply_note : NULL;
 
 	int64_t decode_start = metrics_now_ns();
-	sl->status = codec_decode_request(s->codec, m->payload, m->payload ? m->len : 0, &sl->req,
-	                                  &sl->salvage, sl->decode_error, sizeof sl->decode_error);
+	sl->status = decode(s, sl);
 	s->decode_ns += metrics_now_ns() - decode_start;
+	if (sl->status == CODEC_ERR_UNAVAILABLE) {
+		/* No verdict: the registry is away, the batch waits for it. */
+		registry_unavailable(s, sl);
+		return -1;
+	}
 	if (sl->status == CODEC_ERR_NOMEM) {
 		why = sl->decode_error;
 		goto internal;
@@ -802,7 +874,15 @@ static int produce_result(svc *s, slot *sl, int use_default)
 	char errstr[256];
 	unsigned char *value = NULL;
 	size_t len = 0;
-	if (codec_encode_response(s->codec, &resp, &value, &len, errstr, sizeof errstr) != 0) {
+	/* In the request's framing; a Confluent request was only decided once
+	 * the Result schema's id was known. */
+	codec_frame frame = {CODEC_FRAMING_SINGLE_OBJECT, 0};
+	if (sl->confluent) {
+		frame.framing = CODEC_FRAMING_CONFLUENT;
+		frame.schema_id = (uint32_t)s->result_schema_id;
+	}
+	if (codec_encode_response_as(s->codec, &frame, &resp, &value, &len, errstr,
+	                             sizeof errstr) != 0) {
 		log_event(LOG_ERROR, "encode_failed", "{s:s}", "error", errstr);
 		return -1;
 	}
@@ -1202,9 +1282,16 @@ static int setup(svc *s, char *errstr, size_t errstr_size)
 	codec_limits_default(&cl);
 	cl.max_value_bytes = (size_t)cfg->max_value_bytes;
 	cl.max_services = (size_t)cfg->max_services;
-	s->codec = codec_new(&cl, errstr, errstr_size);
+	s->codec = codec_new_with_dir(&cl, cfg->schemas_dir, errstr, errstr_size);
 	if (s->codec == NULL)
 		return -1;
+	s->result_schema_id = -1;
+	if (cfg->registry_url[0] != '\0') {
+		s->registry = registry_new(cfg->registry_url, s->codec,
+		                           (long)cfg->registry_timeout_ms, errstr, errstr_size);
+		if (s->registry == NULL)
+			return -1;
+	}
 
 	unsigned mask;
 	if (config_alg_mask(cfg, &mask, errstr, errstr_size) != 0)
@@ -1263,6 +1350,7 @@ static int setup(svc *s, char *errstr, size_t errstr_size)
 	health_set(s->health, HEALTH_NOT_PAUSED, 1);
 	health_set(s->health, HEALTH_TRUST_RELOADED, 1);
 	check_keys_fresh(s, 1);
+	health_set(s->health, HEALTH_REGISTRY, 1);
 
 	/* The database may not be up yet: wait for it, as for any outage. */
 	for (int attempt = 0; run; attempt++) {
@@ -1308,6 +1396,7 @@ static void teardown(svc *s)
 	metrics_destroy(s->metrics); /* after the health server that reads it */
 	tokcache_destroy(s->tokens);
 	trust_destroy(s->trust);
+	registry_destroy(s->registry);
 	codec_destroy(s->codec);
 	if (s->has_reply_re)
 		regfree(&s->reply_re);

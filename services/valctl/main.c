@@ -22,7 +22,12 @@ const char valctl_common_help[] =
     "  -X KEY=VALUE               librdkafka property for producer and consumer (repeatable)\n"
     "      --requests-topic T     default " VALCTL_DEFAULT_REQUESTS_TOPIC "\n"
     "      --reply-topic T        default " VALCTL_DEFAULT_REPLY_TOPIC "\n"
-    "  -v, --verbose              librdkafka's logs on stderr\n";
+    "  -v, --verbose              librdkafka's logs on stderr\n"
+    "      --framing F            single-object (default) or confluent: the Confluent wire\n"
+    "                             format, the schema id from the registry (Results are read\n"
+    "                             in either framing)\n"
+    "      --registry URL         the registry's Confluent-compatible API (env\n"
+    "                             KMS_REGISTRY_URL), e.g. http://127.0.0.1:8080/apis/ccompat/v7\n";
 
 static const char usage_text[] =
     "Usage: valctl COMMAND [OPTIONS]\n"
@@ -92,6 +97,9 @@ void valctl_common_init(valctl_common *c)
 	c->bootstrap = env != NULL && env[0] != '\0' ? env : VALCTL_DEFAULT_BOOTSTRAP;
 	c->requests_topic = VALCTL_DEFAULT_REQUESTS_TOPIC;
 	c->reply_topic = VALCTL_DEFAULT_REPLY_TOPIC;
+	c->framing = CODEC_FRAMING_SINGLE_OBJECT;
+	env = getenv("KMS_REGISTRY_URL");
+	c->registry_url = env != NULL && env[0] != '\0' ? env : NULL;
 }
 
 void valctl_common_free(valctl_common *c)
@@ -150,6 +158,22 @@ int valctl_common_option(valctl_common *c, const char *sub, int opt, const char 
 		return 1;
 	case 'v':
 		c->verbose = 1;
+		return 1;
+	case VALCTL_OPT_FRAMING:
+		if (strcmp(arg, "confluent") == 0)
+			c->framing = CODEC_FRAMING_CONFLUENT;
+		else if (strcmp(arg, "single-object") == 0)
+			c->framing = CODEC_FRAMING_SINGLE_OBJECT;
+		else
+			return valctl_usage(
+			           sub, "--framing is single-object or confluent, not '%s'", arg),
+			       -1;
+		c->framing_set = 1;
+		return 1;
+	case VALCTL_OPT_REGISTRY:
+		if (strncmp(arg, "http://", 7) != 0 && strncmp(arg, "https://", 8) != 0)
+			return valctl_usage(sub, "--registry needs an http:// or https:// URL"), -1;
+		c->registry_url = arg;
 		return 1;
 	default:
 		return 0;

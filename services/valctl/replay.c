@@ -64,6 +64,10 @@ static const char replay_help[] =
     "                        file F (the KM-S's format); others go as they were\n"
     "  --timeout SECONDS     wait for each delivery at most this long (default 30)\n"
     "  -h, --help            this help\n"
+    "\n"
+    "With --framing (a shared option), every value that is a request (in either\n"
+    "framing) is written again in that framing, after --resign, the schema id\n"
+    "looked up under <topic>-value; other values go as they are.\n"
     "\n";
 
 enum {
@@ -108,6 +112,9 @@ typedef struct {
 	const char *sub;
 	rd_kafka_t *rk;
 	valctl_resigner *resigner;
+	codec *cod;       /* with --framing */
+	valctl_wire wire; /* with --framing */
+	int have_wire;
 	regex_t re;
 	int have_re;
 	unsigned need;
@@ -280,7 +287,7 @@ static line_status one_line(replay_run *s, const char *text, size_t len, size_t 
 	valctl_recline l;
 	rd_kafka_headers_t *headers = NULL;
 	rd_kafka_resp_err_t err;
-	unsigned char *resigned = NULL;
+	unsigned char *resigned = NULL, *framed = NULL;
 	const unsigned char *value;
 	size_t value_len, i;
 	const char *topic, *why;
@@ -368,6 +375,14 @@ static line_status one_line(replay_run *s, const char *text, size_t len, size_t 
 			goto done;
 		}
 	}
+	if (s->have_wire && !l.value_null) {
+		size_t framed_len = 0;
+		if (valctl_wire_reframe(&s->wire, value, value_len, &framed, &framed_len, errstr,
+		                        errstr_size) != 0)
+			goto done;
+		value = framed;
+		value_len = framed_len;
+	}
 	if (l.header_count > 0) {
 		headers = rd_kafka_headers_new(l.header_count);
 		if (headers == NULL) {
@@ -420,6 +435,7 @@ done:
 	if (headers != NULL)
 		rd_kafka_headers_destroy(headers);
 	free(resigned);
+	free(framed);
 	valctl_recline_clear(&l);
 	return rc;
 }
@@ -592,6 +608,24 @@ static int run(valctl_common *common, const replay_opts *o)
 			goto done;
 		}
 	}
+	if (common->framing_set) {
+		codec_limits limits;
+		valctl_common wc = *common;
+		codec_limits_default(&limits);
+		s.cod = codec_new(&limits, errstr, sizeof errstr);
+		if (s.cod == NULL) {
+			valctl_err(sub, "cannot load the schemas: %s", errstr);
+			goto done;
+		}
+		if (o->topic != NULL)
+			wc.requests_topic = o->topic;
+		r = valctl_wire_open(&s.wire, &wc, s.cod, sub);
+		if (r != 0) {
+			rc = r;
+			goto done;
+		}
+		s.have_wire = 1;
+	}
 	pc = *common;
 	if (with_default_max_message(&pc, &xprops) != 0) {
 		valctl_err(sub, "out of memory");
@@ -668,6 +702,9 @@ done:
 		rd_kafka_destroy(s.rk);
 	}
 	valctl_resigner_destroy(s.resigner);
+	if (s.have_wire)
+		valctl_wire_close(&s.wire);
+	codec_destroy(s.cod);
 	for (i = 0; i < s.topic_count; i++)
 		free(s.topics[i].topic);
 	free(s.topics);

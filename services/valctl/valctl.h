@@ -18,6 +18,7 @@
 
 #include "codec.h"
 #include "jwt.h"
+#include "registry.h"
 
 /* Exit codes of every subcommand. */
 typedef enum {
@@ -45,11 +46,20 @@ typedef struct {
 	size_t xprop_count;
 	const char *requests_topic;
 	const char *reply_topic;
-	int verbose; /* -v: librdkafka's logs on stderr */
+	int verbose;              /* -v: librdkafka's logs on stderr */
+	codec_framing framing;    /* --framing: how requests are written */
+	int framing_set;          /* --framing was given */
+	const char *registry_url; /* --registry, else KMS_REGISTRY_URL; may be NULL */
 } valctl_common;
 
 /* Long-option values of the shared options (short ones use their letter). */
-enum { VALCTL_OPT_REQUESTS_TOPIC = 1000, VALCTL_OPT_REPLY_TOPIC, VALCTL_OPT_FIRST_FREE };
+enum {
+	VALCTL_OPT_REQUESTS_TOPIC = 1000,
+	VALCTL_OPT_REPLY_TOPIC,
+	VALCTL_OPT_FRAMING,
+	VALCTL_OPT_REGISTRY,
+	VALCTL_OPT_FIRST_FREE
+};
 
 /* Short options and long-option entries to put in each subcommand's table. */
 #define VALCTL_COMMON_SHORTOPTS "b:X:v"
@@ -57,6 +67,8 @@ enum { VALCTL_OPT_REQUESTS_TOPIC = 1000, VALCTL_OPT_REPLY_TOPIC, VALCTL_OPT_FIRS
 	{"bootstrap", required_argument, NULL, 'b'},                                               \
 	    {"requests-topic", required_argument, NULL, VALCTL_OPT_REQUESTS_TOPIC},                \
 	    {"reply-topic", required_argument, NULL, VALCTL_OPT_REPLY_TOPIC},                      \
+	    {"framing", required_argument, NULL, VALCTL_OPT_FRAMING},                              \
+	    {"registry", required_argument, NULL, VALCTL_OPT_REGISTRY},                            \
 	{                                                                                          \
 		"verbose", no_argument, NULL, 'v'                                                  \
 	}
@@ -75,6 +87,35 @@ int valctl_common_option(valctl_common *c, const char *sub, int opt, const char 
  * option was taken and parsing goes on, else the exit code to return. */
 int valctl_other_option(valctl_common *c, const char *sub, const char *help, int opt,
                         const char *arg, char *const argv[]);
+
+/* ---- framing ---- */
+
+/* How one thread writes requests and reads Results: in the framing of
+ * --framing (single-object by default), through the schema registry of
+ * --registry when Confluent-framed. A Result is read in whichever framing it
+ * comes. */
+typedef struct {
+	codec_frame frame;
+	registry *reg; /* NULL without a registry */
+	const codec *cod;
+} valctl_wire;
+
+/* Open a wire for codec cod (borrowed). With Confluent framing, the request
+ * schema's id is looked up under <requests topic>-value, and registered
+ * there when missing, as a registry-aware serializer does. Returns 0, or an
+ * exit code with the error printed. */
+int valctl_wire_open(valctl_wire *w, const valctl_common *c, const codec *cod, const char *sub);
+void valctl_wire_close(valctl_wire *w);
+int valctl_wire_encode(valctl_wire *w, const codec_request *r, unsigned char **out, size_t *out_len,
+                       char *errstr, size_t errstr_size);
+codec_status valctl_wire_decode_response(valctl_wire *w, const void *value, size_t len,
+                                         codec_response_owned **out, char *errstr,
+                                         size_t errstr_size);
+/* A request value in the wire's framing: decoded (either framing) and
+ * encoded again; a value that is not a request is returned as it is.
+ * Returns 0 and a malloc'd *out, or -1 with errstr filled. */
+int valctl_wire_reframe(valctl_wire *w, const void *value, size_t len, unsigned char **out,
+                        size_t *out_len, char *errstr, size_t errstr_size);
 
 /* ---- command line helpers ---- */
 

@@ -174,10 +174,12 @@ def test_start_order(services):
     assert conditions(services["kms"]) == {
         "kafka": "service_healthy",
         "postgres": "service_healthy",
+        "registry": "service_healthy",
         "init": "service_completed_successfully",
     }
     init = conditions(services["init"])
     assert init["postgres"] == "service_healthy"
+    assert init["registry"] == "service_healthy"
     # init runs after the topics exist, whichever service makes them.
     topic_maker = next(
         name for name, svc in services.items() if "kafka-topics.sh" in script_of(svc)
@@ -239,3 +241,27 @@ def test_dockerfile_stages():
     for binary in ("kms", "kmsctl", "valctl"):
         assert f"build/{binary}" in runtime
     assert not re.search(r"\blib\S*-dev\b", runtime), "dev packages in the runtime image"
+
+
+def test_schema_registry(services):
+    """The official Apicurio Registry image, its schemas in PostgreSQL (a
+    database of its own), published on the host's loopback only; the KM-S and
+    its init (which registers the schemas) point at its Confluent-compatible
+    API."""
+    reg = services["registry"]
+    assert reg["image"].startswith("apicurio/apicurio-registry:")
+    env = reg["environment"]
+    assert env["APICURIO_STORAGE_KIND"] == "sql"
+    assert env["APICURIO_STORAGE_SQL_KIND"] == "postgresql"
+    assert env["APICURIO_DATASOURCE_URL"].endswith("/registry")
+    assert conditions(reg)["postgres"] == "service_healthy"
+    assert all(str(p).startswith("127.0.0.1:") for p in reg["ports"])
+    assert "healthcheck" in reg
+    for name in ("kms", "init"):
+        assert services[name]["environment"]["KMS_REGISTRY_URL"] == \
+            "http://registry:8080/apis/ccompat/v7"
+    assert "kms migrate" in script_of(services["init"])
+    mounts = [str(v) for v in services["postgres"].get("volumes", [])]
+    assert any(":/docker-entrypoint-initdb.d/" in m for m in mounts)
+    sql = (REPO / "scripts/compose/registry-db.sql").read_text()
+    assert "CREATE DATABASE registry" in sql
