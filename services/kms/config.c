@@ -76,9 +76,10 @@ static const opt opts[] = {
     STR(transactional_id, "",
         "Kafka transactional.id of this instance, stable across restarts and unique in the "
         "cluster (default GROUP_ID.KMS_ID)"),
-    INT(transaction_timeout_ms, "10000", 1000, 900000,
-        "librdkafka transaction.timeout.ms: how long the broker lets a transaction of a "
-        "crashed instance block read_committed readers before it aborts it"),
+    INT(transaction_timeout_ms, "60000", 1000, 900000,
+        "librdkafka transaction.timeout.ms: the longest broker outage a transaction outlives, "
+        "and how long one left open by a crashed instance that is not restarted holds back "
+        "read_committed readers"),
 };
 
 #define NOPTS (sizeof opts / sizeof opts[0])

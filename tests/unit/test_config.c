@@ -229,7 +229,7 @@ static int test_exactly_once(void)
 	CHECK_INT(config_load(&c, 4, none, err, sizeof err), 0);
 	CHECK_INT(c.exactly_once, 1); /* transactions by default */
 	CHECK_STR(c.transactional_id, "g1.kms-a");
-	CHECK_INT(c.transaction_timeout_ms, 10000);
+	CHECK_INT(c.transaction_timeout_ms, 60000);
 	config_free(&c);
 
 	char *off[] = {"--exactly-once", "false", "--transactional-id", "tx-7", NULL};
