@@ -4,7 +4,9 @@
  * of a request, and the "tail": a reader of all partitions of a topic that
  * needs no consumer group. The tail reads the high watermarks first and
  * starts there, so a Result produced after it is made cannot be missed, which
- * subscribing at the end offset would not promise.
+ * subscribing at the end offset would not promise. It reads with
+ * isolation.level=read_committed: a Result of a KM-S transaction that
+ * aborted is never seen.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -385,6 +387,12 @@ valctl_tail *valctl_tail_new(const valctl_common *c, const char *topic, int from
 	static const char *const defaults[] = {"enable.auto.commit", "false",
 	                                       "enable.auto.offset.store", "false",
 	                                       "enable.partition.eof", "false",
+	                                       /* The KM-S publishes in transactions:
+	                                        * only committed Results, each once
+	                                        * (librdkafka's default too, written
+	                                        * out: -X may ask for
+	                                        * read_uncommitted). */
+	                                       "isolation.level", "read_committed",
 	                                       /* A partition started while a fetch
 	                                        * waits joins the next fetch: keep
 	                                        * the wait short. */
