@@ -10,13 +10,28 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
 struct health {
 	struct MHD_Daemon *daemon;
 	atomic_int facts[HEALTH__COUNT];
+	atomic_llong blocked_since_ms; /* monotonic; 0 when not in a call */
 };
+
+static long long mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int not_blocked(const health *h)
+{
+	long long since = atomic_load(&((health *)(uintptr_t)h)->blocked_since_ms);
+	return since == 0 || mono_ms() - since <= HEALTH_BLOCKED_MS;
+}
 
 static const char *const fact_names[HEALTH__COUNT] = {"group_joined", "database", "broker",
                                                       "not_paused"};
@@ -54,6 +69,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 			o +=
 			    (size_t)snprintf(body + o, sizeof body - o, ",\"%s\":%s", fact_names[i],
 			                     atomic_load(&h->facts[i]) ? "true" : "false");
+		if (o < sizeof body)
+			o += (size_t)snprintf(body + o, sizeof body - o, ",\"not_blocked\":%s",
+			                      not_blocked(h) ? "true" : "false");
 		if (o < sizeof body)
 			snprintf(body + o, sizeof body - o, "}\n");
 		return reply(conn, health_ready(h) ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
@@ -99,6 +117,12 @@ void health_set(health *h, health_fact fact, int good)
 		atomic_store(&h->facts[fact], good ? 1 : 0);
 }
 
+void health_blocked(health *h, int blocked)
+{
+	if (h != NULL)
+		atomic_store(&h->blocked_since_ms, blocked ? mono_ms() : 0);
+}
+
 int health_ready(const health *h)
 {
 	if (h == NULL)
@@ -106,5 +130,5 @@ int health_ready(const health *h)
 	for (int i = 0; i < HEALTH__COUNT; i++)
 		if (!atomic_load(&((health *)(uintptr_t)h)->facts[i]))
 			return 0;
-	return 1;
+	return not_blocked(h);
 }

@@ -26,7 +26,17 @@ void health_destroy(health *h); /* NULL is a no-op */
 
 /* Set one fact (thread-safe). h may be NULL. */
 void health_set(health *h, health_fact fact, int good);
-/* All facts good? (thread-safe) */
+
+/* How long the service may be inside one call before /readyz says it is
+ * blocked (fact "not_blocked" false). */
+#define HEALTH_BLOCKED_MS 1000
+
+/* The service enters (1) or leaves (0) a call that may block for as long as
+ * a part is away: a transactional Kafka call waits for its request to the
+ * broker whatever its timeout. The server judges the time itself, since the
+ * service cannot while it waits (thread-safe). h may be NULL. */
+void health_blocked(health *h, int blocked);
+/* All facts good, and not blocked too long? (thread-safe) */
 int health_ready(const health *h);
 
 #endif
