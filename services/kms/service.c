@@ -138,6 +138,13 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* Past the graceful stop's deadline? */
 static int out_of_time(svc *s)
 {
@@ -227,22 +234,21 @@ static int is_revoked(const rd_kafka_topic_partition_list_t *parts, const rd_kaf
 /* exactly_once: partitions are going while a batch may be in hand. Their
  * messages belong to the next owner, which consumes them again from the last
  * committed offset, finds their audit rows and answers them with the same
- * Results. So the batch keeps only the messages of partitions still assigned
- * (with the eager assignors, none), and a transaction that may hold Results
- * of the others is aborted before the revoke completes, as librdkafka's
- * transactions example does: otherwise a read_committed reader would see
- * those Results twice, once from this transaction and once from the next
- * owner's. Aborting rather than committing keeps one path: the transaction
- * may be incomplete (Results in flight, offsets not sent), and one whose
- * assignment was lost could not commit anyway (KIP-447: its offsets carry
- * the old group generation and are refused).
+ * Results; so they are dropped from the batch: no later attempt produces
+ * their Results or sends their offsets.
  *
- * A transaction already committing (its offsets sent under the generation
- * that owned the partitions) is left to finish: the next owner's offset
- * fetch waits for it (require_stable), so it starts after what it commits,
- * or where it was if it aborts. And no call can be in progress here: the
- * loop polls the consumer only while Results are in flight or between
- * attempts. */
+ * A transaction open now has its offsets sent already: the loop sends them
+ * right after producing, without polling the consumer in between, so that
+ * they always go under the group generation that owns the partitions
+ * (KIP-447). Such a transaction is left to finish, committed or aborted,
+ * and either is right: the next owner's offset fetch (require_stable, as
+ * librdkafka asks for read_committed consumers) waits until it is done, then
+ * starts after what it committed, or where it started if it aborted; a
+ * read_committed reader sees its Results only if its offsets committed with
+ * them. A transaction met before its offsets went out (the loop never polls
+ * there; kept for safety) may hold Results of the revoked partitions
+ * without their offsets, and is aborted before the revoke completes, as
+ * librdkafka's transactions example does. */
 static void revoke_txn(svc *s, const rd_kafka_topic_partition_list_t *parts)
 {
 	size_t n = 0;
@@ -998,8 +1004,10 @@ static int txn_abort(svc *s, int in_rebalance)
 {
 	int attempt = 0;
 	while (s->txn_open) {
-		txn_next n = txn_check(s, "abort_transaction",
-		                       rd_kafka_abort_transaction(s->producer, TXN_CALL_MS));
+		health_blocked(s->health, 1);
+		rd_kafka_error_t *e = rd_kafka_abort_transaction(s->producer, TXN_CALL_MS);
+		health_blocked(s->health, 0);
+		txn_next n = txn_check(s, "abort_transaction", e);
 		if (n == TXN_DONE) {
 			s->txn_open = 0;
 			s->txn_committing = 0;
@@ -1111,13 +1119,16 @@ static rd_kafka_topic_partition_list_t *batch_offsets(svc *s)
 }
 
 /* Call a transactional step until it is done, retrying a retriable error
- * (the broker away) with backoff. The consumer is not polled meanwhile: a
- * revoke must not abort a transaction whose offsets are on their way. */
+ * (the broker away) with backoff. librdkafka 2.0.2 may hold such a call past
+ * its timeout, until its request to the broker ends (seen: the whole of a
+ * broker outage), and the loop can report nothing meanwhile: /readyz reads
+ * the time spent in the call itself (health_blocked()). */
 static txn_next txn_call(svc *s, int commit, const rd_kafka_topic_partition_list_t *offsets)
 {
 	int attempt = 0;
 	for (;;) {
 		rd_kafka_error_t *e;
+		health_blocked(s->health, 1);
 		if (commit) {
 			e = rd_kafka_commit_transaction(s->producer, TXN_CALL_MS);
 		} else {
@@ -1127,6 +1138,7 @@ static txn_next txn_call(svc *s, int commit, const rd_kafka_topic_partition_list
 			                                         TXN_CALL_MS);
 			rd_kafka_consumer_group_metadata_destroy(group);
 		}
+		health_blocked(s->health, 0);
 		txn_next n =
 		    txn_check(s, commit ? "commit_transaction" : "send_offsets_to_transaction", e);
 		if (n != TXN_RETRY)
@@ -1148,11 +1160,12 @@ static int stuck(const svc *s)
 	return s->producer_broken && !s->fatal ? 2 : -1;
 }
 
-/* One attempt at the batch's transaction: begin, produce what is owed, wait
- * until the broker has every record, send the offsets, commit. Returns 0
- * once committed (or when every message of the batch was revoked), 1 when
- * the attempt was aborted and is to be made again, 2 when the producer must
- * be replaced first, -1 when the process must stop. */
+/* One attempt at the batch's transaction: begin, produce what is owed, send
+ * the offsets (while the records are on their way), wait until the broker
+ * has every record, commit. Returns 0 once committed (or when every message
+ * of the batch was revoked), 1 when the attempt was aborted and is to be
+ * made again, 2 when the producer must be replaced first, -1 when the
+ * process must stop. */
 static int txn_attempt(svc *s)
 {
 	rd_kafka_error_t *e = rd_kafka_begin_transaction(s->producer);
@@ -1164,7 +1177,7 @@ static int txn_attempt(svc *s)
 		return stuck(s);
 	}
 	s->txn_open = 1;
-	unsigned aborts = s->txn_aborts;
+	int64_t t0 = mono_us();
 	for (size_t i = 0; i < s->nslots; i++) {
 		slot *sl = &s->slots[i];
 		sl->dlq_send.state = sl->result_send.state = SEND_NONE;
@@ -1176,18 +1189,25 @@ static int txn_attempt(svc *s)
 			produce_result(s, sl, sl->reply_default);
 	}
 
+	rd_kafka_topic_partition_list_t *offsets = batch_offsets(s);
+	if (offsets == NULL) /* nothing owed */
+		return txn_abort(s, 0) == 0 ? 0 : stuck(s);
+	/* From here a revoke leaves the transaction alone (see revoke_txn()):
+	 * its offsets go under the generation that owns the partitions. */
+	s->txn_committing = 1;
+	int64_t t1 = mono_us();
+	txn_next n = txn_call(s, 0, offsets);
+	rd_kafka_topic_partition_list_destroy(offsets);
+	int64_t t2 = mono_us();
+
 	int64_t started = mono_ms();
-	for (;;) {
+	while (n == TXN_DONE) {
 		rd_kafka_poll(s->producer, 50);
-		if (s->fatal || s->producer_broken || (s->txn_open && out_of_time(s)))
+		if (s->fatal || s->producer_broken || out_of_time(s))
 			return stuck(s);
-		if (s->txn_aborts != aborts)
-			return 1; /* a revoke aborted it: what is left is tried again */
 		size_t pending = 0, failed = 0;
 		for (size_t i = 0; i < s->nslots; i++) {
 			slot *sl = &s->slots[i];
-			if (sl->revoked)
-				continue;
 			pending += (sl->result_send.state == SEND_PENDING) +
 			           (sl->dlq_send.state == SEND_PENDING);
 			failed += (sl->result_send.state == SEND_FAILED) +
@@ -1195,44 +1215,42 @@ static int txn_attempt(svc *s)
 		}
 		if (failed > 0) {
 			/* librdkafka makes the transaction abortable at the first
-			 * record that fails: abort it (purging the rest), mend
-			 * what the records' errors call for, and try again. */
+			 * record that fails */
 			log_event(LOG_WARN, "publish_retry", "{s:i, s:i}", "failed", (int)failed,
 			          "pending", (int)pending);
-			if (txn_abort(s, 0) != 0)
-				return stuck(s);
-			apply_fallbacks(s);
-			return 1;
+			n = TXN_ABORT;
+			break;
 		}
 		if (pending == 0)
 			break;
 		if (mono_ms() - started > 1000)
 			keepalive(s);
 	}
-
-	rd_kafka_topic_partition_list_t *offsets = batch_offsets(s);
-	if (offsets == NULL) {
-		/* every message was revoked while in flight */
-		return txn_abort(s, 0) == 0 ? 0 : stuck(s);
-	}
-	s->txn_committing = 1;
-	txn_next n = txn_call(s, 0, offsets);
-	rd_kafka_topic_partition_list_destroy(offsets);
+	int64_t t3 = mono_us();
 	if (n == TXN_DONE) {
 		/* The database has the batch's decisions and the broker its
-		 * records, uncommitted: a crash now is the case the crash test
-		 * makes. */
+		 * records and offsets, uncommitted: a crash now is the case the
+		 * crash test makes. */
 		failpoint("before_txn_commit");
 		n = txn_call(s, 1, NULL);
 	}
 	if (n == TXN_DONE) {
 		s->txn_open = 0;
 		s->txn_committing = 0;
+		log_event(LOG_DEBUG, "txn_committed", "{s:i, s:I, s:I, s:I, s:I}", "batch",
+		          (int)s->nslots, "produce_us", (json_int_t)(t1 - t0), "offsets_us",
+		          (json_int_t)(t2 - t1), "acks_us", (json_int_t)(t3 - t2), "commit_us",
+		          (json_int_t)(mono_us() - t3));
 		return 0;
 	}
-	if (n == TXN_ABORT)
-		return txn_abort(s, 0) == 0 ? 1 : stuck(s);
-	return stuck(s);
+	if (n != TXN_ABORT)
+		return stuck(s);
+	/* Abort (purging what is left), mend what the records' own errors
+	 * call for, and try again. */
+	if (txn_abort(s, 0) != 0)
+		return stuck(s);
+	apply_fallbacks(s);
+	return 1;
 }
 
 static int reset_producer(svc *s);
@@ -1285,7 +1303,9 @@ static int publish_txn(svc *s)
 static int init_transactions(svc *s, int in_service, char *errstr, size_t errstr_size)
 {
 	for (int attempt = 0; run || in_service; attempt++) {
+		health_blocked(s->health, 1);
 		rd_kafka_error_t *e = rd_kafka_init_transactions(s->producer, 30000);
+		health_blocked(s->health, 0);
 		if (e == NULL) {
 			log_event(LOG_INFO, "transactions_ready", "{s:s}", "transactional_id",
 			          s->cfg->transactional_id);
