@@ -28,7 +28,10 @@ the same group) and adds what a fault run needs beyond them:
 Environment: KMS_FAULT_SEED (the random moments), KMS_FAULT_RECOVERY_TIMEOUT
 (seconds the backlog may take after the load, default 120),
 KMS_FAULT_CLIENT_DEBUG (librdkafka debug contexts of the harness's own
-clients, written to build/fault-logs/<scenario>/clients.log). Every scenario
+clients, written to build/fault-logs/<scenario>/clients.log),
+KMS_FAULT_KMS_FLAGS (more KM-S flags for every scenario, split at spaces:
+"--exactly-once false" shows what the transactions change; its read_committed
+repeats then fail the check). Every scenario
 leaves its KM-S logs, its event list and the /readyz changes in
 build/fault-logs/<scenario>/.
 
@@ -77,7 +80,8 @@ KEY_FORMATS = ("JWK", "TRANSPARENT_SYMMETRIC_KEY")
 # Group membership settings the harness runs the KM-S with: a SIGKILLed
 # member is noticed after session.timeout.ms (librdkafka's default, 45 s,
 # would stall every restart that long; 6 s is the broker's minimum).
-KMS_ARGS = ("-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000")
+KMS_ARGS = ("-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000",
+            *os.environ.get("KMS_FAULT_KMS_FLAGS", "").split())
 
 # A request answered later than this after it was produced was held up by a
 # fault (in steady state the KM-S answers within tens of milliseconds).
