@@ -13,9 +13,16 @@
 #                (VAL servers with two services each, every one with its own
 #                token); requests per second between the first and the last
 #                Result, so the KM-S's start is not counted
+#   drain-no-eos the same backlog with --exactly-once false (no Kafka
+#                transactions: idempotent producer, offset commits)
 #   latency      send-to-Result p50/p95/p99 at a fixed offered rate, the KM-S
 #                running and idle when the load starts (a few warm-up
 #                requests first: the first fetches after a start are slow)
+#   latency-no-eos  the same with --exactly-once false
+#
+# Every KM-S case runs with Kafka transactions (exactly_once, the default)
+# unless its name ends in -no-eos; valctl reads the Results read_committed,
+# so a Result counts when its transaction has committed.
 #   batch-max 1  the drain case with --batch-max 1 (one transaction per
 #                request), on a smaller backlog
 #   rss          the KM-S's peak RSS (VmHWM, read before it is stopped) while
@@ -45,7 +52,8 @@
 #   BENCH_TIMEOUT           seconds a case may wait for its Results after its
 #                           last send (default 300)
 #   BENCH_CASES             the cases to run, space-separated (default: all:
-#                           pg-limit drain latency batch-max-1 rss)
+#                           pg-limit drain drain-no-eos latency latency-no-eos
+#                           batch-max-1 rss)
 #   BENCH_KMS_FLAGS         more KM-S flags for every KM-S case, split at
 #                           spaces (e.g. "-X queued.max.messages.kbytes=8192")
 #   BENCH_KEEP              1: keep the work folder (logs, summaries, the
@@ -67,7 +75,7 @@ rss_servers=${BENCH_RSS_SERVERS:-1000}
 rss_requests=${BENCH_RSS_REQUESTS:-100}
 partitions=${BENCH_PARTITIONS:-6}
 case_timeout=${BENCH_TIMEOUT:-300}
-wanted=" ${BENCH_CASES:-pg-limit drain latency batch-max-1 rss} "
+wanted=" ${BENCH_CASES:-pg-limit drain drain-no-eos latency latency-no-eos batch-max-1 rss} "
 pg_bin=${KMS_PG_BIN:-/usr/lib/postgresql/15/bin}
 py=${KMS_VENV:-${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}/.cache/seal-kms/venv}/bin/python
 
@@ -425,6 +433,8 @@ run_kms_case() {
 ratio() { printf '%s|%s|%s|%s\n' "$1" "$2" "$3" "${4:-}" >>"$work/ratios"; }
 # target CASE FIGURE MAX TEXT: FIGURE (p99_ms, rss_mib) of CASE at most MAX.
 target() { printf '%s|%s|%s|%s\n' "$1" "$2" "$3" "$4" >>"$work/targets"; }
+# latency_cost A B LABEL: what A adds to B's latency percentiles.
+latency_cost() { printf '%s|%s|%s\n' "$1" "$2" "$3" >>"$work/latcost"; }
 
 report() {
 	"$py" - "$work" <<'PY'
@@ -484,7 +494,18 @@ for a, b, label, mn in lines("ratios"):
         rows[a]["target"] = rows[a]["target"] or f"{label} {goal}: {ok}"
         ratios.append(f"{label}: {ra:.0f} / {rb:.0f} = {x:.0%}  (target {goal}: {ok})")
     else:
-        ratios.append(f"{label}: {ra:.0f} / {rb:.0f} = {x:.1f}x")
+        ratios.append(f"{label}: {ra:.0f} / {rb:.0f} = {x:.1f}x ({x - 1:+.0%})")
+
+for a, b, label in lines("latcost"):
+    if a not in rows or b not in rows:
+        continue
+    if not (rows[a]["ok"] and rows[b]["ok"] and rows[a].get("p99_ms") is not None
+            and rows[b].get("p99_ms") is not None):
+        ratios.append(f"{label}: -")
+        continue
+    ratios.append(f"{label}: " + ", ".join(
+        f"{p} {rows[a][k]:.1f} vs {rows[b][k]:.1f} ms ({rows[a][k] - rows[b][k]:+.1f})"
+        for p, k in (("p50", "p50_ms"), ("p95", "p95_ms"), ("p99", "p99_ms"))))
 
 def f(v, fmt):
     return "-" if v is None else format(v, fmt)
@@ -522,8 +543,16 @@ fi
 if selected drain; then
 	isolated run_kms_case drain backlog "$drain_servers" "$drain_requests"
 fi
+if selected drain-no-eos; then
+	isolated run_kms_case drain-no-eos backlog "$drain_servers" "$drain_requests" \
+		--exactly-once false
+fi
 if selected latency; then
 	isolated run_kms_case latency "rate=$latency_rate" "$latency_servers" "$latency_requests"
+fi
+if selected latency-no-eos; then
+	isolated run_kms_case latency-no-eos "rate=$latency_rate" "$latency_servers" \
+		"$latency_requests" --exactly-once false
 fi
 if selected batch-max-1; then
 	isolated run_kms_case batch-max-1 backlog "$batch1_servers" "$batch1_requests" \
@@ -535,7 +564,10 @@ fi
 
 ratio drain pg-limit "drain / pg limit" 0.70
 ratio drain batch-max-1 "batched / unbatched"
+ratio drain drain-no-eos "transactions / none (drain)"
+latency_cost latency latency-no-eos "transactions vs none (latency)"
 target latency p99_ms 20 "p99 <= 20 ms"
+target latency-no-eos p99_ms 20 "p99 <= 20 ms"
 target rss rss_mib 32 "RSS <= 32 MiB"
 
 report
