@@ -20,6 +20,7 @@ import secrets
 import time
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
 import kmswire
 from conftest import wait_until
@@ -176,6 +177,42 @@ def test_an_instance_with_the_same_transactional_id_fences_the_first(kms_factory
         k: len(v) for k, v in committed.items() if len(v) != 1}
     rows = kms.sql("SELECT count(*), count(DISTINCT request_id) FROM decisions")
     assert rows == [[str(len(ids)), str(len(ids))]], rows
+
+
+def test_a_result_its_reply_topic_refuses_goes_to_the_default_topic_once(kms_factory):
+    """The reply topic named by kafka_replyTopic takes no record of a
+    Result's size (120 bytes: a transaction marker still fits, as it must on
+    any topic a transactional producer writes to): the transaction of that
+    batch fails at that Result, is aborted, and is made again with that
+    Result on the default results topic, beside the batch's other Results:
+    each request answered once, on the topic it can be answered on, and
+    nothing on the refusing one."""
+    kms = kms_factory()
+    vsp = provisioned(kms, 6)
+    replies = kms.create_topic(f"{kms.prefix}.tiny-replies")
+    res = ConfigResource("topic", replies, incremental_configs=[
+        ConfigEntry("max.message.bytes", "120", incremental_operation=AlterConfigOpType.SET)])
+    for f in kms.stack.admin.incremental_alter_configs([res]).values():
+        f.result(timeout=30)
+    wait_until(lambda: kms.stack.admin.describe_configs([ConfigResource("topic", replies)])[
+        ConfigResource("topic", replies)].result(timeout=30)["max.message.bytes"].value == "120",
+        30, 0.2, "the reply topic's limit")
+
+    refused = kms.request(kms.unique("val"), [("svc-a", "JWK")], vsp)
+    others = [kms.request(kms.unique("val"), [("svc-a", "JWK")], vsp) for _ in range(5)]
+    kms.send(refused, headers={"kafka_replyTopic": replies.encode()})
+    for req in others:
+        kms.send(req)
+    ids = [r["requestId"] for r in [refused] + others]
+    kms.records(ids, timeout=60)
+
+    committed = by_request(read_topic(kms.stack.bootstrap, kms.results_topic, "read_committed"))
+    assert sorted(committed) == sorted(ids)
+    assert all(len(v) == 1 for v in committed.values()), {
+        k: len(v) for k, v in committed.items() if len(v) != 1}
+    assert read_topic(kms.stack.bootstrap, replies, "read_uncommitted", idle=1.0) == []
+    events = [e["event"] for e in kms.log_events()]
+    assert "reply_fallback" in events, events
 
 
 def test_exactly_once_off_is_at_least_once_without_transactions(kms_factory):
