@@ -7,6 +7,7 @@
 #   make run / make stop      the service and a demo on the local stack
 #   make bench                the benchmark
 #   make fuzz FUZZ_SECONDS=N  each libFuzzer target for N seconds
+#   make golden               regenerate the golden corpus (tests/fixtures/golden)
 #   make format-check         clang-format, without changing anything
 
 CC ?= cc
@@ -19,7 +20,7 @@ endif
 OBJ := $(BUILD)/obj
 GEN := $(BUILD)/gen
 
-PKGS := rdkafka avro-c jansson libpq libmicrohttpd openssl
+PKGS := rdkafka avro-c jansson libpq libmicrohttpd openssl libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null | sed 's/-I/-isystem /g')
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -34,6 +35,11 @@ ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recov
 LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 
+# kms_build_info: the project's version from git, avro-c's from pkg-config
+# (avro-c has no call that tells it).
+KMS_VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+AVRO_C_VERSION := $(shell pkg-config --modversion avro-c 2>/dev/null || echo unknown)
+
 COMMON_SRC := $(wildcard services/common/*.c)
 KMS_LIB_SRC := $(filter-out services/kms/main.c,$(wildcard services/kms/*.c))
 CORE_SRC := $(COMMON_SRC) $(KMS_LIB_SRC)
@@ -46,11 +52,11 @@ MIGRATIONS := $(sort $(wildcard services/kms/migrations/*.sql))
 BATCH_SQL := $(sort $(wildcard services/kms/sql/*.sql))
 
 PROGRAMS := $(BUILD)/kms $(BUILD)/kmsctl $(BUILD)/valctl $(BUILD)/tests/smoke \
-	$(BUILD)/tests/kms-failpoints
+	$(BUILD)/tests/kms-failpoints $(BUILD)/tests/resolve_tool
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test unit run stop bench fuzz format format-check clean
+.PHONY: all test unit run stop bench fuzz golden format format-check clean
 all: $(PROGRAMS) $(UNIT_BIN)
 
 $(OBJ)/%.o: %.c
@@ -72,6 +78,9 @@ $(GEN)/batch_sql.c: $(BATCH_SQL) scripts/embed.sh
 $(OBJ)/gen/%.o: $(GEN)/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(OBJ)/services/kms/metrics.o: CPPFLAGS += -DKMS_VERSION='"$(KMS_VERSION)"' \
+	-DKMS_AVRO_C_VERSION='"$(AVRO_C_VERSION)"'
 
 $(CORE_LIB): $(CORE_OBJ)
 	@rm -f $@
@@ -114,6 +123,11 @@ $(BUILD)/tests/smoke: $(OBJ)/tests/integration/smoke.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# resolve.c on the command line, for the round trips against fastavro.
+$(BUILD)/tests/resolve_tool: $(OBJ)/tests/integration/resolve_tool.o $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # C unit tests only (no stack needed).
 unit: $(UNIT_BIN)
 	@scripts/run-unit.sh $(UNIT_BIN)
@@ -129,6 +143,9 @@ stop:
 
 bench: all
 	@scripts/bench.sh
+
+golden: all
+	@scripts/golden.sh
 
 FUZZ_SECONDS ?= 60
 fuzz:

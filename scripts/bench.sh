@@ -19,14 +19,23 @@
 #                running and idle when the load starts (a few warm-up
 #                requests first: the first fetches after a start are slow)
 #   latency-no-eos  the same with --exactly-once false
-#
-# Every KM-S case runs with Kafka transactions (exactly_once, the default)
-# unless its name ends in -no-eos; valctl reads the Results read_committed,
-# so a Result counts when its transaction has committed.
+#   drain-confluent  the drain case with every request Confluent-framed
+#                (valctl fleet --framing confluent, the schema id from the
+#                stack's registry) and so every Result; its ratio to the
+#                single-object drain is what the framing costs
 #   batch-max 1  the drain case with --batch-max 1 (one transaction per
 #                request), on a smaller backlog
 #   rss          the KM-S's peak RSS (VmHWM, read before it is stopped) while
 #                draining a large backlog; every KM-S row shows its own
+#   scrape       what the metrics cost: drains of a smaller backlog, by
+#                turns without (scrape-off-N) and with (scrape-on-N) a scraper
+#                that GETs /metrics 100 times a second over one kept-alive
+#                connection; the ratio is of the medians, as one drain's
+#                noise on a shared machine is larger than the cost
+#
+# Every KM-S case runs with Kafka transactions (exactly_once, the default)
+# unless its name ends in -no-eos; valctl reads the Results read_committed,
+# so a Result counts when its transaction has committed.
 #
 # Every KM-S case gets a fresh, migrated database, its own requests and
 # results topics and its own consumer group, so nothing of one case reaches
@@ -51,9 +60,13 @@
 #                           contract's requests topic)
 #   BENCH_TIMEOUT           seconds a case may wait for its Results after its
 #                           last send (default 300)
+#   BENCH_SCRAPE_RATE       scrape case: scrapes per second (100)
+#   BENCH_SCRAPE_ROUNDS     scrape case: drains with and without (3 each)
+#   BENCH_SCRAPE_SERVERS    scrape case (default 1000 x 20)
+#   BENCH_SCRAPE_REQUESTS
 #   BENCH_CASES             the cases to run, space-separated (default: all:
-#                           pg-limit drain drain-no-eos latency latency-no-eos
-#                           batch-max-1 rss)
+#                           pg-limit drain drain-no-eos drain-confluent latency
+#                           latency-no-eos batch-max-1 rss scrape)
 #   BENCH_KMS_FLAGS         more KM-S flags for every KM-S case, split at
 #                           spaces (e.g. "-X queued.max.messages.kbytes=8192")
 #   BENCH_KEEP              1: keep the work folder (logs, summaries, the
@@ -75,7 +88,11 @@ rss_servers=${BENCH_RSS_SERVERS:-1000}
 rss_requests=${BENCH_RSS_REQUESTS:-100}
 partitions=${BENCH_PARTITIONS:-6}
 case_timeout=${BENCH_TIMEOUT:-300}
-wanted=" ${BENCH_CASES:-pg-limit drain drain-no-eos latency latency-no-eos batch-max-1 rss} "
+scrape_rate=${BENCH_SCRAPE_RATE:-100}
+scrape_rounds=${BENCH_SCRAPE_ROUNDS:-3}
+scrape_servers=${BENCH_SCRAPE_SERVERS:-1000}
+scrape_requests=${BENCH_SCRAPE_REQUESTS:-20}
+wanted=" ${BENCH_CASES:-pg-limit drain drain-no-eos drain-confluent latency latency-no-eos batch-max-1 rss scrape} "
 pg_bin=${KMS_PG_BIN:-/usr/lib/postgresql/15/bin}
 py=${KMS_VENV:-${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}/.cache/seal-kms/venv}/bin/python
 
@@ -313,7 +330,42 @@ kms_start() {
 	kms_pid=$!
 }
 
+# scraper PORT RATE OUT: GET /metrics RATE times a second on one kept-alive
+# connection until killed; each second's count of good scrapes goes to OUT.
+scraper() {
+	exec "$py" - "$@" <<'PY'
+import http.client, signal, sys, time
+port, rate, out = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+done = bad = 0
+def stop(*_):
+    with open(out, "w") as f:
+        f.write(f"scrapes={done} failed={bad}\n")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+conn = None
+next_at = time.monotonic()
+while True:
+    try:
+        if conn is None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/metrics")
+        r = conn.getresponse()
+        r.read()
+        if r.status == 200:
+            done += 1
+        else:
+            bad += 1
+    except (OSError, http.client.HTTPException):
+        bad += 1 if done else 0  # before the first: the KM-S is starting
+        conn = None
+        time.sleep(0.1)  # not up yet, or going away
+    next_at += 1 / rate
+    time.sleep(max(0.0, next_at - time.monotonic()))
+PY
+}
+
 kms_case_cleanup() {
+	[ -z "$scraper_pid" ] || stop_pid "$scraper_pid" 5
 	[ -z "$fleet_pid" ] || stop_pid "$fleet_pid" 5
 	[ -z "$kms_pid" ] || stop_pid "$kms_pid" 45
 	db_drop "$db"
@@ -323,9 +375,12 @@ kms_case_cleanup() {
 # run_kms_case NAME MODE SERVERS REQUESTS [KMS_FLAGS...]
 #   MODE backlog: fleet produces every request, the KM-S starts once the
 #                 broker holds them all; the figure is the drain rate
+#   MODE backlog+scrape: the same while scraper() GETs /metrics
+#                 BENCH_SCRAPE_RATE times a second
 #   MODE rate=R:  the KM-S starts first; fleet sends R requests per second;
 #                 the figures are the rate and the latency percentiles
-# KMS_FLAGS are added to the KM-S's command line (e.g. --batch-max 1).
+# KMS_FLAGS are added to the KM-S's command line (e.g. --batch-max 1);
+# FLEET_FLAGS in the environment, split at spaces, to valctl fleet's.
 #
 # The case runs in a subshell of its own (isolated), so its variables are
 # globals of that subshell: kms_case_cleanup, its EXIT trap, runs after
@@ -334,11 +389,16 @@ run_kms_case() {
 	name=$1 mode=$2 servers=$3 requests=$4
 	shift 4
 	db="kms_bench_${tag}_${name//-/_}" req="bench.$tag.$name.requests"
-	rep="bench.$tag.$name.results" kms_pid= fleet_pid= port=
-	local rate= i a prev= rc=0 hwm fleet_args load_args batch_max=500
+	rep="bench.$tag.$name.results" kms_pid= fleet_pid= port= scraper_pid=
+	local rate= i a prev= rc=0 hwm fleet_args load_args batch_max=500 scrape=
 
 	case $mode in
 	backlog) meta "$name" kind drain ;;
+	backlog+scrape)
+		meta "$name" kind drain
+		scrape=$scrape_rate
+		mode=backlog
+		;;
 	rate=*)
 		rate=${mode#rate=}
 		meta "$name" kind live
@@ -355,6 +415,8 @@ run_kms_case() {
 	meta "$name" batch_max "$batch_max"
 	if [ -n "$rate" ]; then
 		meta "$name" load "${servers}x$requests @$rate/s"
+	elif [ -n "$scrape" ]; then
+		meta "$name" load "${servers}x$requests backlog, $scrape scrapes/s"
 	else
 		meta "$name" load "${servers}x$requests backlog"
 	fi
@@ -365,7 +427,7 @@ run_kms_case() {
 	port=$(free_port)
 	fleet_args=(--bootstrap "$KMS_BOOTSTRAP" --requests-topic "$req" --reply-topic "$rep"
 		--key "$work/issuer.pem" --iss https://auth.bench --kid b1 --vsp-id bench-vsp
-		--services v2x.a,v2x.b --formats JWK,RAW)
+		--services v2x.a,v2x.b --formats JWK,RAW ${FLEET_FLAGS:-})
 	load_args=(--servers "$servers" --requests "$requests" --prefix "bench-$name-"
 		--timeout "$case_timeout" --json)
 	if [ "$mode" = backlog ]; then
@@ -384,8 +446,23 @@ run_kms_case() {
 		}
 		say "$name: backlog of $(cat "$work/$name.acked") in the broker, starting the KM-S"
 		kms_start "$@"
+		if [ -n "$scrape" ]; then
+			scraper "$port" "$scrape" "$work/$name.scrapes" &
+			scraper_pid=$!
+		fi
 		wait "$fleet_pid" || rc=$?
 		fleet_pid=
+		if [ -n "$scraper_pid" ]; then
+			stop_pid "$scraper_pid" 5
+			scraper_pid=
+			say "$name: $(cat "$work/$name.scrapes" 2>/dev/null || echo 'no scrape count')"
+			meta "$name" scrapes "$(sed -n 's/^scrapes=\([0-9]*\) .*/\1/p' \
+				"$work/$name.scrapes" 2>/dev/null)"
+			grep -q ' failed=0$' "$work/$name.scrapes" || {
+				say "$name: scrapes failed while the KM-S worked"
+				return 1
+			}
+		fi
 	else
 		kms_start "$@"
 		for ((i = 0; i < 600; i++)); do
@@ -418,6 +495,10 @@ run_kms_case() {
 	}
 	hwm=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$kms_pid/status")
 	meta "$name" rss_kib "$hwm"
+	# user + system CPU of the KM-S so far (fields 14 and 15, in clock ticks):
+	# far less noisy than a rate on a shared machine
+	meta "$name" cpu_s "$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' \
+		"/proc/$kms_pid/stat")"
 	stop_pid "$kms_pid" 45
 	kms_pid=
 	if [ "$rc" != 0 ]; then
@@ -431,6 +512,9 @@ run_kms_case() {
 
 # ratio A B LABEL [MIN]: A's requests per second over B's, checked against MIN.
 ratio() { printf '%s|%s|%s|%s\n' "$1" "$2" "$3" "${4:-}" >>"$work/ratios"; }
+# scrape_cost ON OFF: the KM-S's CPU per scrape, from the median CPU of the
+# cases ON (comma-separated, scraped) less that of OFF, over their scrapes.
+scrape_cost() { printf '%s|%s\n' "$1" "$2" >>"$work/scrape_costs"; }
 # target CASE FIGURE MAX TEXT: FIGURE (p99_ms, rss_mib) of CASE at most MAX.
 target() { printf '%s|%s|%s|%s\n' "$1" "$2" "$3" "$4" >>"$work/targets"; }
 # latency_cost A B LABEL: what A adds to B's latency percentiles.
@@ -466,6 +550,10 @@ for c in order:
             r["p50_ms"], r["p95_ms"], r["p99_ms"] = lat["p50"], lat["p95"], lat["p99"]
     if m.get("rss_kib"):
         r["rss_mib"] = int(m["rss_kib"]) / 1024
+    if m.get("cpu_s"):
+        r["cpu_s"] = float(m["cpu_s"])
+    if m.get("scrapes"):
+        r["scrapes"] = int(m["scrapes"])
     r["target"] = "" if r["ok"] else "FAILED"
     # Results leave a batch together: a backlog of few batches drains in
     # a handful of steps, and the first-to-last rate means little.
@@ -480,18 +568,29 @@ for c, fig, mx, text in lines("targets"):
     v = r.get(fig)
     r["target"] = f"{text}: " + ("-" if v is None else "ok" if v <= float(mx) else "MISSED")
 
+def median_rps(cases):
+    """The median req/s of comma-separated cases; None if one failed."""
+    got = [rows[c].get("rps") if rows[c]["ok"] else None for c in cases]
+    if not got or None in got:
+        return None
+    got.sort()
+    n = len(got)
+    return got[n // 2] if n % 2 else (got[n // 2 - 1] + got[n // 2]) / 2
+
 ratios = []
 for a, b, label, mn in lines("ratios"):
-    if a not in rows or b not in rows:
+    ca, cb = a.split(","), b.split(",")
+    if any(c not in rows for c in ca + cb):
         continue  # not run (BENCH_CASES)
-    ra, rb = rows[a].get("rps"), rows[b].get("rps")
-    if not (ra and rb and rows[a]["ok"] and rows[b]["ok"]):
+    ra, rb = median_rps(ca), median_rps(cb)
+    if not (ra and rb):
         ratios.append(f"{label}: -")
         continue
     x = ra / rb
     if mn:
         goal, ok = f">= {float(mn):.0%}", "ok" if x >= float(mn) else "MISSED"
-        rows[a]["target"] = rows[a]["target"] or f"{label} {goal}: {ok}"
+        for c in ca:
+            rows[c]["target"] = rows[c]["target"] or f"{label} {goal}: {ok}"
         ratios.append(f"{label}: {ra:.0f} / {rb:.0f} = {x:.0%}  (target {goal}: {ok})")
     else:
         ratios.append(f"{label}: {ra:.0f} / {rb:.0f} = {x:.1f}x ({x - 1:+.0%})")
@@ -507,18 +606,38 @@ for a, b, label in lines("latcost"):
         f"{p} {rows[a][k]:.1f} vs {rows[b][k]:.1f} ms ({rows[a][k] - rows[b][k]:+.1f})"
         for p, k in (("p50", "p50_ms"), ("p95", "p95_ms"), ("p99", "p99_ms"))))
 
+def median(values):
+    values = sorted(values)
+    n = len(values)
+    return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+
+for on, off in lines("scrape_costs"):
+    con, coff = on.split(","), off.split(",")
+    if any(c not in rows for c in con + coff):
+        continue
+    if not all(rows[c]["ok"] and rows[c].get("cpu_s") is not None for c in con + coff) or \
+            not all(rows[c].get("scrapes") for c in con):
+        ratios.append("KM-S CPU per scrape: -")
+        continue
+    extra = median([rows[c]["cpu_s"] for c in con]) - median([rows[c]["cpu_s"] for c in coff])
+    n = median([rows[c]["scrapes"] for c in con])
+    ratios.append(f"KM-S CPU per scrape: ({median([rows[c]['cpu_s'] for c in con]):.2f} - "
+                  f"{median([rows[c]['cpu_s'] for c in coff]):.2f} s) / {n:.0f} scrapes = "
+                  f"{1e6 * extra / n:.0f} us (medians; the noise of a shared machine is "
+                  f"in it)")
+
 def f(v, fmt):
     return "-" if v is None else format(v, fmt)
 
 head = ("case", "load", "sent", "results", "missing", "req/s", "p50 ms", "p95 ms", "p99 ms",
-        "RSS MiB", "target")
+        "RSS MiB", "CPU s", "target")
 table = [head]
 for c in order:
     r = rows[c]
     table.append((c, r["load"], f(r.get("sent"), "d"), f(r.get("results"), "d"),
                   f(r.get("missing"), "d"), f(r.get("rps"), ".0f"), f(r.get("p50_ms"), ".1f"),
                   f(r.get("p95_ms"), ".1f"), f(r.get("p99_ms"), ".1f"),
-                  f(r.get("rss_mib"), ".1f"), r["target"]))
+                  f(r.get("rss_mib"), ".1f"), f(r.get("cpu_s"), ".2f"), r["target"]))
 widths = [max(len(row[i]) for row in table) for i in range(len(head))]
 for row in table:
     cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
@@ -554,6 +673,15 @@ if selected latency-no-eos; then
 	isolated run_kms_case latency-no-eos "rate=$latency_rate" "$latency_servers" \
 		"$latency_requests" --exactly-once false
 fi
+if selected drain-confluent; then
+	[ -n "${KMS_REGISTRY_URL:-}" ] || {
+		say "drain-confluent: the stack has no registry (KMS_REGISTRY_PORT empty)"
+		exit 1
+	}
+	FLEET_FLAGS="--framing confluent --registry $KMS_REGISTRY_URL" \
+		isolated run_kms_case drain-confluent backlog "$drain_servers" "$drain_requests" \
+		--registry-url "$KMS_REGISTRY_URL"
+fi
 if selected batch-max-1; then
 	isolated run_kms_case batch-max-1 backlog "$batch1_servers" "$batch1_requests" \
 		--batch-max 1
@@ -561,11 +689,26 @@ fi
 if selected rss; then
 	isolated run_kms_case rss backlog "$rss_servers" "$rss_requests"
 fi
+scrape_off= scrape_on=
+if selected scrape; then
+	for ((round = 1; round <= scrape_rounds; round++)); do
+		isolated run_kms_case "scrape-off-$round" backlog "$scrape_servers" "$scrape_requests"
+		isolated run_kms_case "scrape-on-$round" backlog+scrape "$scrape_servers" \
+			"$scrape_requests"
+		scrape_off+=${scrape_off:+,}scrape-off-$round
+		scrape_on+=${scrape_on:+,}scrape-on-$round
+	done
+fi
 
 ratio drain pg-limit "drain / pg limit" 0.70
 ratio drain batch-max-1 "batched / unbatched"
 ratio drain drain-no-eos "transactions / none (drain)"
 latency_cost latency latency-no-eos "transactions vs none (latency)"
+if [ -n "$scrape_on" ]; then
+	ratio "$scrape_on" "$scrape_off" "throughput scraped / not scraped, medians" 0.98
+	scrape_cost "$scrape_on" "$scrape_off"
+fi
+ratio drain-confluent drain "confluent / single-object" 0.80
 target latency p99_ms 20 "p99 <= 20 ms"
 target latency-no-eos p99_ms 20 "p99 <= 20 ms"
 target rss rss_mib 32 "RSS <= 32 MiB"

@@ -7,6 +7,11 @@
 #      only when that file's hash differs from the stamp in the venv.
 #   3. The Kafka broker jars, copied by Maven from scripts/kafka/pom.xml into
 #      the cache, only when the cached copy lacks a stamp matching the pom.
+#   4. promtool (the tests check a real /metrics scrape with it): Debian's
+#      prometheus package is downloaded into the cache and only its promtool
+#      extracted; the Prometheus server is not installed. Only when missing.
+#   5. Apicurio Registry (the schema registry of the stack), copied by Maven
+#      from scripts/registry/pom.xml and unpacked into the cache, likewise.
 #
 # Everything already present costs a few dpkg/sha256sum calls, so make targets
 # may call this freely; a lock serialises concurrent runs (make -j).
@@ -22,13 +27,15 @@ cache=${KMS_CACHE:-$home/.cache/seal-kms}
 venv=${KMS_VENV:-$home/.cache/seal-kms/venv}
 kafka_version=4.1.2
 kafka_libs=$cache/kafka-$kafka_version/libs
+registry_version=3.0.9
+registry_home=$cache/apicurio-registry-$registry_version
 
 packages=(
 	build-essential pkg-config
 	librdkafka-dev libavro-dev libssl-dev libpq-dev libjansson-dev
-	libmicrohttpd-dev uuid-dev
+	libmicrohttpd-dev libcurl4-openssl-dev uuid-dev
 	postgresql-15 postgresql-client-15
-	kcat openssl
+	kcat openssl curl
 	procps iproute2 util-linux
 	openjdk-17-jre-headless maven
 	clang clang-format libclang-rt-14-dev valgrind
@@ -122,6 +129,60 @@ step_kafka() {
 	mv "$tmp" "$kafka_libs"
 }
 
+step_promtool() {
+	local bin=$cache/bin/promtool tmp deb
+	if [ -x "$bin" ]; then
+		say "promtool: present ($bin)"
+		return
+	fi
+	say "promtool: extracting it from Debian's prometheus package into $cache/bin"
+	tmp=$(mktemp -d "$cache/promtool.XXXXXX")
+	# apt-get download writes into the current folder; _apt cannot write a
+	# root-owned folder, which only costs a warning.
+	if ! (cd "$tmp" && apt-get download -qq prometheus 2>/dev/null); then
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+		(cd "$tmp" && apt-get download -qq prometheus 2>/dev/null) ||
+			{ rm -rf "$tmp"; die "apt-get download prometheus failed"; }
+	fi
+	deb=$(ls "$tmp"/prometheus_*.deb)
+	mkdir -p "$tmp/root"
+	dpkg-deb --fsys-tarfile "$deb" | tar -xf - -C "$tmp/root" ./usr/bin/promtool
+	mkdir -p "$cache/bin"
+	# Into place whole, so a half-copied file is never taken for promtool.
+	mv "$tmp/root/usr/bin/promtool" "$bin.tmp.$$"
+	mv "$bin.tmp.$$" "$bin"
+	rm -rf "$tmp"
+}
+
+step_registry() {
+	local pom=$repo/scripts/registry/pom.xml want tmp
+	want=$(sha_of "$pom")
+	if [ "$(cat "$registry_home/.stamp" 2>/dev/null || true)" = "$want" ]; then
+		say "apicurio registry $registry_version: present ($registry_home)"
+		return
+	fi
+	say "apicurio registry $registry_version: fetching with maven into $registry_home"
+	tmp=$registry_home.tmp.$$
+	rm -rf "$tmp"
+	mkdir -p "$tmp/dist"
+	if ! mvn -B -q -f "$pom" dependency:copy \
+		-DoutputDirectory="$tmp/dist" >"$cache/mvn-registry.log" 2>&1; then
+		rm -rf "$tmp"
+		tail -n 30 "$cache/mvn-registry.log" >&2
+		die "maven failed (full log: $cache/mvn-registry.log)"
+	fi
+	tar --no-same-owner -xzf "$tmp"/dist/apicurio-registry-app-*-all.tar.gz -C "$tmp" ||
+		die "cannot unpack the registry distribution"
+	rm -rf "$tmp/dist"
+	# The distribution's runner jar, by one name whatever the version.
+	ln -s "$(cd "$tmp" && ls apicurio-registry-app-*-runner.jar)" "$tmp/registry-runner.jar"
+	printf '%s\n' "$want" >"$tmp/.stamp"
+	rm -rf "$registry_home"
+	mv "$tmp" "$registry_home"
+}
+
 step_packages
 step_venv
 step_kafka
+step_promtool
+step_registry

@@ -36,12 +36,16 @@ make -s -j"$(nproc)"
 KMS_SKIP_DEPS=1 scripts/stack up >/dev/null
 eval "$(scripts/stack env)"
 export KMS_BOOTSTRAP KMS_DSN
+# With the stack's schema registry, the KM-S also reads Confluent-framed
+# requests, and migrate registers the schemas there.
+registry=()
+[ -z "${KMS_REGISTRY_URL:-}" ] || registry=(--registry-url "$KMS_REGISTRY_URL")
 mkdir -p "$demo"
 
 say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 
 say "1. The SEAL service provider's side: schema, a VAL service provider, its SLA"
-build/kms migrate --dsn "$KMS_DSN"
+build/kms migrate --dsn "$KMS_DSN" "${registry[@]}"
 if [ ! -f "$demo/issuer.pem" ]; then
 	build/valctl keygen --out-private "$demo/issuer.pem" --out-public "$demo/issuer.pub.pem"
 fi
@@ -59,7 +63,7 @@ build/kmsctl --dsn "$KMS_DSN" sla list --provider demo-vsp
 say "2. The KM-S starts (log: $demo/kms.log, health: http://127.0.0.1:$health_port/readyz)"
 stop_kms
 nohup build/kms --bootstrap "$KMS_BOOTSTRAP" --dsn "$KMS_DSN" --issuers-file "$demo/issuers.json" \
-	--health-port "$health_port" --kms-id kms-demo >"$demo/kms.log" 2>&1 &
+	--health-port "$health_port" --kms-id kms-demo "${registry[@]}" >"$demo/kms.log" 2>&1 &
 echo $! >"$demo/kms.pid"
 for _ in $(seq 1 300); do
 	curl -fs "http://127.0.0.1:$health_port/readyz" >/dev/null 2>&1 && break

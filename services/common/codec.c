@@ -14,8 +14,10 @@
  * anything malformed, over a configured limit, or ambiguous (duplicate map
  * keys). Only a datum the walker accepted is handed to avro-c, and what avro-c
  * builds is then copied into the plain structs of codec.h so that nothing
- * else in the service depends on avro-c. That copy is also where an older
- * schema version is resolved to the current one, by field and symbol name.
+ * else in the service depends on avro-c. A datum of any other version of the
+ * schema (an older or newer file of schemas/, or a registry's schema named by
+ * a Confluent-framed value) is first rewritten into the current version's
+ * encoding by resolve.c, with the same defences, and then read like any.
  * An allocation that fails anywhere on that path (the walker, avro-c, the
  * copy, the salvage) is CODEC_ERR_NOMEM and never a verdict on the value:
  * the sender is not at fault, and its value must not go to the DLQ.
@@ -23,6 +25,7 @@
 #include "codec.h"
 
 #include <avro.h>
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -32,6 +35,7 @@
 #include <string.h>
 
 #include "embedded.h"
+#include "resolve.h"
 
 #define HEADER_LEN  10 /* C3 01 and the 8-byte fingerprint */
 #define CRC64_EMPTY 0xc15d213aa4d7a795ULL
@@ -58,14 +62,26 @@ typedef struct {
 	uint64_t fingerprint;
 	schema_kind kind;
 	const char *file;     /* borrowed from embedded_schemas */
+	const char *json;     /* its text, borrowed likewise */
 	avro_schema_t schema; /* the writer schema */
-	/* avro-c's generic class of this very schema: a datum is read with its
-	 * writer schema, then copied out by field and symbol name. That copy is
-	 * the schema resolution, done by hand because avro-c 1.11's resolved
-	 * writer double-frees when the writer lacks a reader field that has a
-	 * default, the commonest schema change. NULL for other kinds. */
+	resolve_schema *rs;   /* the same, for resolve.c */
+	/* avro-c's generic class of the current version, which every datum
+	 * is read with (avro-c 1.11's own resolved writer double-frees when
+	 * the writer lacks a reader field that has a default). NULL for the
+	 * other versions and kinds. */
 	avro_value_iface_t *cls;
+	/* Other versions of a kind: how their data read as the current one. */
+	resolve_plan *plan;
 } known_schema;
+
+struct codec_writer {
+	codec_status status; /* CODEC_OK, CODEC_ERR_WRONG_SCHEMA or _RESOLVE */
+	char message[200];   /* why, when not CODEC_OK */
+	schema_kind kind;
+	bool leading_ok; /* begins with requestId and requesterIdentity, strings */
+	resolve_schema *rs;
+	resolve_plan *plan;
+};
 
 struct codec {
 	codec_limits limits;
@@ -73,6 +89,8 @@ struct codec {
 	size_t schema_count;
 	const known_schema *request;  /* the current versions: what we write and */
 	const known_schema *response; /* what every version is read into */
+	embedded_file *owned;         /* files read from a folder, kept */
+	size_t nowned;
 };
 
 static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...) PRINTF_LIKE(3, 4);
@@ -160,6 +178,12 @@ const char *codec_status_name(codec_status s)
 		return "wrong_schema";
 	case CODEC_ERR_NOMEM:
 		return "out_of_memory";
+	case CODEC_ERR_SCHEMA_ID:
+		return "schema_id";
+	case CODEC_ERR_RESOLVE:
+		return "resolve";
+	case CODEC_ERR_UNAVAILABLE:
+		return "registry_unavailable";
 	}
 	return "unknown";
 }
@@ -191,7 +215,10 @@ uint64_t codec_crc64_avro(const void *data, size_t len)
 
 /* ---- UTF-8 ---- */
 
-typedef enum { UTF8_OK = 0, UTF8_NUL, UTF8_BAD } utf8_verdict;
+typedef codec_utf8 utf8_verdict;
+#define UTF8_OK  CODEC_UTF8_OK
+#define UTF8_NUL CODEC_UTF8_NUL
+#define UTF8_BAD CODEC_UTF8_BAD
 
 /* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above
  * U+10FFFF. NUL is valid UTF-8 but refused, because every string ends up as a
@@ -248,6 +275,15 @@ static utf8_verdict utf8_check(const unsigned char *s, size_t n, size_t *at)
 		i += need + 1;
 	}
 	return UTF8_OK;
+}
+
+codec_utf8 codec_utf8_check(const void *s, size_t n, size_t *at)
+{
+	size_t where = 0;
+	codec_utf8 v = utf8_check(s, n, &where);
+	if (at != NULL)
+		*at = where;
+	return v;
 }
 
 /* ---- Parsing Canonical Form ---- */
@@ -634,6 +670,7 @@ typedef struct {
 	size_t len;
 	size_t pos;
 	size_t mark; /* where the item being read began, for messages */
+	size_t base; /* the header's length, for offsets from the value's start */
 	const codec_limits *lim;
 	codec_status status; /* why the walk stopped */
 	char *errstr;
@@ -655,7 +692,7 @@ static int walk_fail(walker *w, codec_status st, const char *field, const char *
 	/* Offsets count from the start of the value, header included, which is
 	 * what someone holding the DLQ record sees. */
 	set_err(w->errstr, w->errstr_size, "field %s, byte %zu: %s", field ? field : "(datum)",
-	        w->mark + HEADER_LEN, msg);
+	        w->mark + w->base, msg);
 	return -1;
 }
 
@@ -995,6 +1032,10 @@ static codec_status frame_error(const codec *c, codec_status st, const unsigned 
 			set_err(errstr, errstr_size,
 			        "the value ends inside the single-object header (%zu of %d bytes)",
 			        len, HEADER_LEN);
+		else if (v != NULL && len >= 1 && v[0] == 0x00)
+			set_err(errstr, errstr_size,
+			        "the value is in the Confluent wire format, which needs a schema "
+			        "registry (registry_url)");
 		else
 			set_err(errstr, errstr_size,
 			        "the value is not Avro single-object encoded (no C3 01 marker)");
@@ -1306,18 +1347,88 @@ oom:
 	return -1;
 }
 
+/* Read a request datum of the current schema (after resolution, when the
+ * writer's was another): walk it, let avro-c build it, copy it out. base is
+ * where the datum began in its value, for messages. */
+static codec_status read_request_datum(const codec *c, const unsigned char *datum, size_t len,
+                                       size_t base, codec_request **out, char *errstr,
+                                       size_t errstr_size)
+{
+	const known_schema *ks = c->request;
+	codec_request *r = NULL;
+	copy_error cerr = {0};
+	avro_value_t rec;
+	codec_status st;
+	walker w = {.p = datum,
+	            .len = len,
+	            .base = base,
+	            .lim = &c->limits,
+	            .errstr = errstr,
+	            .errstr_size = errstr_size};
+
+	*out = NULL;
+	if (walk_value(&w, ks->schema, NULL, 0) != 0)
+		return w.status;
+	if (w.pos != w.len) {
+		set_err(errstr, errstr_size, "%zu trailing bytes after the datum", w.len - w.pos);
+		return CODEC_ERR_DATUM;
+	}
+	st = avro_decode(ks, w.p, w.len, &rec, errstr, errstr_size);
+	if (st != CODEC_OK)
+		return st;
+	r = calloc(1, sizeof *r);
+	if (r == NULL)
+		cerr.nomem = true;
+	if (r == NULL || copy_request(&rec, r, &cerr) != 0) {
+		avro_value_decref(&rec);
+		codec_request_free(r);
+		return copy_failed(&cerr, errstr, errstr_size);
+	}
+	avro_value_decref(&rec);
+	*out = r;
+	return CODEC_OK;
+}
+
+static void resolve_limits_of(const codec *c, resolve_limits *rl)
+{
+	rl->max_string_bytes = c->limits.max_string_bytes;
+	/* Defaults and promotions may make a value grow; bounded all the same. */
+	rl->max_out_bytes = c->limits.max_value_bytes * 2;
+	rl->max_items = c->limits.max_value_bytes;
+}
+
+/* A datum of another version of the request: resolved to the current
+ * schema's encoding, then read as that. */
+static codec_status read_resolved_request(const codec *c, const resolve_plan *plan,
+                                          const unsigned char *datum, size_t len, size_t base,
+                                          codec_request **out, char *errstr, size_t errstr_size)
+{
+	resolve_limits rl;
+	unsigned char *cur = NULL;
+	size_t cur_len = 0;
+	codec_status st;
+	char why[200];
+
+	*out = NULL;
+	resolve_limits_of(c, &rl);
+	st = resolve_datum(plan, &rl, datum, len, base, &cur, &cur_len, errstr, errstr_size);
+	if (st != CODEC_OK)
+		return st;
+	st = read_request_datum(c, cur, cur_len, 0, out, why, sizeof why);
+	if (st != CODEC_OK)
+		set_err(errstr, errstr_size, "the value resolved to the current schema: %s", why);
+	free(cur);
+	return st;
+}
+
 codec_status codec_decode_request(const codec *c, const void *value, size_t len,
                                   codec_request **out, codec_salvage *salvage, char *errstr,
                                   size_t errstr_size)
 {
 	const unsigned char *v = value;
 	const known_schema *ks = NULL;
-	codec_request *r = NULL;
 	codec_status st, frame;
 	uint64_t fp = 0;
-	avro_value_t rec;
-	copy_error cerr = {0};
-	walker w;
 
 	*out = NULL;
 	if (salvage != NULL)
@@ -1338,36 +1449,15 @@ codec_status codec_decode_request(const codec *c, const void *value, size_t len,
 		st = CODEC_ERR_WRONG_SCHEMA;
 		goto fail;
 	}
-	w = (walker){.p = v + HEADER_LEN,
-	             .len = len - HEADER_LEN,
-	             .lim = &c->limits,
-	             .errstr = errstr,
-	             .errstr_size = errstr_size};
-	if (walk_value(&w, ks->schema, NULL, 0) != 0) {
-		st = w.status;
-		goto fail;
-	}
-	if (w.pos != w.len) {
-		st = CODEC_ERR_DATUM;
-		set_err(errstr, errstr_size, "%zu trailing bytes after the datum", w.len - w.pos);
-		goto fail;
-	}
-	st = avro_decode(ks, w.p, w.len, &rec, errstr, errstr_size);
-	if (st != CODEC_OK)
-		goto fail;
-	r = calloc(1, sizeof *r);
-	if (r == NULL)
-		cerr.nomem = true;
-	if (r == NULL || copy_request(&rec, r, &cerr) != 0) {
-		avro_value_decref(&rec);
-		st = copy_failed(&cerr, errstr, errstr_size);
-		goto fail;
-	}
-	avro_value_decref(&rec);
-	*out = r;
-	return CODEC_OK;
+	if (ks == c->request)
+		st = read_request_datum(c, v + HEADER_LEN, len - HEADER_LEN, HEADER_LEN, out,
+		                        errstr, errstr_size);
+	else
+		st = read_resolved_request(c, ks->plan, v + HEADER_LEN, len - HEADER_LEN,
+		                           HEADER_LEN, out, errstr, errstr_size);
+	if (st == CODEC_OK)
+		return CODEC_OK;
 fail:
-	codec_request_free(r);
 	/* Salvage only what may be a request: not a value of a known other
 	 * schema, nor one without a readable header; and not when memory ran
 	 * out, which says nothing of the value. */
@@ -1375,6 +1465,96 @@ fail:
 	    (frame == CODEC_OK || frame == CODEC_ERR_FINGERPRINT) &&
 	    (ks == NULL || ks->kind == KIND_REQUEST) &&
 	    salvage_read(c, v + HEADER_LEN, len - HEADER_LEN, salvage) != 0) {
+		set_err(errstr, errstr_size, "out of memory while salvaging the leading fields");
+		st = CODEC_ERR_NOMEM;
+	}
+	return st;
+}
+
+/* ---- The Confluent wire format ---- */
+
+codec_framing codec_framing_of(const void *value, size_t len)
+{
+	const unsigned char *v = value;
+	return v != NULL && len >= 1 && v[0] == 0x00 ? CODEC_FRAMING_CONFLUENT
+	                                             : CODEC_FRAMING_SINGLE_OBJECT;
+}
+
+int codec_confluent_id(const void *value, size_t len, uint32_t *id)
+{
+	const unsigned char *v = value;
+	if (v == NULL || len < CODEC_CONFLUENT_HEADER_LEN || v[0] != 0x00)
+		return -1;
+	*id = (uint32_t)v[1] << 24 | (uint32_t)v[2] << 16 | (uint32_t)v[3] << 8 | (uint32_t)v[4];
+	return 0;
+}
+
+/* The checks every Confluent value passes before its writer matters:
+ * CODEC_OK, or a status with errstr filled (*salvage_ok: whether the
+ * leading fields may still be read). */
+static codec_status confluent_frame(const codec *c, const codec_writer *w, const void *value,
+                                    size_t len, schema_kind want, bool *salvage_ok, char *errstr,
+                                    size_t errstr_size)
+{
+	uint32_t id = 0;
+
+	*salvage_ok = false;
+	if (value == NULL || len == 0) {
+		set_err(errstr, errstr_size, "the value is empty");
+		return CODEC_ERR_EMPTY;
+	}
+	if (codec_confluent_id(value, len, &id) != 0) {
+		set_err(errstr, errstr_size,
+		        "the value ends inside the Confluent header (%zu of %d bytes)", len,
+		        CODEC_CONFLUENT_HEADER_LEN);
+		return CODEC_ERR_MAGIC;
+	}
+	/* Unknown writer: read by position, as for an unknown fingerprint. */
+	*salvage_ok = w == NULL || (w->kind == KIND_REQUEST && w->leading_ok);
+	if (len > c->limits.max_value_bytes) {
+		set_err(errstr, errstr_size, "the value has %zu bytes, over the limit of %zu", len,
+		        c->limits.max_value_bytes);
+		return CODEC_ERR_TOO_LARGE;
+	}
+	if (w == NULL) {
+		set_err(errstr, errstr_size, "the registry has no schema of id %lu",
+		        (unsigned long)id);
+		return CODEC_ERR_SCHEMA_ID;
+	}
+	if (w->status != CODEC_OK) {
+		set_err(errstr, errstr_size, "schema id %lu: %s", (unsigned long)id, w->message);
+		return w->status;
+	}
+	if (w->kind != want) {
+		set_err(errstr, errstr_size, "schema id %lu is not a %s", (unsigned long)id,
+		        want == KIND_REQUEST ? REQUEST_RECORD : RESPONSE_RECORD);
+		return CODEC_ERR_WRONG_SCHEMA;
+	}
+	return CODEC_OK;
+}
+
+codec_status codec_decode_request_confluent(const codec *c, const codec_writer *w,
+                                            const void *value, size_t len, codec_request **out,
+                                            codec_salvage *salvage, char *errstr,
+                                            size_t errstr_size)
+{
+	const unsigned char *v = value;
+	bool salvage_ok;
+	codec_status st;
+
+	*out = NULL;
+	if (salvage != NULL)
+		memset(salvage, 0, sizeof *salvage);
+	st = confluent_frame(c, w, value, len, KIND_REQUEST, &salvage_ok, errstr, errstr_size);
+	if (st == CODEC_OK)
+		st = read_resolved_request(c, w->plan, v + CODEC_CONFLUENT_HEADER_LEN,
+		                           len - CODEC_CONFLUENT_HEADER_LEN,
+		                           CODEC_CONFLUENT_HEADER_LEN, out, errstr, errstr_size);
+	if (st == CODEC_OK)
+		return CODEC_OK;
+	if (salvage != NULL && salvage_ok && st != CODEC_ERR_NOMEM &&
+	    salvage_read(c, v + CODEC_CONFLUENT_HEADER_LEN, len - CODEC_CONFLUENT_HEADER_LEN,
+	                 salvage) != 0) {
 		set_err(errstr, errstr_size, "out of memory while salvaging the leading fields");
 		st = CODEC_ERR_NOMEM;
 	}
@@ -1414,17 +1594,76 @@ void codec_salvage_free(codec_salvage *s)
 	s->requester_identity = NULL;
 }
 
+/* Read a response datum of the current schema, resolved first when plan is
+ * not NULL. */
+static codec_status read_response_datum(const codec *c, const resolve_plan *plan,
+                                        const unsigned char *datum, size_t len, size_t base,
+                                        codec_response_owned **out, char *errstr,
+                                        size_t errstr_size)
+{
+	const known_schema *ks = c->response;
+	codec_response_owned *r = NULL;
+	unsigned char *cur = NULL;
+	copy_error cerr = {0};
+	avro_value_t rec;
+	codec_status st;
+	walker w;
+
+	*out = NULL;
+	if (plan != NULL) {
+		resolve_limits rl;
+		size_t cur_len = 0;
+		resolve_limits_of(c, &rl);
+		st =
+		    resolve_datum(plan, &rl, datum, len, base, &cur, &cur_len, errstr, errstr_size);
+		if (st != CODEC_OK)
+			return st;
+		datum = cur;
+		len = cur_len;
+		base = 0;
+	}
+	w = (walker){.p = datum,
+	             .len = len,
+	             .base = base,
+	             .lim = &c->limits,
+	             .errstr = errstr,
+	             .errstr_size = errstr_size};
+	if (walk_value(&w, ks->schema, NULL, 0) != 0) {
+		st = w.status;
+		goto done;
+	}
+	if (w.pos != w.len) {
+		set_err(errstr, errstr_size, "%zu trailing bytes after the datum", w.len - w.pos);
+		st = CODEC_ERR_DATUM;
+		goto done;
+	}
+	st = avro_decode(ks, w.p, w.len, &rec, errstr, errstr_size);
+	if (st != CODEC_OK)
+		goto done;
+	r = calloc(1, sizeof *r);
+	if (r == NULL)
+		cerr.nomem = true;
+	if (r == NULL || copy_response(&rec, r, &cerr) != 0) {
+		avro_value_decref(&rec);
+		codec_response_owned_free(r);
+		st = copy_failed(&cerr, errstr, errstr_size);
+		goto done;
+	}
+	avro_value_decref(&rec);
+	*out = r;
+	st = CODEC_OK;
+done:
+	free(cur);
+	return st;
+}
+
 codec_status codec_decode_response(const codec *c, const void *value, size_t len,
                                    codec_response_owned **out, char *errstr, size_t errstr_size)
 {
 	const unsigned char *v = value;
 	const known_schema *ks = NULL;
-	codec_response_owned *r = NULL;
-	codec_status st, frame;
+	codec_status frame;
 	uint64_t fp = 0;
-	avro_value_t rec;
-	copy_error cerr = {0};
-	walker w;
 
 	*out = NULL;
 	if (len == 0 || v == NULL)
@@ -1438,31 +1677,26 @@ codec_status codec_decode_response(const codec *c, const void *value, size_t len
 		set_err(errstr, errstr_size, "schema %s is not a %s", ks->file, RESPONSE_RECORD);
 		return CODEC_ERR_WRONG_SCHEMA;
 	}
-	w = (walker){.p = v + HEADER_LEN,
-	             .len = len - HEADER_LEN,
-	             .lim = &c->limits,
-	             .errstr = errstr,
-	             .errstr_size = errstr_size};
-	if (walk_value(&w, ks->schema, NULL, 0) != 0)
-		return w.status;
-	if (w.pos != w.len) {
-		set_err(errstr, errstr_size, "%zu trailing bytes after the datum", w.len - w.pos);
-		return CODEC_ERR_DATUM;
-	}
-	st = avro_decode(ks, w.p, w.len, &rec, errstr, errstr_size);
+	return read_response_datum(c, ks == c->response ? NULL : ks->plan, v + HEADER_LEN,
+	                           len - HEADER_LEN, HEADER_LEN, out, errstr, errstr_size);
+}
+
+codec_status codec_decode_response_confluent(const codec *c, const codec_writer *w,
+                                             const void *value, size_t len,
+                                             codec_response_owned **out, char *errstr,
+                                             size_t errstr_size)
+{
+	const unsigned char *v = value;
+	bool salvage_ok;
+	codec_status st;
+
+	*out = NULL;
+	st = confluent_frame(c, w, value, len, KIND_RESPONSE, &salvage_ok, errstr, errstr_size);
 	if (st != CODEC_OK)
 		return st;
-	r = calloc(1, sizeof *r);
-	if (r == NULL)
-		cerr.nomem = true;
-	if (r == NULL || copy_response(&rec, r, &cerr) != 0) {
-		avro_value_decref(&rec);
-		codec_response_owned_free(r);
-		return copy_failed(&cerr, errstr, errstr_size);
-	}
-	avro_value_decref(&rec);
-	*out = r;
-	return CODEC_OK;
+	return read_response_datum(c, w->plan, v + CODEC_CONFLUENT_HEADER_LEN,
+	                           len - CODEC_CONFLUENT_HEADER_LEN, CODEC_CONFLUENT_HEADER_LEN,
+	                           out, errstr, errstr_size);
 }
 
 void codec_response_owned_free(codec_response_owned *r)
@@ -1542,29 +1776,39 @@ static int set_long(avro_value_t *rec, const char *name, int64_t n)
 	return avro_value_set_long(&f, n);
 }
 
-/* Header and datum into one malloc'd buffer. */
-static int serialize(const known_schema *ks, avro_value_t *v, unsigned char **out, size_t *out_len,
-                     char *errstr, size_t errstr_size)
+/* Header and datum into one malloc'd buffer, framed as f says (NULL:
+ * single-object). */
+static int serialize(const known_schema *ks, const codec_frame *f, avro_value_t *v,
+                     unsigned char **out, size_t *out_len, char *errstr, size_t errstr_size)
 {
-	size_t size = 0;
+	size_t size = 0, hlen = HEADER_LEN;
 	unsigned char *buf = NULL;
 	avro_writer_t wr = NULL;
+	bool confluent = f != NULL && f->framing == CODEC_FRAMING_CONFLUENT;
 
 	if (avro_value_sizeof(v, &size) != 0) {
 		set_err(errstr, errstr_size, "avro-c could not size the value: %s",
 		        avro_strerror());
 		return -1;
 	}
-	buf = malloc(HEADER_LEN + size + 1); /* +1: never malloc(0)-like edge */
+	if (confluent)
+		hlen = CODEC_CONFLUENT_HEADER_LEN;
+	buf = malloc(hlen + size + 1); /* +1: never malloc(0)-like edge */
 	if (buf == NULL) {
 		set_err(errstr, errstr_size, "out of memory");
 		return -1;
 	}
-	buf[0] = 0xC3;
-	buf[1] = 0x01;
-	for (int i = 0; i < 8; i++)
-		buf[2 + i] = (unsigned char)(ks->fingerprint >> (8 * i));
-	wr = avro_writer_memory((const char *)buf + HEADER_LEN, (int64_t)size);
+	if (confluent) {
+		buf[0] = 0x00;
+		for (int i = 0; i < 4; i++)
+			buf[1 + i] = (unsigned char)(f->schema_id >> (8 * (3 - i)));
+	} else {
+		buf[0] = 0xC3;
+		buf[1] = 0x01;
+		for (int i = 0; i < 8; i++)
+			buf[2 + i] = (unsigned char)(ks->fingerprint >> (8 * i));
+	}
+	wr = avro_writer_memory((const char *)buf + hlen, (int64_t)size);
 	if (wr == NULL || avro_value_write(wr, v) != 0 || avro_writer_tell(wr) != (int64_t)size) {
 		set_err(errstr, errstr_size, "avro-c could not write the value: %s",
 		        avro_strerror());
@@ -1575,7 +1819,7 @@ static int serialize(const known_schema *ks, avro_value_t *v, unsigned char **ou
 	}
 	avro_writer_free(wr);
 	*out = buf;
-	*out_len = HEADER_LEN + size;
+	*out_len = hlen + size;
 	return 0;
 }
 
@@ -1636,6 +1880,12 @@ avro_fail:
 int codec_encode_request(const codec *c, const codec_request *r, unsigned char **out,
                          size_t *out_len, char *errstr, size_t errstr_size)
 {
+	return codec_encode_request_as(c, NULL, r, out, out_len, errstr, errstr_size);
+}
+
+int codec_encode_request_as(const codec *c, const codec_frame *f, const codec_request *r,
+                            unsigned char **out, size_t *out_len, char *errstr, size_t errstr_size)
+{
 	avro_value_t rec, cred, arr;
 	int rc = -1;
 
@@ -1677,7 +1927,7 @@ int codec_encode_request(const codec *c, const codec_request *r, unsigned char *
 		if (fill_service(c, &item, &r->services[i], i, errstr, errstr_size) != 0)
 			goto fail;
 	}
-	rc = serialize(c->request, &rec, out, out_len, errstr, errstr_size);
+	rc = serialize(c->request, f, &rec, out, out_len, errstr, errstr_size);
 fail:
 	avro_value_decref(&rec);
 	return rc;
@@ -1685,6 +1935,12 @@ fail:
 
 int codec_encode_response(const codec *c, const codec_response *r, unsigned char **out,
                           size_t *out_len, char *errstr, size_t errstr_size)
+{
+	return codec_encode_response_as(c, NULL, r, out, out_len, errstr, errstr_size);
+}
+
+int codec_encode_response_as(const codec *c, const codec_frame *f, const codec_response *r,
+                             unsigned char **out, size_t *out_len, char *errstr, size_t errstr_size)
 {
 	avro_value_t rec, res, cause, branch;
 	int rc = -1;
@@ -1724,7 +1980,7 @@ int codec_encode_response(const codec *c, const codec_response *r, unsigned char
 	           avro_value_set_enum(&branch, (int)r->cause) != 0) {
 		goto avro_fail;
 	}
-	rc = serialize(c->response, &rec, out, out_len, errstr, errstr_size);
+	rc = serialize(c->response, f, &rec, out, out_len, errstr, errstr_size);
 	goto done;
 avro_fail:
 	set_err(errstr, errstr_size, "avro-c: %s", avro_strerror());
@@ -1889,8 +2145,14 @@ static int load_schema(codec *c, const embedded_file *f, char *errstr, size_t er
 	ks = &c->schemas[c->schema_count++];
 	ks->fingerprint = fp;
 	ks->file = f->name;
+	ks->json = f->data;
 	ks->schema = s;
 	ks->kind = KIND_OTHER;
+	ks->rs = resolve_schema_parse(f->data, f->len, NULL, err, sizeof err);
+	if (ks->rs == NULL) {
+		set_err(errstr, errstr_size, "schema %s: %s", f->name, err);
+		return -1;
+	}
 	if (avro_typeof(s) == AVRO_RECORD) {
 		const char *name = avro_schema_name(s);
 		if (strcmp(name, REQUEST_RECORD) == 0)
@@ -1902,42 +2164,54 @@ static int load_schema(codec *c, const embedded_file *f, char *errstr, size_t er
 }
 
 /* Point the codec at the current schema of the kind, the one in the file
- * named after its record, and check every version of the kind. */
+ * named after its record, check that it has exactly what this module knows,
+ * and make every other version of the kind resolvable to it. */
 static int pick_current(codec *c, schema_kind kind, const char *record, char *errstr,
                         size_t errstr_size)
 {
-	char file[128];
-	const known_schema *cur = NULL;
+	char file[128], err[256];
+	known_schema *cur = NULL;
 
 	(void)snprintf(file, sizeof file, "%s.avsc", record);
 	for (size_t i = 0; i < c->schema_count; i++) {
-		known_schema *ks = &c->schemas[i];
-		if (ks->kind != kind)
-			continue;
-		bool current = strcmp(ks->file, file) == 0;
-		if (current)
-			cur = ks;
-		if (kind == KIND_REQUEST ? !request_shape_ok(ks->schema, current)
-		                         : !response_shape_ok(ks->schema, current)) {
-			set_err(errstr, errstr_size,
-			        current
-			            ? "schema %s does not have exactly the fields and symbols "
-			              "the codec knows"
-			            : "schema %s lacks fields the codec needs, or has them with "
-			              "other types",
-			        ks->file);
-			return -1;
-		}
-		ks->cls = avro_generic_class_from_schema(ks->schema);
-		if (ks->cls == NULL) {
-			set_err(errstr, errstr_size, "schema %s: avro-c: %s", ks->file,
-			        avro_strerror());
-			return -1;
-		}
+		if (c->schemas[i].kind == kind && strcmp(c->schemas[i].file, file) == 0)
+			cur = &c->schemas[i];
 	}
 	if (cur == NULL) {
 		set_err(errstr, errstr_size, "no schema file %s among the schemas", file);
 		return -1;
+	}
+	if (kind == KIND_REQUEST ? !request_shape_ok(cur->schema, true)
+	                         : !response_shape_ok(cur->schema, true)) {
+		set_err(errstr, errstr_size,
+		        "schema %s does not have exactly the fields and symbols the codec knows",
+		        cur->file);
+		return -1;
+	}
+	cur->cls = avro_generic_class_from_schema(cur->schema);
+	if (cur->cls == NULL) {
+		set_err(errstr, errstr_size, "schema %s: avro-c: %s", cur->file, avro_strerror());
+		return -1;
+	}
+	for (size_t i = 0; i < c->schema_count; i++) {
+		known_schema *ks = &c->schemas[i];
+		if (ks->kind != kind || ks == cur)
+			continue;
+		/* A salvage reads the leading fields by position, whatever the
+		 * version. */
+		if (!leading_fields_ok(ks->schema)) {
+			set_err(errstr, errstr_size,
+			        "schema %s does not begin with the string fields requestId and "
+			        "requesterIdentity",
+			        ks->file);
+			return -1;
+		}
+		ks->plan = resolve_plan_new(ks->rs, cur->rs, NULL, err, sizeof err);
+		if (ks->plan == NULL) {
+			set_err(errstr, errstr_size, "schema %s cannot be read as %s: %s", ks->file,
+			        cur->file, err);
+			return -1;
+		}
 	}
 	if (kind == KIND_REQUEST)
 		c->request = cur;
@@ -1994,6 +2268,120 @@ codec *codec_new(const codec_limits *limits, char *errstr, size_t errstr_size)
 	                            errstr_size);
 }
 
+static void free_files(embedded_file *files, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free((char *)(uintptr_t)files[i].name);
+		free((char *)(uintptr_t)files[i].data);
+	}
+	free(files);
+}
+
+static int avsc_filter(const struct dirent *d)
+{
+	return d->d_name[0] != '.' && ends_with(d->d_name, ".avsc");
+}
+
+/* Read one schema file, bounded. */
+static char *read_file(const char *path, size_t *len, char *errstr, size_t errstr_size)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t n;
+
+	if (f == NULL) {
+		set_err(errstr, errstr_size, "cannot open %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	buf = malloc(RESOLVE_MAX_SCHEMA_BYTES + 1);
+	if (buf == NULL) {
+		set_err(errstr, errstr_size, "out of memory");
+		goto done;
+	}
+	n = fread(buf, 1, RESOLVE_MAX_SCHEMA_BYTES + 1, f);
+	if (ferror(f) || n > RESOLVE_MAX_SCHEMA_BYTES) {
+		set_err(errstr, errstr_size, "%s cannot be read or is over %d bytes", path,
+		        RESOLVE_MAX_SCHEMA_BYTES);
+		free(buf);
+		buf = NULL;
+		goto done;
+	}
+	buf[n] = '\0';
+	*len = n;
+done:
+	fclose(f);
+	return buf;
+}
+
+codec *codec_new_with_dir(const codec_limits *limits, const char *dir, char *errstr,
+                          size_t errstr_size)
+{
+	struct dirent **names = NULL;
+	embedded_file *files = NULL, *extra = NULL;
+	size_t total = embedded_schemas_count, nextra = 0;
+	codec *c = NULL;
+	int n;
+
+	if (dir == NULL || *dir == '\0')
+		return codec_new(limits, errstr, errstr_size);
+	n = scandir(dir, &names, avsc_filter, alphasort);
+	if (n < 0) {
+		set_err(errstr, errstr_size, "cannot read the folder %s: %s", dir, strerror(errno));
+		return NULL;
+	}
+	extra = calloc((size_t)n + 1, sizeof *extra);
+	files = calloc(total + (size_t)n + 1, sizeof *files);
+	if (extra == NULL || files == NULL) {
+		set_err(errstr, errstr_size, "out of memory");
+		goto done;
+	}
+	for (size_t i = 0; i < embedded_schemas_count; i++)
+		files[i] = embedded_schemas[i];
+	for (int i = 0; i < n; i++) {
+		char path[4096];
+		size_t len = 0;
+		for (size_t k = 0; k < embedded_schemas_count; k++) {
+			if (strcmp(embedded_schemas[k].name, names[i]->d_name) == 0) {
+				set_err(errstr, errstr_size,
+				        "%s/%s has the name of a schema compiled in", dir,
+				        names[i]->d_name);
+				goto done;
+			}
+		}
+		if (snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name) >=
+		    (int)sizeof path) {
+			set_err(errstr, errstr_size, "a path in %s is too long", dir);
+			goto done;
+		}
+		char *data = read_file(path, &len, errstr, errstr_size);
+		if (data == NULL)
+			goto done;
+		extra[nextra].data = data;
+		extra[nextra].len = len;
+		extra[nextra].name = strdup(names[i]->d_name);
+		nextra++;
+		if (extra[nextra - 1].name == NULL) {
+			set_err(errstr, errstr_size, "out of memory");
+			goto done;
+		}
+		files[total++] = extra[nextra - 1];
+	}
+	c = codec_new_from_files(files, total, limits, errstr, errstr_size);
+	if (c != NULL) {
+		c->owned = extra;
+		c->nowned = nextra;
+		extra = NULL;
+	}
+done:
+	if (extra != NULL)
+		free_files(extra, nextra);
+	free(files);
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return c;
+}
+
 void codec_destroy(codec *c)
 {
 	if (c == NULL)
@@ -2001,9 +2389,12 @@ void codec_destroy(codec *c)
 	for (size_t i = 0; i < c->schema_count; i++) {
 		if (c->schemas[i].cls != NULL)
 			avro_value_iface_decref(c->schemas[i].cls);
+		resolve_plan_destroy(c->schemas[i].plan);
+		resolve_schema_destroy(c->schemas[i].rs);
 		avro_schema_decref(c->schemas[i].schema);
 	}
 	free(c->schemas);
+	free_files(c->owned, c->nowned);
 	free(c);
 }
 
@@ -2015,4 +2406,98 @@ uint64_t codec_request_fingerprint(const codec *c)
 uint64_t codec_response_fingerprint(const codec *c)
 {
 	return c->response->fingerprint;
+}
+
+const char *codec_request_schema_json(const codec *c)
+{
+	return c->request->json;
+}
+
+const char *codec_response_schema_json(const codec *c)
+{
+	return c->response->json;
+}
+
+/* ---- Writers from elsewhere ---- */
+
+/* A writer that refuses every value with st and the message. */
+static codec_status writer_refuses(codec_writer *w, codec_status st, const char *why)
+{
+	w->status = st;
+	(void)snprintf(w->message, sizeof w->message, "%s", why);
+	return CODEC_OK;
+}
+
+codec_status codec_writer_new(const codec *c, const char *json, size_t len, codec_writer **out,
+                              char *errstr, size_t errstr_size)
+{
+	codec_writer *w = calloc(1, sizeof *w);
+	const known_schema *cur;
+	const char *name;
+	char err[200];
+	int nomem = 0;
+
+	*out = NULL;
+	if (w == NULL)
+		goto oom;
+	w->rs = resolve_schema_parse(json, len, &nomem, err, sizeof err);
+	if (w->rs == NULL) {
+		if (nomem)
+			goto oom;
+		writer_refuses(w, CODEC_ERR_WRONG_SCHEMA, "not a valid Avro schema");
+		goto done;
+	}
+	name = resolve_schema_record_name(w->rs);
+	if (name == NULL) {
+		writer_refuses(w, CODEC_ERR_WRONG_SCHEMA, "the schema is not a record");
+		goto done;
+	}
+	/* The record's kind by its unqualified name, as resolution matches
+	 * records. */
+	const char *simple = strrchr(name, '.') ? strrchr(name, '.') + 1 : name;
+	if (strcmp(simple, REQUEST_RECORD) == 0) {
+		w->kind = KIND_REQUEST;
+		cur = c->request;
+		/* what a salvage reads by position */
+		w->leading_ok =
+		    resolve_schema_leading_strings(w->rs, "requestId", "requesterIdentity") == 1;
+	} else if (strcmp(simple, RESPONSE_RECORD) == 0) {
+		w->kind = KIND_RESPONSE;
+		cur = c->response;
+	} else {
+		char why[160];
+		(void)snprintf(why, sizeof why, "the schema is the record %.100s, of neither kind",
+		               name);
+		writer_refuses(w, CODEC_ERR_WRONG_SCHEMA, why);
+		goto done;
+	}
+	w->plan = resolve_plan_new(w->rs, cur->rs, &nomem, err, sizeof err);
+	if (w->plan == NULL) {
+		if (nomem)
+			goto oom;
+		char why[200];
+		(void)snprintf(why, sizeof why, "cannot be read as %s: %.150s", cur->file, err);
+		writer_refuses(w, CODEC_ERR_RESOLVE, why);
+	}
+done:
+	*out = w;
+	return CODEC_OK;
+oom:
+	codec_writer_destroy(w);
+	set_err(errstr, errstr_size, "out of memory");
+	return CODEC_ERR_NOMEM;
+}
+
+void codec_writer_destroy(codec_writer *w)
+{
+	if (w == NULL)
+		return;
+	resolve_plan_destroy(w->plan);
+	resolve_schema_destroy(w->rs);
+	free(w);
+}
+
+codec_status codec_writer_status(const codec_writer *w)
+{
+	return w->status;
 }

@@ -7,10 +7,18 @@
  * the binary; every version there is known by its fingerprint. The file named
  * after its record (ValServerProvisioningRequest.avsc,
  * ValServerProvisioningResponse.avsc) is the current version: what is written,
- * and what every older version of the same record (another .avsc file holding
- * that record) is read into, by Avro schema resolution (fields matched by
- * name, enum symbols by name, a field the older version lacks takes its
- * default).
+ * and what every other version of the same record (another .avsc file holding
+ * that record) is read into, by Avro schema resolution (the specification's
+ * rules: fields and enum symbols matched by name, a field the writer lacks
+ * takes the current schema's default, a field the current one lacks is
+ * skipped, promotions apply).
+ *
+ * The Confluent wire format (00, a 4-byte big-endian schema id, the datum) is
+ * read too: the writer schema, fetched from a registry by its id, is given as
+ * a codec_writer, and read into the current version by the same rules.
+ * Every version other than the current one is read through resolve.h: the
+ * datum is rewritten into the current schema's encoding, which the decoder
+ * of the current schema then reads.
  *
  * Decoding treats every byte as hostile: the datum is walked against the
  * writer schema and checked (lengths within the value, UTF-8, union and enum
@@ -143,9 +151,20 @@ typedef enum {
 	                           bad union or enum index, a map key twice, a block
 	                           byte size that lies) */
 	CODEC_ERR_LIMIT,        /* a configured limit other than the value size */
-	CODEC_ERR_WRONG_SCHEMA, /* a known schema, but not a request */
-	CODEC_ERR_NOMEM         /* out of memory while decoding: the value may be
+	CODEC_ERR_WRONG_SCHEMA, /* a known schema, but not a request; or a
+	                           registry's schema that is not a record of
+	                           either kind */
+	CODEC_ERR_NOMEM,        /* out of memory while decoding: the value may be
 	                           good */
+	CODEC_ERR_SCHEMA_ID,    /* Confluent framing: the registry has no schema
+	                           of that id */
+	CODEC_ERR_RESOLVE,      /* the writer's schema cannot be read as the
+	                           current one (a field without default missing,
+	                           types that do not match, a symbol or union
+	                           branch the current schema lacks) */
+	CODEC_ERR_UNAVAILABLE   /* the writer's schema could not be fetched (the
+	                           registry is away): no verdict, decode again
+	                           later, as for CODEC_ERR_NOMEM */
 } codec_status;
 
 const char *codec_status_name(codec_status s);
@@ -164,6 +183,35 @@ typedef struct {
 
 typedef struct codec codec;
 
+/* The two framings of a value, told apart by its first byte. */
+typedef enum {
+	CODEC_FRAMING_SINGLE_OBJECT = 0, /* C3 01, the 8-byte fingerprint, the datum */
+	CODEC_FRAMING_CONFLUENT          /* 00, the 4-byte big-endian schema id of a
+	                                    registry, the datum */
+} codec_framing;
+
+#define CODEC_CONFLUENT_HEADER_LEN 5
+
+/* CODEC_FRAMING_CONFLUENT when the value begins with 00, else
+ * CODEC_FRAMING_SINGLE_OBJECT (whose decoder refuses what is neither). */
+codec_framing codec_framing_of(const void *value, size_t len);
+
+/* The schema id of a Confluent-framed value: 0 and *id, or -1 when the value
+ * does not begin with 00 or ends inside the 5-byte header. */
+int codec_confluent_id(const void *value, size_t len, uint32_t *id);
+
+/* How an encoded value is framed: schema_id is the registry's id of the
+ * current schema, used with CODEC_FRAMING_CONFLUENT only. */
+typedef struct {
+	codec_framing framing;
+	uint32_t schema_id;
+} codec_frame;
+
+/* Strict UTF-8 (no overlong forms, no surrogates, nothing past U+10FFFF);
+ * *at is where the first fault is. */
+typedef enum { CODEC_UTF8_OK = 0, CODEC_UTF8_NUL, CODEC_UTF8_BAD } codec_utf8;
+codec_utf8 codec_utf8_check(const void *s, size_t n, size_t *at);
+
 /* Load every schema compiled in from schemas/ (limits NULL: the defaults).
  * Fails when a current schema is missing, lacks the fields and symbols this
  * module knows, or an older version cannot be resolved to it. Caller frees
@@ -175,7 +223,34 @@ codec *codec_new(const codec_limits *limits, char *errstr, size_t errstr_size);
  * and must outlive the codec. */
 codec *codec_new_from_files(const embedded_file *files, size_t count, const codec_limits *limits,
                             char *errstr, size_t errstr_size);
+/* codec_new() plus every .avsc file of the folder dir (more versions of the
+ * request and response schemas, known by fingerprint; a file of the same
+ * name as a compiled-in one is refused). dir NULL or "" is codec_new(). The
+ * codec keeps the files' texts. */
+codec *codec_new_with_dir(const codec_limits *limits, const char *dir, char *errstr,
+                          size_t errstr_size);
 void codec_destroy(codec *c); /* NULL is a no-op */
+
+/* The JSON text of the current request and response schemas (what a
+ * registry is given). Borrowed; valid while c lives. */
+const char *codec_request_schema_json(const codec *c);
+const char *codec_response_schema_json(const codec *c);
+
+/* A writer schema learnt from elsewhere (a schema registry's answer), and
+ * how it reads as the current schema of the record it holds. */
+typedef struct codec_writer codec_writer;
+
+/* Make a writer from schema JSON text. Returns CODEC_OK and *out, or
+ * CODEC_ERR_NOMEM (nothing is known; try again later). Every other outcome
+ * is a writer too, one that refuses every value with its status and
+ * message: CODEC_ERR_WRONG_SCHEMA (not JSON, not an Avro schema, not a
+ * record, or a record of neither kind), CODEC_ERR_RESOLVE (cannot be read as
+ * the current schema). Caller frees with codec_writer_destroy(). */
+codec_status codec_writer_new(const codec *c, const char *json, size_t len, codec_writer **out,
+                              char *errstr, size_t errstr_size);
+void codec_writer_destroy(codec_writer *w); /* NULL is a no-op */
+/* CODEC_OK for a usable writer, else the status every value gets. */
+codec_status codec_writer_status(const codec_writer *w);
 
 /* Fingerprint (CRC-64-AVRO of the Parsing Canonical Form) of the current
  * request and response schemas. */
@@ -200,6 +275,16 @@ codec_status codec_decode_request(const codec *c, const void *value, size_t len,
                                   codec_request **out, codec_salvage *salvage, char *errstr,
                                   size_t errstr_size);
 void codec_request_free(codec_request *r); /* NULL is a no-op */
+
+/* Decode a Confluent-framed request whose schema id named the writer w
+ * (NULL when the registry has no schema of that id: CODEC_ERR_SCHEMA_ID).
+ * As codec_decode_request() otherwise; the salvage is read by position when
+ * the writer is unknown, or is a request schema that begins with
+ * requestId and requesterIdentity. */
+codec_status codec_decode_request_confluent(const codec *c, const codec_writer *w,
+                                            const void *value, size_t len, codec_request **out,
+                                            codec_salvage *salvage, char *errstr,
+                                            size_t errstr_size);
 void codec_salvage_free(codec_salvage *s); /* frees the members; NULL ok */
 
 /* Encode a request (valctl and tests). Returns 0 and a malloc'd buffer in
@@ -218,5 +303,20 @@ int codec_encode_response(const codec *c, const codec_response *r, unsigned char
 codec_status codec_decode_response(const codec *c, const void *value, size_t len,
                                    codec_response_owned **out, char *errstr, size_t errstr_size);
 void codec_response_owned_free(codec_response_owned *r); /* NULL ok */
+
+/* Decode a Confluent-framed response whose schema id named w (NULL:
+ * CODEC_ERR_SCHEMA_ID). */
+codec_status codec_decode_response_confluent(const codec *c, const codec_writer *w,
+                                             const void *value, size_t len,
+                                             codec_response_owned **out, char *errstr,
+                                             size_t errstr_size);
+
+/* codec_encode_request() and codec_encode_response() in the given framing
+ * (NULL: single-object). */
+int codec_encode_request_as(const codec *c, const codec_frame *f, const codec_request *r,
+                            unsigned char **out, size_t *out_len, char *errstr, size_t errstr_size);
+int codec_encode_response_as(const codec *c, const codec_frame *f, const codec_response *r,
+                             unsigned char **out, size_t *out_len, char *errstr,
+                             size_t errstr_size);
 
 #endif

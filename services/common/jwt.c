@@ -61,6 +61,7 @@ typedef struct {
 	 * costs time, and a failed lookup (out of memory) would refuse a good
 	 * token. */
 	key_class cls;
+	unsigned algs; /* 0: any algorithm that fits cls; else only these */
 } jwt_key;
 
 struct jwt_verifier {
@@ -397,31 +398,72 @@ fail:
 	return rc;
 }
 
-char *jwt_sign_raw(const char *key_pem, jwt_alg alg, const char *header_json,
-                   const char *payload_json, char *errstr, size_t errstr_size)
-{
-	BIO *bio = NULL;
-	EVP_PKEY *pkey = NULL;
-	char *h64 = NULL, *p64 = NULL, *s64 = NULL, *input = NULL, *token = NULL;
-	unsigned char *sig = NULL;
-	size_t sig_len = 0, h_len, p_len, in_len, s_len;
+/* A private key read once, for many signatures: OpenSSL 3 reads a PEM key
+ * through its decoder framework, which costs far more than an ECDSA
+ * signature. */
+struct jwt_signer {
+	EVP_PKEY *pkey;
+	key_class cls;
+};
 
-	if (key_pem == NULL || header_json == NULL || payload_json == NULL ||
-	    (unsigned)alg >= JWT_ALG__COUNT) {
-		set_err(errstr, errstr_size, "jwt_sign: missing argument or unknown algorithm");
-		goto fail;
+jwt_signer *jwt_signer_new(const char *key_pem, char *errstr, size_t errstr_size)
+{
+	jwt_signer *s;
+	BIO *bio;
+
+	if (key_pem == NULL) {
+		set_err(errstr, errstr_size, "jwt_sign: missing key");
+		return NULL;
+	}
+	s = calloc(1, sizeof *s);
+	if (s == NULL) {
+		set_err(errstr, errstr_size, "out of memory");
+		return NULL;
 	}
 	bio = BIO_new_mem_buf(key_pem, -1);
 	if (bio == NULL) {
 		set_ossl_err(errstr, errstr_size, "cannot allocate a BIO");
-		goto fail;
+		free(s);
+		return NULL;
 	}
-	pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
-	if (pkey == NULL) {
+	s->pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+	BIO_free(bio);
+	if (s->pkey == NULL) {
 		set_ossl_err(errstr, errstr_size, "cannot read the private key");
+		free(s);
+		ERR_clear_error();
+		return NULL;
+	}
+	s->cls = classify_key(s->pkey);
+	return s;
+}
+
+void jwt_signer_destroy(jwt_signer *s)
+{
+	if (s == NULL)
+		return;
+	EVP_PKEY_free(s->pkey);
+	free(s);
+}
+
+int jwt_signer_fits(const jwt_signer *s, jwt_alg alg)
+{
+	return key_fits_alg(s->cls, alg);
+}
+
+char *jwt_signer_sign_raw(const jwt_signer *s, jwt_alg alg, const char *header_json,
+                          const char *payload_json, char *errstr, size_t errstr_size)
+{
+	char *h64 = NULL, *p64 = NULL, *s64 = NULL, *input = NULL, *token = NULL;
+	unsigned char *sig = NULL;
+	size_t sig_len = 0, h_len, p_len, in_len, s_len;
+
+	if (s == NULL || header_json == NULL || payload_json == NULL ||
+	    (unsigned)alg >= JWT_ALG__COUNT) {
+		set_err(errstr, errstr_size, "jwt_sign: missing argument or unknown algorithm");
 		goto fail;
 	}
-	if (!key_fits_alg(classify_key(pkey), alg)) {
+	if (!key_fits_alg(s->cls, alg)) {
 		set_err(errstr, errstr_size, "the private key's type does not fit %s",
 		        jwt_alg_name(alg));
 		goto fail;
@@ -443,7 +485,7 @@ char *jwt_sign_raw(const char *key_pem, jwt_alg alg, const char *header_json,
 	memcpy(input, h64, h_len);
 	input[h_len] = '.';
 	memcpy(input + h_len + 1, p64, p_len + 1);
-	if (sign_bytes(pkey, alg, (const unsigned char *)input, in_len, &sig, &sig_len, errstr,
+	if (sign_bytes(s->pkey, alg, (const unsigned char *)input, in_len, &sig, &sig_len, errstr,
 	               errstr_size) != 0)
 		goto fail;
 	s64 = jwt_base64url_encode(sig, sig_len);
@@ -466,9 +508,26 @@ fail:
 	free(s64);
 	free(input);
 	free(sig);
-	EVP_PKEY_free(pkey);
-	BIO_free(bio);
 	ERR_clear_error();
+	return token;
+}
+
+char *jwt_sign_raw(const char *key_pem, jwt_alg alg, const char *header_json,
+                   const char *payload_json, char *errstr, size_t errstr_size)
+{
+	jwt_signer *s;
+	char *token;
+
+	if (key_pem == NULL || header_json == NULL || payload_json == NULL ||
+	    (unsigned)alg >= JWT_ALG__COUNT) {
+		set_err(errstr, errstr_size, "jwt_sign: missing argument or unknown algorithm");
+		return NULL;
+	}
+	s = jwt_signer_new(key_pem, errstr, errstr_size);
+	if (s == NULL)
+		return NULL;
+	token = jwt_signer_sign_raw(s, alg, header_json, payload_json, errstr, errstr_size);
+	jwt_signer_destroy(s);
 	return token;
 }
 
@@ -562,6 +621,13 @@ void jwt_verifier_destroy(jwt_verifier *v)
 int jwt_verifier_add_key(jwt_verifier *v, const char *iss, const char *kid,
                          const char *public_key_pem, char *errstr, size_t errstr_size)
 {
+	return jwt_verifier_add_key_algs(v, iss, kid, public_key_pem, 0, errstr, errstr_size);
+}
+
+int jwt_verifier_add_key_algs(jwt_verifier *v, const char *iss, const char *kid,
+                              const char *public_key_pem, unsigned algs, char *errstr,
+                              size_t errstr_size)
+{
 	BIO *bio = NULL;
 	EVP_PKEY *pkey = NULL;
 	jwt_key k = {0};
@@ -611,6 +677,17 @@ int jwt_verifier_add_key(jwt_verifier *v, const char *iss, const char *kid,
 		        JWT_MIN_RSA_BITS);
 		goto fail;
 	}
+	if (algs != 0) {
+		unsigned fit = 0;
+		for (unsigned a = 0; a < JWT_ALG__COUNT; a++)
+			if ((algs & (1u << a)) != 0 && key_fits_alg(cls, (jwt_alg)a))
+				fit = 1;
+		if ((algs >> JWT_ALG__COUNT) != 0 || !fit) {
+			set_err(errstr, errstr_size,
+			        "the key's algorithm does not fit the key's type");
+			goto fail;
+		}
+	}
 	if (v->n_keys == v->cap_keys) {
 		size_t cap = v->cap_keys == 0 ? 4 : v->cap_keys * 2;
 		jwt_key *nk = realloc(v->keys, cap * sizeof *nk);
@@ -629,6 +706,7 @@ int jwt_verifier_add_key(jwt_verifier *v, const char *iss, const char *kid,
 	}
 	k.pkey = pkey;
 	k.cls = cls;
+	k.algs = algs;
 	pkey = NULL; /* now owned by the verifier */
 	v->keys[v->n_keys++] = k;
 	memset(&k, 0, sizeof k);
@@ -1221,6 +1299,12 @@ static int verify(const jwt_verifier *v, const char *token, const int64_t *now_s
 		set_err(errstr, errstr_size, "the trusted key's type does not fit the algorithm");
 		goto fail;
 	}
+	/* A key published for one algorithm (a JWK's "alg") verifies no
+	 * other, even one of its type. */
+	if (key->algs != 0 && (key->algs & (1u << alg)) == 0) {
+		set_err(errstr, errstr_size, "the trusted key is not for the token's algorithm");
+		goto fail;
+	}
 	r = verify_bytes(key->pkey, alg, (const unsigned char *)token, (size_t)(dot2 - token), sig,
 	                 sig_len);
 	if (r == JWT_ERR_NOMEM) {
@@ -1295,6 +1379,81 @@ int jwt_verify_signature(const jwt_verifier *v, const char *token, jwt_claims *c
                          size_t errstr_size)
 {
 	return verify(v, token, NULL, 0, claims, errstr, errstr_size);
+}
+
+int jwt_verifier_has_key(const jwt_verifier *v, const char *iss, const char *kid)
+{
+	size_t n_iss = 0;
+	int found = 0;
+
+	if (v == NULL || iss == NULL)
+		return 0;
+	/* The selection rule of verify(): by kid when the token has one,
+	 * else the issuer's only key. */
+	for (size_t i = 0; i < v->n_keys; i++) {
+		if (strcmp(v->keys[i].iss, iss) != 0)
+			continue;
+		n_iss++;
+		if (kid != NULL && v->keys[i].kid != NULL && strcmp(v->keys[i].kid, kid) == 0)
+			found = 1;
+	}
+	return kid != NULL ? found : n_iss == 1;
+}
+
+/* Copy a JSON string into out; -1 when it does not fit. */
+static int copy_fit(const char *s, char *out, size_t out_size)
+{
+	size_t n = strlen(s);
+
+	if (out == NULL || n >= out_size)
+		return -1;
+	memcpy(out, s, n + 1);
+	return 0;
+}
+
+int jwt_peek(const char *token, size_t max_token_bytes, char *iss, size_t iss_size, char *kid,
+             size_t kid_size)
+{
+	const char *dot1, *dot2;
+	unsigned char *hdr = NULL, *pl = NULL;
+	size_t len, hdr_len = 0, pl_len = 0;
+	json_t *hj = NULL, *pj = NULL;
+	const json_t *jk, *ji;
+	int rc = -1;
+
+	if (iss != NULL && iss_size > 0)
+		iss[0] = '\0';
+	if (kid != NULL && kid_size > 0)
+		kid[0] = '\0';
+	if (token == NULL)
+		return -1;
+	len = strnlen(token, max_token_bytes + 1);
+	if (len > max_token_bytes)
+		return -1;
+	dot1 = memchr(token, '.', len);
+	dot2 = dot1 != NULL ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
+	if (dot2 == NULL)
+		return -1;
+	if (jwt_base64url_decode(token, (size_t)(dot1 - token), &hdr, &hdr_len) != 0 ||
+	    jwt_base64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), &pl, &pl_len) != 0)
+		goto done;
+	if (parse_object(hdr, hdr_len, "header", &hj, NULL, 0) != 0 ||
+	    parse_object(pl, pl_len, "payload", &pj, NULL, 0) != 0)
+		goto done;
+	ji = json_object_get(pj, "iss");
+	jk = json_object_get(hj, "kid");
+	if (!json_is_string(ji) || (jk != NULL && !json_is_string(jk)))
+		goto done;
+	if (copy_fit(json_string_value(ji), iss, iss_size) != 0 ||
+	    (jk != NULL && copy_fit(json_string_value(jk), kid, kid_size) != 0))
+		goto done;
+	rc = 0;
+done:
+	json_decref(hj);
+	json_decref(pj);
+	free(hdr);
+	free(pl);
+	return rc;
 }
 
 void jwt_claims_free(jwt_claims *c)

@@ -51,6 +51,22 @@ char *jwt_sign(const char *key_pem, jwt_alg alg, const char *kid, const char *pa
 char *jwt_sign_raw(const char *key_pem, jwt_alg alg, const char *header_json,
                    const char *payload_json, char *errstr, size_t errstr_size);
 
+/* A private key read once and used for many signatures (reading a PEM key
+ * costs far more than signing with it). Caller frees with
+ * jwt_signer_destroy(). NULL with errstr filled when key_pem is not a PEM
+ * private key. */
+typedef struct jwt_signer jwt_signer;
+
+jwt_signer *jwt_signer_new(const char *key_pem, char *errstr, size_t errstr_size);
+void jwt_signer_destroy(jwt_signer *s); /* NULL is a no-op */
+/* 1 when the key can sign with alg (the same binding verification
+ * enforces: P-256 for ES256, P-384 for ES384, RSA of at least 2048 bits for
+ * RS256 and PS256, Ed25519 for EdDSA), else 0. */
+int jwt_signer_fits(const jwt_signer *s, jwt_alg alg);
+/* jwt_sign_raw() with the signer's key. */
+char *jwt_signer_sign_raw(const jwt_signer *s, jwt_alg alg, const char *header_json,
+                          const char *payload_json, char *errstr, size_t errstr_size);
+
 /* The largest clock skew leeway, in seconds: TS 33.434 Annex A says it must
  * not exceed 30. Larger leeways given to the functions below are capped. */
 #define JWT_MAX_LEEWAY_S 30
@@ -87,6 +103,28 @@ void jwt_verifier_destroy(jwt_verifier *v); /* NULL is a no-op */
  * strings and the PEM are copied. Returns 0, or -1 with errstr filled. */
 int jwt_verifier_add_key(jwt_verifier *v, const char *iss, const char *kid,
                          const char *public_key_pem, char *errstr, size_t errstr_size);
+
+/* jwt_verifier_add_key() for a key meant for some algorithms only (the "alg"
+ * of a JWK, RFC 7517 section 4.4): algs is a bit set of (1u << jwt_alg), 0
+ * for every algorithm that fits the key. A token signed with another
+ * algorithm is refused, whatever the allow-list says. An algs that no
+ * algorithm of the key's type is in is refused. */
+int jwt_verifier_add_key_algs(jwt_verifier *v, const char *iss, const char *kid,
+                              const char *public_key_pem, unsigned algs, char *errstr,
+                              size_t errstr_size);
+
+/* Whether a token of issuer iss naming kid (NULL: no kid) would find its
+ * key in v, by the rules of jwt_verify(). */
+int jwt_verifier_has_key(const jwt_verifier *v, const char *iss, const char *kid);
+
+/* Read, WITHOUT verifying anything, the "iss" claim and the "kid" header of
+ * a token no longer than max_token_bytes, with the parsing rules of
+ * jwt_verify(). For choosing what to do about a token that was refused (such
+ * as fetching its issuer's keys), never for trusting it. Returns 0 with iss
+ * (and kid, "" when the header has none) filled, or -1 when the token is
+ * malformed or either string does not fit. */
+int jwt_peek(const char *token, size_t max_token_bytes, char *iss, size_t iss_size, char *kid,
+             size_t kid_size) JWT_MUST_CHECK;
 
 /* Load trusted keys from a JSON file: an array of objects
  * {"iss": "...", "kid": "..." (optional), "public_key_file": "path"}; a

@@ -4,9 +4,11 @@
  * its claims are held against the request: client_id is the requester,
  * scope holds the configured scope as a whole word, SKeyProv is present and
  * not false, and vsp_id names the VAL service provider whose SLA the store
- * checks next. Pure: no I/O and no clock (now is passed in), so every branch
- * is tested in-process. Every denial is one short sentence for the Result's
- * detail, never quoting the token.
+ * checks next, which must be one that the token's issuer is bound to (one
+ * tenant's authorization server must not mint tokens for another). Pure: no
+ * I/O and no clock (now is passed in), so every branch is tested
+ * in-process. Every denial is one short sentence for the Result's detail,
+ * never quoting the token.
  *
  * With a token cache, the signature is verified once per token: what is
  * cached is the outcome of jwt_verify_signature() alone, and the time claims
@@ -46,6 +48,26 @@ static int scope_has(const char *list, const char *want)
 		if ((size_t)(end - p) == want_len && memcmp(p, want, want_len) == 0)
 			return 1;
 		p = end;
+	}
+	return 0;
+}
+
+/* Whether the token's issuer may speak for vsp_id: the tenant check that
+ * keeps one provider's authorization server from naming another provider. */
+static int issuer_may_name(const authz_policy *p, const char *iss, const char *vsp_id)
+{
+	if (p->issuers == NULL)
+		return 1;
+	for (size_t i = 0; i < p->n_issuers; i++) {
+		const authz_issuer *b = &p->issuers[i];
+		if (iss == NULL || strcmp(b->iss, iss) != 0)
+			continue;
+		if (b->any)
+			return 1;
+		for (size_t k = 0; k < b->n_vsp_ids; k++)
+			if (strcmp(b->vsp_ids[k], vsp_id) == 0)
+				return 1;
+		return 0;
 	}
 	return 0;
 }
@@ -148,6 +170,12 @@ authz_decision authz_check(const authz_policy *p, const char *token, const char 
 	}
 	if (c->vsp_id == NULL || c->vsp_id[0] == '\0') {
 		set_detail(detail, detail_size, "token has no vsp_id");
+		goto out;
+	}
+	if (!issuer_may_name(p, c->iss, c->vsp_id)) {
+		set_detail(
+		    detail, detail_size,
+		    "token issuer is not bound to the VAL service provider its vsp_id names");
 		goto out;
 	}
 	/* Fail closed: a cut vsp_id would name another provider's SLAs. */

@@ -17,6 +17,14 @@
  * request again later, never answer it. */
 typedef enum { AUTHZ_ALLOW = 0, AUTHZ_DENY = 1, AUTHZ_ERROR = 2 } authz_decision;
 
+/* An issuer and the VAL service providers whose vsp_id its tokens may name. */
+typedef struct {
+	const char *iss;
+	int any;                    /* "*": every provider */
+	const char *const *vsp_ids; /* n_vsp_ids names when any is 0 */
+	size_t n_vsp_ids;
+} authz_issuer;
+
 typedef struct {
 	const jwt_verifier *verifier; /* borrowed */
 	const char *scope;            /* required scope, "ss-kpp" by default */
@@ -25,6 +33,12 @@ typedef struct {
 	 * tokens this verifier has verified, so that a reused token is not
 	 * verified again. Must only ever be used with this verifier. */
 	tokcache *cache;
+	/* Borrowed, optional: the issuers' bindings to providers. NULL (and
+	 * n_issuers 0): a token's vsp_id is not held against its issuer. Else
+	 * a token whose issuer is not listed here, or whose vsp_id is not among
+	 * its issuer's, is denied. */
+	const authz_issuer *issuers;
+	size_t n_issuers;
 } authz_policy;
 
 /* Decide whether the token authorizes requester_identity. On AUTHZ_ALLOW,

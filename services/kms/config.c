@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <libpq-fe.h>
 #include <errno.h>
@@ -57,6 +58,11 @@ static const opt opts[] = {
     STR(jwt_algs, "ES256,ES384,RS256,PS256,EdDSA", "allowed token signature algorithms"),
     STR(scope, "ss-kpp", "scope the access token must carry"),
     STR(log_level, "info", "debug, info, warn or error"),
+    STR(registry_url, "",
+        "schema registry for Confluent-framed values, its Confluent-compatible API "
+        "(e.g. http://127.0.0.1:8080/apis/ccompat/v7)"),
+    STR(schemas_dir, "", "folder of further request schema versions (.avsc) known by fingerprint"),
+    INT(registry_timeout_ms, "5000", 100, 600000, "bound on one exchange with the registry"),
     INT(leeway_s, "30", 0, 30, "clock skew leeway for exp, nbf, iat (seconds, at most 30)"),
     INT(max_value_bytes, "1048576", 64, 64 * 1048576, "largest request value accepted"),
     INT(max_services, "1000", 1, 100000, "most VAL services in one request"),
@@ -66,7 +72,11 @@ static const opt opts[] = {
     INT(batch_max, "500", 1, 100000, "most requests decided in one transaction"),
     INT(batch_wait_ms, "0", 0, 10000,
         "how long a batch waits to fill (0: take what is waiting, decide it at once)"),
-    INT(health_port, "0", 0, 65535, "HTTP port of /livez and /readyz on 127.0.0.1 (0: off)"),
+    INT(health_port, "0", 0, 65535, "HTTP port of /livez, /readyz and /metrics (0: off)"),
+    STR(health_address, "127.0.0.1",
+        "IP address the health port listens on (0.0.0.0 or :: for containers)"),
+    INT(stall_timeout_ms, "60000", 0, 86400000,
+        "not ready when a partition has lag and no progress this long (0: never)"),
     INT(shutdown_timeout_ms, "30000", 100, 3600000, "bound on a graceful shutdown"),
     INT(max_poll_interval_ms, "300000", 10000, 86400000, "librdkafka max.poll.interval.ms"),
     INT(retry_backoff_max_ms, "5000", 10, 600000, "longest wait between retries"),
@@ -444,10 +454,35 @@ int config_validate(const kms_config *cfg, char *errstr, size_t errstr_size)
 		}
 		regfree(&re);
 	}
+	unsigned char addr[sizeof(struct in6_addr)];
+	if (inet_pton(AF_INET, cfg->health_address, addr) != 1 &&
+	    inet_pton(AF_INET6, cfg->health_address, addr) != 1) {
+		snprintf(errstr, errstr_size, "health_address must be an IPv4 or IPv6 address");
+		return -1;
+	}
+	if (cfg->registry_url[0] != '\0' && strncmp(cfg->registry_url, "http://", 7) != 0 &&
+	    strncmp(cfg->registry_url, "https://", 8) != 0) {
+		snprintf(errstr, errstr_size, "registry_url must begin with http:// or https://");
+		return -1;
+	}
 	unsigned mask;
 	if (config_alg_mask(cfg, &mask, errstr, errstr_size) != 0)
 		return -1;
 	return 0;
+}
+
+/* A URL with its user information (user:password@) masked. */
+static void url_mask(const char *url, char *out, size_t size)
+{
+	const char *scheme = strstr(url, "://");
+	const char *host = scheme ? scheme + 3 : url;
+	const char *slash = strchr(host, '/');
+	const char *at = strchr(host, '@');
+	if (scheme == NULL || at == NULL || (slash != NULL && at > slash)) {
+		snprintf(out, size, "%s", url);
+		return;
+	}
+	snprintf(out, size, "%.*s****%s", (int)(host - url), url, at);
 }
 
 void config_print(const kms_config *cfg, void *file)
@@ -460,6 +495,10 @@ void config_print(const kms_config *cfg, void *file)
 			        *int_field(c, &opts[i]) ? "true" : "false");
 		} else if (opts[i].type == OPT_INT) {
 			fprintf(f, "%s = %lld\n", opts[i].name, (long long)*int_field(c, &opts[i]));
+		} else if (strcmp(opts[i].name, "registry_url") == 0) {
+			char masked[1024];
+			url_mask(cfg->registry_url, masked, sizeof masked);
+			fprintf(f, "%s = %s\n", opts[i].name, masked);
 		} else if (strcmp(opts[i].name, "dsn") == 0) {
 			char masked[1024];
 			dsn_mask(cfg->dsn, masked, sizeof masked);

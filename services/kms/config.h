@@ -26,6 +26,10 @@ typedef struct {
 	char *jwt_algs; /* comma-separated allow-list */
 	char *scope;
 	char *log_level;
+	char *health_address; /* IPv4 or IPv6 literal the health port listens on */
+	char *registry_url;   /* Confluent-compatible API base; "" = no registry */
+	char *schemas_dir;    /* more request schema versions (.avsc); "" = none */
+	int64_t registry_timeout_ms;
 	int64_t leeway_s;
 	int64_t max_value_bytes;
 	int64_t max_services;
@@ -33,7 +37,8 @@ typedef struct {
 	int64_t token_cache_entries; /* 0: every token verified at every use */
 	int64_t batch_max;
 	int64_t batch_wait_ms;
-	int64_t health_port; /* 0: no health endpoint */
+	int64_t health_port;      /* 0: no health endpoint */
+	int64_t stall_timeout_ms; /* lag without progress this long: not ready (0: off) */
 	int64_t shutdown_timeout_ms;
 	int64_t max_poll_interval_ms;
 	int64_t retry_backoff_max_ms;

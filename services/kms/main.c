@@ -2,14 +2,17 @@
  * kms: the SEAL Key Management Server's provisioning service.
  *
  *   kms [run] [settings]   consume, decide, reply (until SIGTERM)
- *   kms migrate [settings] create or upgrade the database schema
+ *   kms migrate [settings] create or upgrade the database schema; with a
+ *                          registry, register the request and Result schemas
  *   kms config [settings]  print the effective settings, secrets masked
  */
 #include <stdio.h>
 #include <string.h>
 
+#include "codec.h"
 #include "config.h"
 #include "log.h"
+#include "registry.h"
 #include "service.h"
 #include "store.h"
 
@@ -17,9 +20,56 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: kms [run|migrate|config] [settings]\n"
 	           "  run      consume provisioning requests and answer them (default)\n"
-	           "  migrate  create or upgrade the database schema, then exit\n"
+	           "  migrate  create or upgrade the database schema and, with registry_url,\n"
+	           "           register the request and Result schemas (BACKWARD), then exit\n"
 	           "  config   print the effective settings (passwords masked), then exit\n\n");
 	config_usage(f);
+}
+
+/* Register the current request and Result schemas under the topics'
+ * TopicNameStrategy subjects (<topic>-value) and make each subject BACKWARD
+ * compatible. Run twice, it changes nothing: a schema already registered is
+ * found, not added again, and the level is set to what it is. */
+static int register_schemas(const kms_config *cfg)
+{
+	char errstr[512];
+	int rc = SERVICE_EXIT_FAILED;
+	codec *c = codec_new(NULL, errstr, sizeof errstr);
+	registry *r = NULL;
+
+	if (c == NULL)
+		goto fail;
+	r = registry_new(cfg->registry_url, c, (long)cfg->registry_timeout_ms, errstr,
+	                 sizeof errstr);
+	if (r == NULL)
+		goto fail;
+	const struct {
+		const char *topic;
+		const char *json;
+	} subjects[] = {
+	    {cfg->requests_topic, codec_request_schema_json(c)},
+	    {cfg->results_topic, codec_response_schema_json(c)},
+	};
+	for (size_t i = 0; i < sizeof subjects / sizeof subjects[0]; i++) {
+		char subject[300];
+		uint32_t id;
+		int added = 0;
+		snprintf(subject, sizeof subject, "%s-value", subjects[i].topic);
+		if (registry_schema_id(r, subject, subjects[i].json, 1, &id, &added, errstr,
+		                       sizeof errstr) != REGISTRY_OK ||
+		    registry_set_compatibility(r, subject, "BACKWARD", errstr, sizeof errstr) !=
+		        REGISTRY_OK)
+			goto fail;
+		printf("schema %s: %s id %lu, compatibility BACKWARD\n", subject,
+		       added ? "registered as" : "already registered as", (unsigned long)id);
+	}
+	rc = SERVICE_EXIT_OK;
+fail:
+	if (rc != SERVICE_EXIT_OK)
+		fprintf(stderr, "kms migrate: %s\n", errstr);
+	registry_destroy(r);
+	codec_destroy(c);
+	return rc;
 }
 
 static int migrate(const kms_config *cfg)
@@ -37,7 +87,7 @@ static int migrate(const kms_config *cfg)
 		return SERVICE_EXIT_FAILED;
 	}
 	printf("applied %d migration%s\n", n, n == 1 ? "" : "s");
-	return SERVICE_EXIT_OK;
+	return cfg->registry_url[0] != '\0' ? register_schemas(cfg) : SERVICE_EXIT_OK;
 }
 
 int main(int argc, char **argv)

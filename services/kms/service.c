@@ -22,6 +22,11 @@
  * only the copy that committed with the offsets: exactly one. While any step
  * waits (database or broker away), the assigned partitions are paused and the
  * consumer keeps polling, so the group membership outlives the outage.
+ *
+ * Between 1 and 2, reload_point() puts in force what a SIGHUP asked for (the
+ * issuers file, a new database connection) and the key sets the trust's
+ * JWKS refresher thread brought, so each batch is decided under one trust
+ * (but for a set fetched for a token's unknown kid, used at once).
  */
 #include "service.h"
 
@@ -41,14 +46,20 @@
 #include "health.h"
 #include "jwt.h"
 #include "log.h"
+#include "metrics.h"
+#include "registry.h"
 #include "store.h"
 #include "tokcache.h"
+#include "trust.h"
 #include "validate.h"
 
 #define RESULT_CE_TYPE "org.threegpp.seal.km.provisioning.result.v1"
 #define DLQ_EXCEPTION  "org.apache.kafka.connect.errors.DataException"
 
 static volatile sig_atomic_t run = 1;
+/* SIGHUP: re-read the issuers file (and the TLS files) at the next batch
+ * boundary. The one other flag a handler sets. */
+static volatile sig_atomic_t reload_asked = 0;
 
 /* The longest a transactional call blocks the loop before it is retried. */
 #define TXN_CALL_MS 5000
@@ -59,6 +70,12 @@ static void on_signal(int sig)
 	if (!run)
 		_exit(SERVICE_EXIT_SIGNAL); /* second signal: stop at once */
 	run = 0;
+}
+
+static void on_hangup(int sig)
+{
+	(void)sig;
+	reload_asked = 1;
 }
 
 typedef enum { SEND_NONE = 0, SEND_PENDING, SEND_DONE, SEND_FAILED } send_state;
@@ -88,6 +105,9 @@ typedef struct {
 	int revoked;        /* exactly_once: its partition was revoked while the
 	                     * batch was in hand; its next owner answers it */
 	int reply_default;  /* exactly_once: the reply topic refused the Result */
+	/* why the Result does not go where its request asked (for the metrics) */
+	metrics_reroute_reason reroute;
+	int confluent; /* Confluent-framed: so is its Result */
 } slot;
 
 typedef struct {
@@ -95,12 +115,21 @@ typedef struct {
 	rd_kafka_t *consumer;
 	rd_kafka_t *producer;
 	codec *codec;
-	jwt_verifier *verifier;
-	tokcache *tokens; /* tokens the verifier has verified */
+	trust *trust;       /* issuers, their keys and bindings */
+	uint64_t trust_gen; /* the trust generation policy and tokens are for */
+	int64_t stale_check_ms;
+	size_t stale_count;
+	tokcache *tokens; /* tokens the verifier in force has verified */
 	authz_policy policy;
 	validate_limits limits;
 	store *store;
 	health *health;
+	metrics *metrics;
+	int64_t decode_ns;        /* decoding time of the batch in hand */
+	uint64_t batch_id;        /* batches since start, for the batch log line */
+	registry *registry;       /* NULL: no registry, single-object only */
+	int64_t result_schema_id; /* the registry's id of the Result schema; -1 */
+	int64_t registry_fail_ms; /* when the registry last failed (monotonic) */
 	regex_t reply_re;
 	int has_reply_re;
 
@@ -210,16 +239,32 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	(void)rk;
-	(void)opaque;
+	svc *s = opaque;
 	/* _private points at the slot's state field for this message */
 	send_track *track = m->_private;
 	if (track == NULL)
 		return;
+	if (!m->err) {
+		const char *topic = rd_kafka_topic_name(m->rkt);
+		if (strcmp(topic, s->cfg->dlq_topic) != 0)
+			metrics_result_published(s->metrics,
+			                         strcmp(topic, s->cfg->results_topic) != 0);
+	}
 	track->state = m->err ? SEND_FAILED : SEND_DONE;
 	track->err = m->err;
 	if (m->err)
 		log_event(LOG_WARN, "delivery_failed", "{s:s, s:s}", "topic",
 		          rd_kafka_topic_name(m->rkt), "error", rd_kafka_err2str(m->err));
+}
+
+/* librdkafka's statistics of the consumer, served by its poll on this
+ * thread: the lag and the stall check come from them. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+	(void)rk;
+	svc *s = opaque;
+	metrics_consumer_stats(s->metrics, json, len, metrics_now_ms());
+	return 0; /* librdkafka frees json */
 }
 
 static int is_revoked(const rd_kafka_topic_partition_list_t *parts, const rd_kafka_message_t *m)
@@ -283,6 +328,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			rd_kafka_pause_partitions(rk, parts);
 		else
 			rd_kafka_resume_partitions(rk, parts);
+		metrics_partitions_paused(s->metrics, s->paused ? parts->cnt : 0);
 		health_set(s->health, HEALTH_GROUP_JOINED, 1);
 		return;
 	}
@@ -308,6 +354,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	s->ndeferred = keep;
 	rd_kafka_resume_partitions(rk, parts);
 	rd_kafka_assign(rk, NULL);
+	metrics_partitions_paused(s->metrics, 0);
 	health_set(s->health, HEALTH_GROUP_JOINED, 0);
 }
 
@@ -380,7 +427,9 @@ static int make_clients(svc *s, char *errstr, size_t errstr_size)
 	    conf_set(conf, "queued.min.messages", "12000", errstr, errstr_size) != 0 ||
 	    conf_set(conf, "queued.max.messages.kbytes", "12288", errstr, errstr_size) != 0 ||
 	    conf_set(conf, "fetch.max.bytes", "1048576", errstr, errstr_size) != 0 ||
-	    conf_set(conf, "max.partition.fetch.bytes", "262144", errstr, errstr_size) != 0) {
+	    conf_set(conf, "max.partition.fetch.bytes", "262144", errstr, errstr_size) != 0 ||
+	    /* the lag of kms_consumer_lag and the stall check (on_stats) */
+	    conf_set(conf, "statistics.interval.ms", "1000", errstr, errstr_size) != 0) {
 		rd_kafka_conf_destroy(conf);
 		return -1;
 	}
@@ -389,6 +438,10 @@ static int make_clients(svc *s, char *errstr, size_t errstr_size)
 		return -1;
 	}
 	rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+	rd_kafka_conf_set_stats_cb(conf, on_stats);
+	char stats_ms[32] = "0";
+	size_t stats_ms_size = sizeof stats_ms;
+	rd_kafka_conf_get(conf, "statistics.interval.ms", stats_ms, &stats_ms_size);
 	s->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
 	if (s->consumer == NULL) {
 		rd_kafka_conf_destroy(conf);
@@ -396,6 +449,8 @@ static int make_clients(svc *s, char *errstr, size_t errstr_size)
 	}
 	conf = NULL; /* now owned by the consumer */
 	rd_kafka_poll_set_consumer(s->consumer);
+	/* librdkafka has checked the value: a whole number */
+	metrics_consumer_started(s->metrics, strtoll(stats_ms, NULL, 10), metrics_now_ms());
 	return make_producer(s, errstr, errstr_size);
 }
 
@@ -502,6 +557,7 @@ static void keepalive(svc *s)
 		rd_kafka_topic_partition_list_t *parts = NULL;
 		if (rd_kafka_assignment(s->consumer, &parts) == RD_KAFKA_RESP_ERR_NO_ERROR) {
 			rd_kafka_pause_partitions(s->consumer, parts);
+			metrics_partitions_paused(s->metrics, parts->cnt);
 			rd_kafka_topic_partition_list_destroy(parts);
 		}
 		s->paused = 1;
@@ -525,6 +581,7 @@ static void resume(svc *s)
 		rd_kafka_topic_partition_list_destroy(parts);
 	}
 	s->paused = 0;
+	metrics_partitions_paused(s->metrics, 0);
 }
 
 /* Sleep for ms while keeping the group. Returns -1 when the graceful stop
@@ -550,6 +607,94 @@ static int64_t backoff_ms(const svc *s, int attempt)
 	for (int i = 0; i < attempt && ms < s->cfg->retry_backoff_max_ms; i++)
 		ms *= 2;
 	return ms < s->cfg->retry_backoff_max_ms ? ms : s->cfg->retry_backoff_max_ms;
+}
+
+/* ---- trust: adoption and reload ---- */
+
+/* Point the policy at the trust in force; when it changed, drop the cached
+ * tokens, which only the keys that verified them vouch for. */
+static void adopt_trust(svc *s)
+{
+	uint64_t gen = trust_generation(s->trust);
+
+	s->policy.verifier = trust_verifier(s->trust);
+	s->policy.issuers = trust_issuers(s->trust, &s->policy.n_issuers);
+	if (gen == s->trust_gen)
+		return;
+	tokcache_clear(s->tokens);
+	if (s->trust_gen != 0)
+		log_event(LOG_INFO, "trust_changed", "{s:I}", "generation", (json_int_t)gen);
+	s->trust_gen = gen;
+}
+
+/* Readiness says when a JWKS URI issuer's keys are stale (at most once a
+ * second, or now when force is set). */
+static void check_keys_fresh(svc *s, int force)
+{
+	char which[400];
+	int64_t now = mono_ms();
+
+	if (!force && now - s->stale_check_ms < 1000)
+		return;
+	s->stale_check_ms = now;
+	size_t n = trust_stale(s->trust, which, sizeof which);
+	health_set(s->health, HEALTH_KEYS_FRESH, n == 0);
+	health_set_note(s->health, HEALTH_NOTE_STALE, n > 0 ? which : NULL);
+	if (n > 0 && s->stale_count == 0)
+		log_event(LOG_WARN, "jwks_stale", "{s:s}", "issuers", which);
+	else if (n == 0 && s->stale_count > 0)
+		log_event(LOG_INFO, "jwks_fresh", NULL);
+	s->stale_count = n;
+}
+
+/* SIGHUP: the issuers file and the TLS files the KM-S reads per connection
+ * (libpq's) are read again. Each is taken whole or refused whole, the old
+ * one staying in force. The Kafka clients keep their TLS files: librdkafka
+ * 2.0 reads them once, into each client, and making new clients would leave
+ * the consumer group. */
+static void reload(svc *s)
+{
+	const kms_config *cfg = s->cfg;
+	char errstr[512], note[512] = "";
+	int ok = 1;
+
+	log_event(LOG_INFO, "reload", "{s:s}", "issuers_file", cfg->issuers_file);
+	if (cfg->issuers_file[0] != '\0' &&
+	    trust_load(s->trust, cfg->issuers_file, errstr, sizeof errstr) != 0) {
+		log_event(LOG_ERROR, "reload_refused", "{s:s, s:s, s:s}", "what", "issuers_file",
+		          "error", errstr, "effect", "the issuers in force stay");
+		snprintf(note, sizeof note, "issuers file refused: %.400s", errstr);
+		ok = 0;
+	}
+	health_set(s->health, HEALTH_TRUST_RELOADED, ok);
+	if (store_reconnect(s->store, errstr, sizeof errstr) != 0) {
+		log_event(LOG_WARN, "reload_refused", "{s:s, s:s, s:s}", "what",
+		          "database_connection", "error", errstr, "effect",
+		          "the database connection in force stays");
+		if (note[0] == '\0')
+			snprintf(note, sizeof note, "new database connection refused: %.400s",
+			         errstr);
+	}
+	health_set_note(s->health, HEALTH_NOTE_RELOAD, note[0] != '\0' ? note : NULL);
+	adopt_trust(s);
+	check_keys_fresh(s, 1);
+	log_event(LOG_INFO, "reload_done", "{s:b, s:I}", "issuers_applied", ok, "generation",
+	          (json_int_t)trust_generation(s->trust));
+}
+
+/* Between batches (after a batch is taken, before it is decided): a reload
+ * asked for by SIGHUP, the key sets the JWKS refresher brought, readiness of
+ * the keys. What changes here is in force for every message of the batches
+ * that follow. */
+static void reload_point(svc *s)
+{
+	if (reload_asked) {
+		reload_asked = 0;
+		reload(s);
+	}
+	if (trust_poll(s->trust))
+		adopt_trust(s);
+	check_keys_fresh(s, 0);
 }
 
 /* ---- step 2: the pure decisions ---- */
@@ -592,6 +737,7 @@ static void route_reply(svc *s, slot *sl)
 	snprintf(sl->reply_topic, sizeof sl->reply_topic, "%s", cfg->results_topic);
 	sl->reply_partition = RD_KAFKA_PARTITION_UA;
 	sl->reply_note[0] = '\0';
+	sl->reroute = METRICS_REROUTE_NONE;
 
 	const void *v;
 	size_t n;
@@ -602,6 +748,7 @@ static void route_reply(svc *s, slot *sl)
 	if (!topic_name_ok(t, n)) {
 		snprintf(sl->reply_note, sizeof sl->reply_note,
 		         "kafka_replyTopic refused: not a valid topic name");
+		sl->reroute = METRICS_REROUTE_TOPIC_INVALID;
 		return;
 	}
 	memcpy(name, t, n);
@@ -616,6 +763,7 @@ static void route_reply(svc *s, slot *sl)
 		snprintf(sl->reply_note, sizeof sl->reply_note,
 		         "kafka_replyTopic refused: %.180s does not match the reply-topic pattern",
 		         name);
+		sl->reroute = METRICS_REROUTE_TOPIC_NOT_ALLOWED;
 		return;
 	}
 	snprintf(sl->reply_topic, sizeof sl->reply_topic, "%s", name);
@@ -629,9 +777,73 @@ static void route_reply(svc *s, slot *sl)
 	if (p < 0) {
 		snprintf(sl->reply_note, sizeof sl->reply_note,
 		         "kafka_replyPartition ignored: not a 4-byte non-negative integer");
+		sl->reroute = METRICS_REROUTE_PARTITION_INVALID;
 		return;
 	}
 	sl->reply_partition = p;
+}
+
+/* The id of the Result schema in the registry, asked once: looked up under
+ * the results topic's subject, registered there when missing (as a
+ * registry-aware serializer would). */
+static int result_schema_id(svc *s, char *errstr, size_t errstr_size)
+{
+	char subject[300];
+	uint32_t id;
+	if (s->result_schema_id >= 0)
+		return 0;
+	snprintf(subject, sizeof subject, "%s-value", s->cfg->results_topic);
+	registry_status st =
+	    registry_schema_id(s->registry, subject, codec_response_schema_json(s->codec), 1, &id,
+	                       NULL, errstr, errstr_size);
+	if (st != REGISTRY_OK)
+		return -1;
+	s->result_schema_id = id;
+	return 0;
+}
+
+/* Decode a request in either framing, the first byte telling them apart.
+ * A Confluent-framed value needs its writer schema from the registry and,
+ * for its Result, the Result schema's id: CODEC_ERR_UNAVAILABLE when the
+ * registry could not give them. Kept from asking again for a moment after
+ * an outage, so a batch of such values costs one time-out, not one each. */
+static codec_status decode(svc *s, slot *sl)
+{
+	rd_kafka_message_t *m = sl->msg;
+	size_t len = m->payload ? m->len : 0;
+
+	sl->confluent =
+	    s->registry != NULL && codec_framing_of(m->payload, len) == CODEC_FRAMING_CONFLUENT;
+	if (!sl->confluent)
+		return codec_decode_request(s->codec, m->payload, len, &sl->req, &sl->salvage,
+		                            sl->decode_error, sizeof sl->decode_error);
+	registry_set_offline(s->registry,
+	                     s->registry_fail_ms != 0 && mono_ms() - s->registry_fail_ms < 100);
+	if (result_schema_id(s, sl->decode_error, sizeof sl->decode_error) != 0)
+		return CODEC_ERR_UNAVAILABLE;
+	codec_status st =
+	    registry_decode_request(s->registry, m->payload, len, &sl->req, &sl->salvage,
+	                            sl->decode_error, sizeof sl->decode_error);
+	if (st != CODEC_ERR_UNAVAILABLE) {
+		s->registry_fail_ms = 0;
+		health_set(s->health, HEALTH_REGISTRY, 1);
+	}
+	return st;
+}
+
+static void registry_unavailable(svc *s, slot *sl)
+{
+	if (s->registry_fail_ms == 0 || mono_ms() - s->registry_fail_ms >= 100)
+		log_event(LOG_WARN, "registry_unavailable", "{s:s, s:s, s:i, s:I}", "error",
+		          sl->decode_error, "topic", rd_kafka_topic_name(sl->msg->rkt), "partition",
+		          (int)sl->msg->partition, "offset", (json_int_t)sl->msg->offset);
+	s->registry_fail_ms = mono_ms();
+	health_set(s->health, HEALTH_REGISTRY, 0);
+	codec_request_free(sl->req);
+	sl->req = NULL;
+	codec_salvage_free(&sl->salvage);
+	sl->item.dlq = 0;
+	sl->item.pre_cause = CODEC_CAUSE_NONE;
 }
 
 /* Decide what can be decided without I/O: decode, validate, hash the
@@ -662,8 +874,14 @@ static int decide_pure(svc *s, slot *sl, int64_t now_s)
 	route_reply(s, sl);
 	it->reply_note = sl->reply_note[0] ? sl->reply_note : NULL;
 
-	sl->status = codec_decode_request(s->codec, m->payload, m->payload ? m->len : 0, &sl->req,
-	                                  &sl->salvage, sl->decode_error, sizeof sl->decode_error);
+	int64_t decode_start = metrics_now_ns();
+	sl->status = decode(s, sl);
+	s->decode_ns += metrics_now_ns() - decode_start;
+	if (sl->status == CODEC_ERR_UNAVAILABLE) {
+		/* No verdict: the registry is away, the batch waits for it. */
+		registry_unavailable(s, sl);
+		return -1;
+	}
 	if (sl->status == CODEC_ERR_NOMEM) {
 		why = sl->decode_error;
 		goto internal;
@@ -705,6 +923,15 @@ static int decide_pure(svc *s, slot *sl, int64_t now_s)
 		authz_decision d = authz_check(&s->policy, r->access_token, r->requester_identity,
 		                               now_s, sl->vsp_id, sizeof sl->vsp_id, sl->pre_detail,
 		                               sizeof sl->pre_detail);
+		/* A kid its JWKS URI issuer's set lacks may be a rotation the
+		 * issuer has just published: fetch the set (rate-limited), and
+		 * when it changed, check the token again under it at once. */
+		if (d == AUTHZ_DENY && trust_refresh_for_token(s->trust, r->access_token)) {
+			adopt_trust(s);
+			d = authz_check(&s->policy, r->access_token, r->requester_identity, now_s,
+			                sl->vsp_id, sizeof sl->vsp_id, sl->pre_detail,
+			                sizeof sl->pre_detail);
+		}
 		if (d == AUTHZ_ERROR) {
 			why = sl->pre_detail;
 			goto internal;
@@ -772,7 +999,15 @@ static int produce_result(svc *s, slot *sl, int use_default)
 	char errstr[256];
 	unsigned char *value = NULL;
 	size_t len = 0;
-	if (codec_encode_response(s->codec, &resp, &value, &len, errstr, sizeof errstr) != 0) {
+	/* In the request's framing; a Confluent request was only decided once
+	 * the Result schema's id was known. */
+	codec_frame frame = {CODEC_FRAMING_SINGLE_OBJECT, 0};
+	if (sl->confluent) {
+		frame.framing = CODEC_FRAMING_CONFLUENT;
+		frame.schema_id = (uint32_t)s->result_schema_id;
+	}
+	if (codec_encode_response_as(s->codec, &frame, &resp, &value, &len, errstr,
+	                             sizeof errstr) != 0) {
 		log_event(LOG_ERROR, "encode_failed", "{s:s}", "error", errstr);
 		return -1;
 	}
@@ -912,11 +1147,14 @@ static int publish(svc *s)
 					int custom =
 					    strcmp(sl->reply_topic, s->cfg->results_topic) != 0 ||
 					    sl->reply_partition != RD_KAFKA_PARTITION_UA;
-					if (custom)
+					if (custom) {
 						log_event(LOG_WARN, "reply_fallback", "{s:s}",
 						          "request_id",
 						          sl->item.request_id ? sl->item.request_id
 						                              : "");
+						metrics_reroute(s->metrics,
+						                METRICS_REROUTE_TOPIC_UNAVAILABLE);
+					}
 					produce_result(s, sl, custom);
 				}
 			}
@@ -1099,6 +1337,7 @@ static void apply_fallbacks(svc *s)
 		     sl->reply_partition != RD_KAFKA_PARTITION_UA)) {
 			log_event(LOG_WARN, "reply_fallback", "{s:s}", "request_id",
 			          sl->item.request_id ? sl->item.request_id : "");
+			metrics_reroute(s->metrics, METRICS_REROUTE_TOPIC_UNAVAILABLE);
 			sl->reply_default = 1;
 		}
 	}
@@ -1245,6 +1484,14 @@ static int txn_attempt(svc *s)
 	if (n == TXN_DONE) {
 		s->txn_open = 0;
 		s->txn_committing = 0;
+		/* the lag and the stall check count from the committed offsets */
+		rd_kafka_topic_partition_list_t *done = batch_offsets(s);
+		int64_t now = metrics_now_ms();
+		for (int i = 0; done != NULL && i < done->cnt; i++)
+			metrics_offsets_done(s->metrics, done->elems[i].partition,
+			                     done->elems[i].offset, now);
+		if (done != NULL)
+			rd_kafka_topic_partition_list_destroy(done);
 		log_event(LOG_DEBUG, "txn_committed", "{s:i, s:I, s:I, s:I, s:I}", "batch",
 		          (int)s->nslots, "produce_us", (json_int_t)(t1 - t0), "offsets_us",
 		          (json_int_t)(t2 - t1), "acks_us", (json_int_t)(t3 - t2), "commit_us",
@@ -1397,6 +1644,11 @@ static void store_offsets(svc *s)
 	if (err && err != RD_KAFKA_RESP_ERR__STATE)
 		log_event(LOG_WARN, "offsets_store_failed", "{s:s}", "error",
 		          rd_kafka_err2str(err));
+	int64_t now = metrics_now_ms();
+	for (int i = 0; i < parts->cnt; i++)
+		if (!parts->elems[i].err)
+			metrics_offsets_done(s->metrics, parts->elems[i].partition,
+			                     parts->elems[i].offset, now);
 	rd_kafka_topic_partition_list_destroy(parts);
 }
 
@@ -1492,12 +1744,63 @@ static int decide_pure_all(svc *s)
 	}
 }
 
+/* Nanoseconds since *t, which moves to now. */
+static int64_t lap(int64_t *t)
+{
+	int64_t now = metrics_now_ns(), d = now - *t;
+	*t = now;
+	return d;
+}
+
+/* A finished batch in the metrics and in one log line: its decisions, DLQ
+ * records, reroutes, latencies and phases. */
+static void account_batch(svc *s, const int64_t phase[METRICS_PHASE__COUNT], int64_t took_ns)
+{
+	int outcomes[STORE_OUTCOME_ERROR + 1] = {0}, results[2] = {0};
+	int64_t now = now_ms();
+	for (size_t i = 0; i < s->nslots; i++) {
+		const slot *sl = &s->slots[i];
+		const store_item *it = &sl->item;
+		if (it->outcome >= 0 && it->outcome <= STORE_OUTCOME_ERROR)
+			outcomes[it->outcome]++;
+		/* a redelivery repeats a decision counted when it was made */
+		if (it->outcome != STORE_OUTCOME_REDELIVERED) {
+			metrics_request(s->metrics, it->result, it->cause);
+			results[it->result == CODEC_RESULT_SUCCESS ? 0 : 1]++;
+		}
+		if (it->dlq)
+			metrics_dlq(s->metrics, sl->status);
+		if (!it->has_result)
+			continue;
+		metrics_reroute(s->metrics, sl->reroute);
+		rd_kafka_timestamp_type_t type;
+		int64_t ts = rd_kafka_message_timestamp(sl->msg, &type);
+		if (ts > 0)
+			metrics_request_latency(s->metrics, now - ts);
+	}
+	tokcache_stats ts;
+	tokcache_stats_get(s->tokens, &ts);
+	metrics_token_cache(s->metrics, ts.hits, ts.misses);
+	metrics_batch(s->metrics, s->nslots, phase);
+	log_event(LOG_INFO, "batch_done", "{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f}",
+	          "batch", (json_int_t)++s->batch_id, "messages", (int)s->nslots, "success",
+	          results[0], "failure", results[1], "decided", outcomes[STORE_OUTCOME_DECIDED],
+	          "replayed", outcomes[STORE_OUTCOME_REPLAYED], "conflict",
+	          outcomes[STORE_OUTCOME_CONFLICT], "redelivered",
+	          outcomes[STORE_OUTCOME_REDELIVERED], "dlq", outcomes[STORE_OUTCOME_DLQ], "error",
+	          outcomes[STORE_OUTCOME_ERROR], "ms", (double)took_ns / 1e6);
+}
+
 static int process_batch(svc *s)
 {
-	int64_t started = mono_ms();
+	int64_t phase[METRICS_PHASE__COUNT] = {0};
+	int64_t t = metrics_now_ns(), started = t;
 	store_item *items = s->items;
+	s->decode_ns = 0;
 	if (decide_pure_all(s) != 0)
 		return -1;
+	phase[METRICS_PHASE_DECODE] = s->decode_ns;
+	phase[METRICS_PHASE_AUTHORIZE] = lap(&t) - s->decode_ns;
 
 	char errstr[512];
 	int attempt = 0;
@@ -1518,19 +1821,22 @@ static int process_batch(svc *s)
 	health_set(s->health, HEALTH_DATABASE, 1);
 	for (size_t i = 0; i < s->nslots; i++)
 		s->slots[i].item = items[i];
+	phase[METRICS_PHASE_DATABASE] = lap(&t);
 
 	if (s->cfg->exactly_once) {
 		/* the offsets are committed in the transaction */
 		if (publish_txn(s) != 0)
 			return -1;
+		phase[METRICS_PHASE_PUBLISH] = lap(&t);
 	} else {
 		if (publish(s) != 0)
 			return -1;
+		phase[METRICS_PHASE_PUBLISH] = lap(&t);
 		store_offsets(s);
 	}
 	resume(s);
-	log_event(LOG_DEBUG, "batch_done", "{s:i, s:I}", "count", (int)s->nslots, "ms",
-	          (json_int_t)(mono_ms() - started));
+	phase[METRICS_PHASE_COMMIT] = lap(&t);
+	account_batch(s, phase, t - started);
 	free_slots(s);
 	return 0;
 }
@@ -1562,30 +1868,40 @@ static int setup(svc *s, char *errstr, size_t errstr_size)
 	codec_limits_default(&cl);
 	cl.max_value_bytes = (size_t)cfg->max_value_bytes;
 	cl.max_services = (size_t)cfg->max_services;
-	s->codec = codec_new(&cl, errstr, errstr_size);
+	s->codec = codec_new_with_dir(&cl, cfg->schemas_dir, errstr, errstr_size);
 	if (s->codec == NULL)
 		return -1;
+	s->result_schema_id = -1;
+	if (cfg->registry_url[0] != '\0') {
+		s->registry = registry_new(cfg->registry_url, s->codec,
+		                           (long)cfg->registry_timeout_ms, errstr, errstr_size);
+		if (s->registry == NULL)
+			return -1;
+	}
 
 	unsigned mask;
 	if (config_alg_mask(cfg, &mask, errstr, errstr_size) != 0)
 		return -1;
-	s->verifier = jwt_verifier_new(mask, (size_t)cfg->max_token_bytes, errstr, errstr_size);
-	if (s->verifier == NULL)
+	trust_settings ts = {.alg_mask = mask, .max_token_bytes = (size_t)cfg->max_token_bytes};
+	s->trust = trust_new(&ts, errstr, errstr_size);
+	if (s->trust == NULL)
 		return -1;
 	if (cfg->issuers_file[0] != '\0') {
-		int n = jwt_verifier_load_file(s->verifier, cfg->issuers_file, errstr, errstr_size);
-		if (n < 0)
+		if (trust_load(s->trust, cfg->issuers_file, errstr, errstr_size) != 0)
 			return -1;
-		log_event(LOG_INFO, "issuers_loaded", "{s:i}", "keys", n);
 	} else {
 		log_event(LOG_WARN, "no_issuers", "{s:s}", "effect", "every token is refused");
 	}
-	/* Made after the keys are loaded and dropped with them: an entry is
-	 * only valid for the keys that verified it. */
+	/* The first fetch of every JWKS URI, bounded by its timeout: the
+	 * first batch then has the keys, unless the issuer is away. */
+	if (trust_start(s->trust, 0, errstr, errstr_size) != 0)
+		return -1;
+	/* Cleared whenever the trust changes (adopt_trust()): an entry is only
+	 * valid for the keys that verified it. */
 	s->tokens = tokcache_new((size_t)cfg->token_cache_entries, errstr, errstr_size);
 	if (s->tokens == NULL)
 		return -1;
-	s->policy.verifier = s->verifier;
+	adopt_trust(s);
 	s->policy.scope = cfg->scope;
 	s->policy.leeway_s = cfg->leeway_s;
 	s->policy.cache = s->tokens;
@@ -1608,12 +1924,19 @@ static int setup(svc *s, char *errstr, size_t errstr_size)
 		return -1;
 	}
 
-	if (cfg->health_port > 0) {
-		s->health = health_new((unsigned)cfg->health_port, errstr, errstr_size);
-		if (s->health == NULL)
-			return -1;
-		health_set(s->health, HEALTH_NOT_PAUSED, 1);
-	}
+	s->metrics = metrics_new(cfg->requests_topic, cfg->stall_timeout_ms, errstr, errstr_size);
+	if (s->metrics == NULL)
+		return -1;
+	/* Made without a port too: it keeps the dependencies' states, whose
+	 * outages are logged. */
+	s->health = health_new(cfg->health_address, (unsigned)cfg->health_port, s->metrics, errstr,
+	                       errstr_size);
+	if (s->health == NULL)
+		return -1;
+	health_set(s->health, HEALTH_NOT_PAUSED, 1);
+	health_set(s->health, HEALTH_TRUST_RELOADED, 1);
+	check_keys_fresh(s, 1);
+	health_set(s->health, HEALTH_REGISTRY, 1);
 
 	/* The database may not be up yet: wait for it, as for any outage. */
 	for (int attempt = 0; run; attempt++) {
@@ -1660,8 +1983,10 @@ static void teardown(svc *s)
 		rd_kafka_destroy(s->producer);
 	store_destroy(s->store);
 	health_destroy(s->health);
+	metrics_destroy(s->metrics); /* after the health server that reads it */
 	tokcache_destroy(s->tokens);
-	jwt_verifier_destroy(s->verifier);
+	trust_destroy(s->trust);
+	registry_destroy(s->registry);
 	codec_destroy(s->codec);
 	if (s->has_reply_re)
 		regfree(&s->reply_re);
@@ -1681,6 +2006,8 @@ int service_run(const kms_config *cfg)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_hangup;
+	sigaction(SIGHUP, &sa, NULL);
 
 	if (setup(&s, errstr, sizeof errstr) != 0) {
 		log_event(LOG_ERROR, "start_failed", "{s:s}", "error", errstr);
@@ -1692,6 +2019,9 @@ int service_run(const kms_config *cfg)
 
 	while (run) {
 		collect(&s);
+		/* Before the batch in hand is decided: it is the first under
+		 * what a reload or a refresh brought. */
+		reload_point(&s);
 		if (s.nslots == 0) {
 			idle_checks(&s);
 			continue;

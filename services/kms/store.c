@@ -134,6 +134,25 @@ void store_destroy(store *s)
 	free(s);
 }
 
+int store_reconnect(store *s, char *errstr, size_t errstr_size)
+{
+	PGconn *old = s->conn;
+	int old_prepared = s->prepared, old_broken = s->broken;
+
+	s->conn = NULL; /* connect_now() would close it first */
+	if (connect_now(s, errstr, errstr_size) != 0) {
+		if (s->conn != NULL)
+			PQfinish(s->conn);
+		s->conn = old;
+		s->prepared = old_prepared;
+		s->broken = old_broken;
+		return -1;
+	}
+	if (old != NULL)
+		PQfinish(old);
+	return 0;
+}
+
 int store_exec_ok(PGconn *conn, PGresult *r, const char *what, char *errstr, size_t errstr_size)
 {
 	ExecStatusType st = PQresultStatus(r);

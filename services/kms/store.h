@@ -29,6 +29,12 @@ void store_destroy(store *s); /* NULL is a no-op */
  * -1 with errstr filled otherwise. */
 int store_ping(store *s, char *errstr, size_t errstr_size);
 
+/* Open a new connection with the same connection string (so that libpq
+ * reads its TLS files, sslrootcert, sslcert, sslkey and sslcrl, again) and,
+ * once it is up, close the old one; between batches only. Returns 0, or -1
+ * with errstr filled and the old connection kept as it was. */
+int store_reconnect(store *s, char *errstr, size_t errstr_size);
+
 /* Create or upgrade the schema from the versioned SQL migrations compiled
  * into the binary (services/kms/migrations/NNN_name.sql), each in its own
  * transaction, recorded in schema_migrations. Safe to run twice; safe to run

@@ -94,6 +94,21 @@ void tokcache_destroy(tokcache *c)
 	free(c);
 }
 
+void tokcache_clear(tokcache *c)
+{
+	if (c == NULL)
+		return;
+	for (entry *e = c->newest, *next; e != NULL; e = next) {
+		next = e->older;
+		entry_free(e);
+	}
+	if (c->buckets != NULL)
+		memset(c->buckets, 0, (c->mask + 1) * sizeof *c->buckets);
+	c->newest = c->oldest = NULL;
+	c->stats.cleared += c->stats.entries;
+	c->stats.entries = 0;
+}
+
 static int digest_of(const char *token, unsigned char out[DIGEST_LEN])
 {
 	unsigned int len = 0;

@@ -41,6 +41,7 @@ typedef struct {
 	uint64_t expired;   /* entries dropped at lookup because they had expired */
 	uint64_t evictions; /* entries dropped to make room (least recently used) */
 	uint64_t inserts;   /* entries added */
+	uint64_t cleared;   /* entries dropped by tokcache_clear() */
 	size_t entries;     /* entries held now */
 	size_t capacity;
 } tokcache_stats;
@@ -69,6 +70,12 @@ const jwt_claims *tokcache_lookup(tokcache *c, const char *token, int64_t now_s)
  * unchanged: nothing is lost but the saving, so a caller may go on. */
 int tokcache_insert(tokcache *c, const char *token, const jwt_claims *claims,
                     int64_t expires_s) TOKCACHE_MUST_CHECK;
+
+/* Drop every entry (the counters stay): what a change of the trusted keys
+ * calls for, since an entry vouches only for the keys that verified it. A
+ * token whose key was removed is then verified again, and refused. NULL is a
+ * no-op. */
+void tokcache_clear(tokcache *c);
 
 void tokcache_stats_get(const tokcache *c, tokcache_stats *out);
 

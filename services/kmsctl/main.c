@@ -36,6 +36,16 @@
  *                     "audit": {"total", "by_outcome": {OUTCOME: N}},
  *                     "providers", "slas", "val_servers",
  *                     "key_format_versions"}
+ *   admin-audit      [{"id", "changed_at", "actor", "db_role", "action",
+ *                      "subject", "before", "after"}] in the order recorded;
+ *                      before and after are the row as JSON objects (null
+ *                      for what did not exist)
+ *
+ * Every change (provider add, disable, enable; sla add, revoke) runs in one
+ * transaction with its admin audit row: who (--actor, by default the login
+ * name; and the database role), when, what, the row before and after. A
+ * change that fails leaves no row, and a row that cannot be written fails
+ * the change.
  *
  * Exit codes: 0 done; 1 runtime failure (one line on stderr); 2 misuse (one
  * hint on stderr); 3 already exists (provider add); 4 not found.
@@ -44,10 +54,12 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <pwd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dsn.h"
 #include "codec.h"
@@ -71,7 +83,11 @@ enum {
 	OPT_MAX = 1 << 4,
 	OPT_FROM = 1 << 5,
 	OPT_UNTIL = 1 << 6,
+	OPT_ACTOR = 1 << 7,
 };
+
+/* The longest --actor (the admin_audit table's CHECK says the same). */
+#define ACTOR_MAX 128
 
 typedef struct {
 	const char *dsn;
@@ -84,7 +100,8 @@ typedef struct {
 	const char *max;
 	const char *valid_from;
 	const char *valid_until;
-	char **args; /* the positional arguments after the command words */
+	const char *actor; /* who makes a change: --actor, or the login name */
+	char **args;       /* the positional arguments after the command words */
 	int nargs;
 } cli;
 
@@ -117,10 +134,14 @@ static void usage(FILE *f)
 	      "  audit IDENTITY                   the audit trail of a VAL server\n"
 	      "  decision REQUEST_ID              the decision recorded for a requestId\n"
 	      "  stats                            counts\n"
+	      "  admin-audit                      who changed providers and SLAs, when, and\n"
+	      "                                   the rows before and after\n"
 	      "\n"
 	      "options:\n"
 	      "  --dsn DSN     PostgreSQL connection string (default: $KMS_DSN)\n"
 	      "  --json        print JSON instead of tables\n"
+	      "  --actor NAME  who makes a change, for the admin audit (default: the\n"
+	      "                login name)\n"
 	      "  -h, --help    print this help\n"
 	      "\n"
 	      "key formats: RAW OPAQUE PKCS1 PKCS8 X509 EC_PRIVATE_KEY\n"
@@ -372,6 +393,63 @@ static const char *cell(const PGresult *r, int row, int col)
 	return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
 }
 
+/* ---- changes and their audit rows ---- */
+
+static int tx_begin(PGconn *c)
+{
+	PGresult *r = db_run(c, "BEGIN", 0, NULL);
+	if (r == NULL)
+		return -1;
+	PQclear(r);
+	return 0;
+}
+
+static void tx_rollback(PGconn *c)
+{
+	PQclear(PQexec(c, "ROLLBACK"));
+}
+
+/* COMMIT of a failed transaction answers "ROLLBACK" without an error:
+ * only the command tag tells. */
+static int tx_commit(PGconn *c)
+{
+	PGresult *r = db_run(c, "COMMIT", 0, NULL);
+	int ok = r != NULL && strcmp(PQcmdStatus(r), "COMMIT") == 0;
+	if (r != NULL && !ok)
+		fail_line(0, "database", "the change was rolled back");
+	PQclear(r);
+	return ok ? 0 : -1;
+}
+
+/* The change's admin audit row, inside its transaction. before and after
+ * are JSON texts of the row (NULL: it did not exist). */
+static int audit_change(PGconn *c, const cli *o, const char *action, const char *subject,
+                        const char *before, const char *after)
+{
+	const char *p[5] = {o->actor, action, subject, before, after};
+	PGresult *r = db_run(c,
+	                     "INSERT INTO admin_audit (actor, action, subject, before, after)"
+	                     " VALUES ($1, $2, $3, $4::jsonb, $5::jsonb)",
+	                     5, p);
+	if (r == NULL)
+		return -1;
+	PQclear(r);
+	return 0;
+}
+
+/* Finish a change whose statements went through: its audit row, then the
+ * commit. Returns 0, or -1 with the change rolled back and the failure
+ * printed. */
+static int finish_change(PGconn *c, const cli *o, const char *action, const char *subject,
+                         const char *before, const char *after)
+{
+	if (audit_change(c, o, action, subject, before, after) != 0 || tx_commit(c) != 0) {
+		tx_rollback(c);
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- JSON ---- */
 
 /* A JSON string of s, or null for NULL. Text from the database is UTF-8;
@@ -504,14 +582,25 @@ static int cmd_provider_add(PGconn *c, const cli *o)
 	const char *p[2] = {o->args[0], o->name != NULL ? o->name : ""};
 	if (p[0][0] == '\0')
 		return misuse("VSP_ID is empty");
+	if (tx_begin(c) != 0)
+		return EXIT_RUNTIME;
 	PGresult *r = db_run(c,
 	                     "INSERT INTO providers (vsp_id, name) VALUES ($1, $2)"
-	                     " ON CONFLICT (vsp_id) DO NOTHING RETURNING vsp_id, name, enabled",
+	                     " ON CONFLICT (vsp_id) DO NOTHING RETURNING vsp_id, name, enabled,"
+	                     " (to_jsonb(providers) - 'val_server_count')::text",
 	                     2, p);
-	if (r == NULL)
-		return EXIT_RUNTIME;
-	int rc = PQntuples(r) == 0 ? fail_line(EXIT_EXISTS, "the provider already exists", NULL)
-	                           : show_provider(o, r, "added");
+	int rc;
+	if (r == NULL) {
+		tx_rollback(c);
+		rc = EXIT_RUNTIME;
+	} else if (PQntuples(r) == 0) {
+		tx_rollback(c);
+		rc = fail_line(EXIT_EXISTS, "the provider already exists", NULL);
+	} else if (finish_change(c, o, "provider.add", p[0], NULL, cell(r, 0, 3)) != 0) {
+		rc = EXIT_RUNTIME;
+	} else {
+		rc = show_provider(o, r, "added");
+	}
 	PQclear(r);
 	return rc;
 }
@@ -560,17 +649,40 @@ static int cmd_provider_list(PGconn *c, const cli *o)
 static int cmd_provider_enable(PGconn *c, const cli *o, int enable)
 {
 	const char *p[2] = {o->args[0], enable ? "t" : "f"};
-	/* disabled_at keeps the first disabling */
-	PGresult *r = db_run(c,
-	                     "UPDATE providers SET enabled = $2,"
-	                     " disabled_at = CASE WHEN $2 THEN NULL"
-	                     " ELSE COALESCE(disabled_at, now()) END"
-	                     " WHERE vsp_id = $1 RETURNING vsp_id, name, enabled",
-	                     2, p);
-	if (r == NULL)
+	int rc = EXIT_RUNTIME;
+	PGresult *b = NULL, *r = NULL;
+	if (tx_begin(c) != 0)
 		return EXIT_RUNTIME;
-	int rc = PQntuples(r) == 0 ? fail_line(EXIT_NOT_FOUND, "no such provider", NULL)
-	                           : show_provider(o, r, enable ? "enabled" : "disabled");
+	/* the row as it is, locked until the change commits */
+	b = db_run(c,
+	           "SELECT (to_jsonb(p) - 'val_server_count')::text FROM providers p"
+	           " WHERE vsp_id = $1 FOR UPDATE",
+	           1, p);
+	if (b == NULL)
+		goto fail;
+	if (PQntuples(b) == 0) {
+		rc = fail_line(EXIT_NOT_FOUND, "no such provider", NULL);
+		goto fail;
+	}
+	/* disabled_at keeps the first disabling */
+	r = db_run(c,
+	           "UPDATE providers SET enabled = $2,"
+	           " disabled_at = CASE WHEN $2 THEN NULL"
+	           " ELSE COALESCE(disabled_at, now()) END"
+	           " WHERE vsp_id = $1 RETURNING vsp_id, name, enabled,"
+	           " (to_jsonb(providers) - 'val_server_count')::text",
+	           2, p);
+	if (r == NULL || PQntuples(r) != 1)
+		goto fail;
+	if (finish_change(c, o, enable ? "provider.enable" : "provider.disable", p[0],
+	                  cell(b, 0, 0), cell(r, 0, 3)) != 0)
+		goto done;
+	rc = show_provider(o, r, enable ? "enabled" : "disabled");
+	goto done;
+fail:
+	tx_rollback(c);
+done:
+	PQclear(b);
 	PQclear(r);
 	return rc;
 }
@@ -653,6 +765,10 @@ static int cmd_sla_add(PGconn *c, const cli *o)
 	                    o->valid_from != NULL ? f : NULL,
 	                    o->valid_until != NULL ? u : NULL};
 	int quiet = 0, rc = EXIT_RUNTIME;
+	if (tx_begin(c) != 0) {
+		sla_input_free(&in);
+		return EXIT_RUNTIME;
+	}
 	/* 23514: the CHECK that valid_until is later than valid_from */
 	PGresult *r = db_run_quiet(
 	    c,
@@ -665,12 +781,17 @@ static int cmd_sla_add(PGconn *c, const cli *o)
 	    " ARRAY(SELECT e FROM jsonb_array_elements_text($3::jsonb) WITH ORDINALITY"
 	    "  AS a(e, i) ORDER BY i),"
 	    " $4, t.f, COALESCE(to_timestamp($6::bigint / 1000.0), t.f + interval '1 year')"
-	    " FROM providers p, t WHERE p.vsp_id = $1 RETURNING sla_id",
+	    " FROM providers p, t WHERE p.vsp_id = $1 RETURNING sla_id, to_jsonb(slas)::text",
 	    6, p, "23514", &quiet);
+	if (r == NULL || PQntuples(r) == 0)
+		tx_rollback(c);
 	if (r == NULL && quiet)
 		rc = misuse("--valid-until must be later than --valid-from");
 	else if (r != NULL && PQntuples(r) == 0)
 		rc = fail_line(EXIT_NOT_FOUND, "no such provider", NULL);
+	else if (r != NULL &&
+	         finish_change(c, o, "sla.add", PQgetvalue(r, 0, 0), NULL, cell(r, 0, 1)) != 0)
+		rc = EXIT_RUNTIME;
 	else if (r != NULL && o->json)
 		rc = print_json(json_pack("{s:o}", "sla_id", jint(cell(r, 0, 0))));
 	else if (r != NULL)
@@ -763,21 +884,37 @@ static int cmd_sla_revoke(PGconn *c, const cli *o)
 	if (check_sla_revoke(o) != 0)
 		return EXIT_USAGE;
 	const char *p[1] = {o->args[0]};
-	/* revoked_at keeps the first revocation */
-	PGresult *r = db_run(c,
-	                     "UPDATE slas SET revoked_at = COALESCE(revoked_at, now())"
-	                     " WHERE sla_id = $1 RETURNING sla_id",
-	                     1, p);
-	if (r == NULL)
+	int rc = EXIT_RUNTIME;
+	PGresult *b = NULL, *r = NULL;
+	if (tx_begin(c) != 0)
 		return EXIT_RUNTIME;
-	int rc;
-	if (PQntuples(r) == 0)
+	b = db_run(c, "SELECT to_jsonb(s)::text FROM slas s WHERE sla_id = $1 FOR UPDATE", 1, p);
+	if (b == NULL)
+		goto fail;
+	if (PQntuples(b) == 0) {
 		rc = fail_line(EXIT_NOT_FOUND, "no such SLA", NULL);
-	else if (o->json)
+		goto fail;
+	}
+	/* revoked_at keeps the first revocation */
+	r = db_run(c,
+	           "UPDATE slas SET revoked_at = COALESCE(revoked_at, now())"
+	           " WHERE sla_id = $1 RETURNING sla_id, to_jsonb(slas)::text",
+	           1, p);
+	if (r == NULL || PQntuples(r) != 1)
+		goto fail;
+	if (finish_change(c, o, "sla.revoke", PQgetvalue(r, 0, 0), cell(b, 0, 0), cell(r, 0, 1)) !=
+	    0)
+		goto done;
+	if (o->json)
 		rc = print_json(
 		    json_pack("{s:o, s:b}", "sla_id", jint(cell(r, 0, 0)), "revoked", 1));
 	else
 		rc = printf("SLA %s revoked\n", PQgetvalue(r, 0, 0)) < 0 ? EXIT_RUNTIME : EXIT_OK;
+	goto done;
+fail:
+	tx_rollback(c);
+done:
+	PQclear(b);
 	PQclear(r);
 	return rc;
 }
@@ -1128,6 +1265,88 @@ done:
 	return rc;
 }
 
+static int cmd_admin_audit(PGconn *c, const cli *o)
+{
+	/* The table shows, of a change to an existing row, only the members
+	 * that changed; --json shows the rows whole. */
+	PGresult *r =
+	    db_run(c,
+	           "SELECT id, " ISO(
+	               "changed_at") ", actor, db_role, action, subject,"
+	                             " before::text, after::text,"
+	                             " CASE WHEN before IS NULL OR after IS NULL THEN before::text"
+	                             "  ELSE (SELECT jsonb_object_agg(b.key, b.value)"
+	                             "  FROM jsonb_each(before) b"
+	                             "  WHERE b.value IS DISTINCT FROM after -> b.key)::text END,"
+	                             " CASE WHEN before IS NULL OR after IS NULL THEN after::text"
+	                             "  ELSE (SELECT jsonb_object_agg(a.key, a.value)"
+	                             "  FROM jsonb_each(after) a"
+	                             "  WHERE a.value IS DISTINCT FROM before -> a.key)::text END"
+	                             " FROM admin_audit ORDER BY id",
+	           0, NULL);
+	if (r == NULL)
+		return EXIT_RUNTIME;
+	int rc;
+	if (o->json) {
+		json_t *arr = json_array();
+		for (int i = 0; i < PQntuples(r) && arr != NULL; i++)
+			if (json_array_append_new(
+			        arr, json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id",
+			                       jint(cell(r, i, 0)), "changed_at",
+			                       jstr(cell(r, i, 1)), "actor", jstr(cell(r, i, 2)),
+			                       "db_role", jstr(cell(r, i, 3)), "action",
+			                       jstr(cell(r, i, 4)), "subject", jstr(cell(r, i, 5)),
+			                       "before", jparse(cell(r, i, 6)), "after",
+			                       jparse(cell(r, i, 7)))) != 0) {
+				json_decref(arr);
+				arr = NULL;
+			}
+		rc = print_json(arr);
+	} else {
+		static const char *const h[] = {"ID",     "CHANGED_AT", "ACTOR",  "DB_ROLE",
+		                                "ACTION", "SUBJECT",    "BEFORE", "AFTER"};
+		table *t = table_new(8, h);
+		for (int i = 0; i < PQntuples(r); i++) {
+			const char *row_cells[8] = {cell(r, i, 0), cell(r, i, 1), cell(r, i, 2),
+			                            cell(r, i, 3), cell(r, i, 4), cell(r, i, 5),
+			                            cell(r, i, 8), cell(r, i, 9)};
+			t = row(t, row_cells);
+		}
+		rc = print_table(t);
+	}
+	PQclear(r);
+	return rc;
+}
+
+/* The login name, else the effective user's name, for a change made
+ * without --actor. */
+static void default_actor(char *out, size_t size)
+{
+	struct passwd pw, *found = NULL;
+	char buf[1024];
+
+	if (getlogin_r(out, size) == 0 && out[0] != '\0')
+		return;
+	if (getpwuid_r(geteuid(), &pw, buf, sizeof buf, &found) == 0 && found != NULL &&
+	    found->pw_name[0] != '\0') {
+		snprintf(out, size, "%s", found->pw_name);
+		return;
+	}
+	snprintf(out, size, "uid %u", (unsigned)geteuid());
+}
+
+/* An actor is a name on one line: printable, UTF-8, at most ACTOR_MAX
+ * bytes. */
+static int actor_valid(const char *a)
+{
+	if (a[0] == '\0' || strlen(a) > ACTOR_MAX || !utf8_valid(a))
+		return 0;
+	for (const unsigned char *p = (const unsigned char *)a; *p != '\0'; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return 0;
+	return 1;
+}
+
 /* ---- dispatch ---- */
 
 typedef struct {
@@ -1150,20 +1369,21 @@ static int run_provider_enable(PGconn *c, const cli *o)
 
 static const command commands[] = {
     {"migrate", NULL, 0, 0, NULL, NULL},
-    {"provider", "add", 1, OPT_NAME, NULL, cmd_provider_add},
+    {"provider", "add", 1, OPT_NAME | OPT_ACTOR, NULL, cmd_provider_add},
     {"provider", "list", 0, 0, NULL, cmd_provider_list},
-    {"provider", "disable", 1, 0, NULL, run_provider_disable},
-    {"provider", "enable", 1, 0, NULL, run_provider_enable},
+    {"provider", "disable", 1, OPT_ACTOR, NULL, run_provider_disable},
+    {"provider", "enable", 1, OPT_ACTOR, NULL, run_provider_enable},
     {"sla", "add", 0,
-     OPT_PROVIDER | OPT_SERVICES | OPT_KEY_FORMATS | OPT_MAX | OPT_FROM | OPT_UNTIL, check_sla_add,
-     cmd_sla_add},
+     OPT_PROVIDER | OPT_SERVICES | OPT_KEY_FORMATS | OPT_MAX | OPT_FROM | OPT_UNTIL | OPT_ACTOR,
+     check_sla_add, cmd_sla_add},
     {"sla", "list", 0, OPT_PROVIDER, NULL, cmd_sla_list},
-    {"sla", "revoke", 1, 0, check_sla_revoke, cmd_sla_revoke},
+    {"sla", "revoke", 1, OPT_ACTOR, check_sla_revoke, cmd_sla_revoke},
     {"valserver", "list", 0, OPT_PROVIDER, NULL, cmd_valserver_list},
     {"valserver", "show", 1, 0, NULL, cmd_valserver_show},
     {"audit", NULL, 1, 0, NULL, cmd_audit},
     {"decision", NULL, 1, 0, NULL, cmd_decision},
     {"stats", NULL, 0, 0, NULL, cmd_stats},
+    {"admin-audit", NULL, 0, 0, NULL, cmd_admin_audit},
 };
 
 int main(int argc, char **argv)
@@ -1179,9 +1399,11 @@ int main(int argc, char **argv)
 	    {"max-val-servers", required_argument, NULL, 'm'},
 	    {"valid-from", required_argument, NULL, 'f'},
 	    {"valid-until", required_argument, NULL, 'u'},
+	    {"actor", required_argument, NULL, 'a'},
 	    {NULL, 0, NULL, 0},
 	};
 	cli o = {0};
+	char login[256];
 	opterr = 0;
 	int ch;
 	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -1215,6 +1437,9 @@ int main(int argc, char **argv)
 			break;
 		case 'u':
 			o.valid_until = optarg, o.given |= OPT_UNTIL;
+			break;
+		case 'a':
+			o.actor = optarg, o.given |= OPT_ACTOR;
 			break;
 		default:
 			return misuse("an unknown option, or an option without its value");
@@ -1253,6 +1478,14 @@ int main(int argc, char **argv)
 	for (int i = 0; i < o.nargs; i++)
 		if (!utf8_valid(o.args[i]))
 			return misuse("an argument is not valid UTF-8");
+	if (o.actor != NULL && !actor_valid(o.actor))
+		return misuse("--actor must be a printable name of 1 to 128 bytes");
+	if (o.actor == NULL && (cmd->options & OPT_ACTOR) != 0) {
+		default_actor(login, sizeof login);
+		if (!actor_valid(login))
+			return misuse("the login name cannot be an actor: give --actor");
+		o.actor = login;
+	}
 
 	if (cmd->check != NULL && cmd->check(&o) != 0)
 		return EXIT_USAGE;

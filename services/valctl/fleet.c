@@ -112,7 +112,8 @@ typedef struct {
 	/* Fixed before the reader starts. */
 	table tab;
 	valctl_tail *tail;
-	codec *decoder; /* the reader's own: a codec is not shared by threads */
+	codec *decoder;    /* the reader's own: a codec is not shared by threads */
+	valctl_wire dwire; /* the reader's, over decoder */
 	size_t servers;
 	int64_t *last_seq; /* per server: the highest seq answered so far */
 	/* Written by the reader only; read by the sender after the join. */
@@ -192,7 +193,7 @@ static void on_result(fleet *f, const rd_kafka_message_t *m, int64_t now_us)
 
 	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR)
 		return;
-	if (codec_decode_response(f->decoder, m->payload, m->len, &r, errstr, sizeof errstr) !=
+	if (valctl_wire_decode_response(&f->dwire, m->payload, m->len, &r, errstr, sizeof errstr) !=
 	    CODEC_OK) {
 		f->undecodable++;
 		return;
@@ -468,6 +469,7 @@ static int run(const valctl_common *c, const fleet_opts *o)
 	valctl_kctx kctx;
 	codec_limits limits;
 	codec *encoder = NULL;
+	valctl_wire ewire = {0};
 	rd_kafka_t *producer = NULL;
 	char **tokens = NULL, *key_pem = NULL, *svc_buf = NULL, *fmt_buf = NULL;
 	char *svc_items[MAX_SERVICES], *fmt_items[MAX_SERVICES];
@@ -572,6 +574,18 @@ static int run(const valctl_common *c, const fleet_opts *o)
 		valctl_err(sub, "cannot load the schemas: %s", errstr);
 		goto done;
 	}
+	{
+		valctl_common reading = *c;
+		/* The reader only reads: it registers nothing. */
+		reading.framing = CODEC_FRAMING_SINGLE_OBJECT;
+		int wrc = valctl_wire_open(&ewire, c, encoder, sub);
+		if (wrc == 0)
+			wrc = valctl_wire_open(&f.dwire, &reading, f.decoder, sub);
+		if (wrc != 0) {
+			rc = wrc;
+			goto done;
+		}
+	}
 	memset(&kctx, 0, sizeof kctx);
 	kctx.verbose = c->verbose;
 	kctx.on_delivery = on_delivery;
@@ -620,8 +634,8 @@ static int run(const valctl_common *c, const fleet_opts *o)
 		req.services = services;
 		req.service_count = (size_t)nsvc;
 		req.sent_at = valctl_now_ms();
-		if (codec_encode_request(encoder, &req, &value, &value_len, errstr,
-		                         sizeof errstr) != 0) {
+		if (valctl_wire_encode(&ewire, &req, &value, &value_len, errstr, sizeof errstr) !=
+		    0) {
 			valctl_err(sub, "cannot encode a request: %s", errstr);
 			break;
 		}
@@ -708,6 +722,8 @@ done:
 		rd_kafka_destroy(producer);
 	}
 	valctl_tail_destroy(f.tail);
+	valctl_wire_close(&ewire);
+	valctl_wire_close(&f.dwire);
 	codec_destroy(encoder);
 	codec_destroy(f.decoder);
 	for (i = 0; tokens != NULL && i < o->servers; i++)

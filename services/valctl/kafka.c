@@ -387,11 +387,10 @@ valctl_tail *valctl_tail_new(const valctl_common *c, const char *topic, int from
 	static const char *const defaults[] = {"enable.auto.commit", "false",
 	                                       "enable.auto.offset.store", "false",
 	                                       "enable.partition.eof", "false",
-	                                       /* The KM-S publishes in transactions:
-	                                        * only committed Results, each once
-	                                        * (librdkafka's default too, written
-	                                        * out: -X may ask for
-	                                        * read_uncommitted). */
+	                                       /* A Result of an aborted
+	                                        * transaction is no Result: said
+	                                        * here, not left to the library's
+	                                        * default. */
 	                                       "isolation.level", "read_committed",
 	                                       /* A partition started while a fetch
 	                                        * waits joins the next fetch: keep

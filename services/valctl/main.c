@@ -23,7 +23,12 @@ const char valctl_common_help[] =
     "                             Results are read with isolation.level=read_committed\n"
     "      --requests-topic T     default " VALCTL_DEFAULT_REQUESTS_TOPIC "\n"
     "      --reply-topic T        default " VALCTL_DEFAULT_REPLY_TOPIC "\n"
-    "  -v, --verbose              librdkafka's logs on stderr\n";
+    "  -v, --verbose              librdkafka's logs on stderr\n"
+    "      --framing F            single-object (default) or confluent: the Confluent wire\n"
+    "                             format, the schema id from the registry (Results are read\n"
+    "                             in either framing)\n"
+    "      --registry URL         the registry's Confluent-compatible API (env\n"
+    "                             KMS_REGISTRY_URL), e.g. http://127.0.0.1:8080/apis/ccompat/v7\n";
 
 static const char usage_text[] =
     "Usage: valctl COMMAND [OPTIONS]\n"
@@ -37,9 +42,11 @@ static const char usage_text[] =
     "  fleet      run many VAL servers at once and summarise their Results\n"
     "  record     write the messages of a topic to a file, one JSON line each\n"
     "  replay     produce the messages of such a file again\n"
+    "  diff       compare two recordings of Results\n"
     "\n"
     "'valctl COMMAND --help' describes a command.\n"
-    "Exit codes: 0 success, 1 FAILURE Result (fleet: a Result missing), 2 misuse,\n"
+    "Exit codes: 0 success, 1 FAILURE Result (fleet: a Result missing; diff:\n"
+    "the recordings differ), 2 misuse (replay, diff: a bad recording line),\n"
     "3 timeout, 4 runtime error (broker, file).\n";
 
 static void on_signal(int sig)
@@ -91,6 +98,9 @@ void valctl_common_init(valctl_common *c)
 	c->bootstrap = env != NULL && env[0] != '\0' ? env : VALCTL_DEFAULT_BOOTSTRAP;
 	c->requests_topic = VALCTL_DEFAULT_REQUESTS_TOPIC;
 	c->reply_topic = VALCTL_DEFAULT_REPLY_TOPIC;
+	c->framing = CODEC_FRAMING_SINGLE_OBJECT;
+	env = getenv("KMS_REGISTRY_URL");
+	c->registry_url = env != NULL && env[0] != '\0' ? env : NULL;
 }
 
 void valctl_common_free(valctl_common *c)
@@ -150,6 +160,22 @@ int valctl_common_option(valctl_common *c, const char *sub, int opt, const char 
 	case 'v':
 		c->verbose = 1;
 		return 1;
+	case VALCTL_OPT_FRAMING:
+		if (strcmp(arg, "confluent") == 0)
+			c->framing = CODEC_FRAMING_CONFLUENT;
+		else if (strcmp(arg, "single-object") == 0)
+			c->framing = CODEC_FRAMING_SINGLE_OBJECT;
+		else
+			return valctl_usage(
+			           sub, "--framing is single-object or confluent, not '%s'", arg),
+			       -1;
+		c->framing_set = 1;
+		return 1;
+	case VALCTL_OPT_REGISTRY:
+		if (strncmp(arg, "http://", 7) != 0 && strncmp(arg, "https://", 8) != 0)
+			return valctl_usage(sub, "--registry needs an http:// or https:// URL"), -1;
+		c->registry_url = arg;
+		return 1;
 	default:
 		return 0;
 	}
@@ -192,6 +218,7 @@ static const struct {
 } commands[] = {
     {"token", valctl_cmd_token}, {"keygen", valctl_cmd_keygen}, {"provision", valctl_cmd_provision},
     {"fleet", valctl_cmd_fleet}, {"record", valctl_cmd_record}, {"replay", valctl_cmd_replay},
+    {"diff", valctl_cmd_diff},
 };
 
 int main(int argc, char **argv)

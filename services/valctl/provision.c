@@ -529,7 +529,7 @@ static int print_result(const codec_response_owned *r, const rd_kafka_message_t 
 /* ---- sending and waiting ---- */
 
 /* Is m the Result we wait for? 1 yes (and *out set), 0 no. */
-static int match_result(const codec *cod, const rd_kafka_message_t *m, const void *corr,
+static int match_result(valctl_wire *w, const rd_kafka_message_t *m, const void *corr,
                         size_t corr_len, const char *request_id, int verbose,
                         codec_response_owned **out)
 {
@@ -548,7 +548,7 @@ static int match_result(const codec *cod, const rd_kafka_message_t *m, const voi
 	if (valctl_header_get(m, "kafka_correlationId", &h, &h_len) != 0 || h == NULL ||
 	    h_len != corr_len || memcmp(h, corr, corr_len) != 0)
 		return 0;
-	st = codec_decode_response(cod, m->payload, m->len, &r, errstr, sizeof errstr);
+	st = valctl_wire_decode_response(w, m->payload, m->len, &r, errstr, sizeof errstr);
 	if (st != CODEC_OK) {
 		fprintf(stderr,
 		        "valctl provision: a message with our correlation id is not a Result "
@@ -568,8 +568,7 @@ static int match_result(const codec *cod, const rd_kafka_message_t *m, const voi
 }
 
 static int run(const valctl_common *c, const provision_opts *o, const char *request_id,
-               const char *requester, const unsigned char *value, size_t value_len,
-               const codec *cod)
+               const char *requester, const unsigned char *value, size_t value_len, valctl_wire *w)
 {
 	const char *sub = "provision";
 	int64_t start_us = valctl_mono_us();
@@ -656,8 +655,8 @@ static int run(const valctl_common *c, const provision_opts *o, const char *requ
 			for (i = 0; i < n; i++) {
 				/* Printed while the message (and its headers) lives. */
 				if (result == NULL &&
-				    match_result(cod, msgs[i], corr, corr_len, request_id,
-				                 c->verbose, &result) == 1 &&
+				    match_result(w, msgs[i], corr, corr_len, request_id, c->verbose,
+				                 &result) == 1 &&
 				    print_result(result, msgs[i], o->json) != 0)
 					print_failed = 1;
 				rd_kafka_message_destroy(msgs[i]);
@@ -743,6 +742,7 @@ int valctl_cmd_provision(int argc, char **argv)
 	codec_request req;
 	codec_limits limits;
 	codec *cod = NULL;
+	valctl_wire wire = {0};
 	unsigned char *value = NULL;
 	char *raw = NULL, *token = NULL;
 	size_t value_len = 0, raw_len = 0, i;
@@ -953,12 +953,17 @@ int valctl_cmd_provision(int argc, char **argv)
 		valctl_err(sub, "cannot load the schemas: %s", errstr);
 		goto done;
 	}
-	if (codec_encode_request(cod, &req, &value, &value_len, errstr, sizeof errstr) != 0) {
+	rc = valctl_wire_open(&wire, &common, cod, sub);
+	if (rc != 0)
+		goto done;
+	rc = VALCTL_EXIT_RUNTIME;
+	if (valctl_wire_encode(&wire, &req, &value, &value_len, errstr, sizeof errstr) != 0) {
 		valctl_err(sub, "cannot encode the request: %s", errstr);
 		goto done;
 	}
-	rc = run(&common, &o, req.request_id, req.requester_identity, value, value_len, cod);
+	rc = run(&common, &o, req.request_id, req.requester_identity, value, value_len, &wire);
 done:
+	valctl_wire_close(&wire);
 	free(value);
 	codec_destroy(cod);
 	if (token != NULL) {

@@ -1,15 +1,33 @@
 /*
- * valctl record and valctl replay: a topic's messages to a file and back.
- * record writes one JSON object per line (topic, partition, offset,
- * timestamp, and key, header values and value in base64, null kept apart
- * from empty); replay produces the key, headers and value of each line
- * again, in the file's order, so a captured exchange (or a crafted one) can
- * be sent to the KM-S as often as a test needs.
+ * valctl record: a topic's messages to a file, one JSON object per line
+ * (topic, partition, offset, timestamp, and key, header values and value in
+ * base64, null kept apart from empty), for valctl replay and valctl diff
+ * (recording.c reads the lines back).
+ *
+ * A recording must survive the recorder being stopped at any moment. Each
+ * batch of messages is turned into whole lines in memory and handed to the
+ * kernel in one write(2), never through stdio's buffer (which flushes
+ * whenever it fills, mid-line), so SIGINT, which ends the loop after the
+ * batch in hand, leaves whole lines. SIGKILL needs more: the kernel stops a
+ * write of several pages between two pages when the process is killed, so
+ * the file can end mid-line whatever the writer does. A guard process,
+ * forked before anything else runs, waits for the recorder to go (its end
+ * of a pipe closes with it) and then cuts the file back to its last whole
+ * line. Only a SIGKILL of both leaves a cut last line, which replay and
+ * diff report and skip.
+ *
+ * The reader is valctl's tail (kafka.c) with isolation.level=read_committed:
+ * a Result from an aborted Kafka transaction is not a Result.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "valctl.h"
 
@@ -22,6 +40,10 @@ static const char record_help[] =
     "timestamp (ms), key, headers [{name, value}] and value, the bytes in base64\n"
     "(null stays null). Without --from-beginning only messages produced after\n"
     "the start are written. Stops at --count, after --idle-exit, or on SIGINT.\n"
+    "Reads committed messages only (isolation.level=read_committed; -X\n"
+    "isolation.level=read_uncommitted to see aborted ones too). Each line\n"
+    "reaches the file whole, so a recorder stopped at any moment leaves whole\n"
+    "lines.\n"
     "\n"
     "  --topic T             the topic\n"
     "  --out FILE            where the lines go ('-': stdout)\n"
@@ -31,27 +53,7 @@ static const char record_help[] =
     "  -h, --help            this help\n"
     "\n";
 
-static const char replay_help[] =
-    "Usage: valctl replay --in FILE [--topic T] [OPTIONS]\n"
-    "\n"
-    "Produce the key, headers and value of each line of a file written by\n"
-    "'valctl record' again, in the file's order, and wait for their delivery.\n"
-    "\n"
-    "  --in FILE             the recording ('-': stdin)\n"
-    "  --topic T             produce to T (default: each line's own topic)\n"
-    "  --timeout SECONDS     wait for the deliveries at most this long (default 30)\n"
-    "  -h, --help            this help\n"
-    "\n";
-
-enum {
-	OPT_TOPIC = VALCTL_OPT_FIRST_FREE,
-	OPT_OUT,
-	OPT_IN,
-	OPT_FROM_BEGINNING,
-	OPT_COUNT,
-	OPT_IDLE_EXIT,
-	OPT_TIMEOUT
-};
+enum { OPT_TOPIC = VALCTL_OPT_FIRST_FREE, OPT_OUT, OPT_FROM_BEGINNING, OPT_COUNT, OPT_IDLE_EXIT };
 
 /* base64 of bytes as a JSON string, or JSON null for NULL. */
 static json_t *bytes_json(const void *data, size_t len)
@@ -76,7 +78,7 @@ static json_t *message_json(const rd_kafka_message_t *m)
 	const char *name;
 	const void *value;
 	size_t size, i;
-	json_t *o, *headers;
+	json_t *headers;
 	int64_t ts = rd_kafka_message_timestamp(m, &tstype);
 
 	headers = json_array();
@@ -96,11 +98,139 @@ static json_t *message_json(const rd_kafka_message_t *m)
 			}
 		}
 	}
-	o = json_pack("{s:s, s:i, s:I, s:I, s:o, s:o, s:o}", "topic", rd_kafka_topic_name(m->rkt),
-	              "partition", (int)m->partition, "offset", (json_int_t)m->offset, "timestamp",
-	              (json_int_t)ts, "key", bytes_json(m->key, m->key_len), "headers", headers,
-	              "value", bytes_json(m->payload, m->len));
-	return o;
+	return json_pack("{s:s, s:i, s:I, s:I, s:o, s:o, s:o}", "topic",
+	                 rd_kafka_topic_name(m->rkt), "partition", (int)m->partition, "offset",
+	                 (json_int_t)m->offset, "timestamp", (json_int_t)ts, "key",
+	                 bytes_json(m->key, m->key_len), "headers", headers, "value",
+	                 bytes_json(m->payload, m->len));
+}
+
+/* Lines of one batch, before they go out in one write. */
+typedef struct {
+	char *data;
+	size_t len, cap;
+} linebuf;
+
+/* Append the message as one line; 0, or -1 when out of memory. */
+static int linebuf_add(linebuf *b, const rd_kafka_message_t *m)
+{
+	json_t *j = message_json(m);
+	size_t need;
+	char *grown;
+	int rc = -1;
+
+	if (j == NULL)
+		return -1;
+	need = json_dumpb(j, NULL, 0, JSON_COMPACT);
+	if (need == 0)
+		goto done;
+	if (b->cap - b->len < need + 1) {
+		size_t cap = b->cap > 0 ? b->cap : 65536;
+
+		while (cap - b->len < need + 1)
+			cap *= 2;
+		grown = realloc(b->data, cap);
+		if (grown == NULL)
+			goto done;
+		b->data = grown;
+		b->cap = cap;
+	}
+	if (json_dumpb(j, b->data + b->len, need, JSON_COMPACT) != need)
+		goto done;
+	b->len += need;
+	b->data[b->len++] = '\n';
+	rc = 0;
+done:
+	json_decref(j);
+	return rc;
+}
+
+/* Write everything, across short writes and interrupted calls. */
+static int write_all(int fd, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Cut the file after its last newline (to nothing without one). */
+static void cut_to_last_line(int fd)
+{
+	char buf[4096];
+	struct stat st;
+	off_t end, pos;
+	ssize_t n, i;
+
+	if (fstat(fd, &st) != 0 || st.st_size == 0)
+		return;
+	end = st.st_size;
+	while (end > 0) {
+		pos = end > (off_t)sizeof buf ? end - (off_t)sizeof buf : 0;
+		n = pread(fd, buf, (size_t)(end - pos), pos);
+		if (n <= 0)
+			return;
+		for (i = n - 1; i >= 0; i--) {
+			if (buf[i] == '\n') {
+				if (pos + i + 1 < st.st_size)
+					(void)!ftruncate(fd, pos + i + 1);
+				return;
+			}
+		}
+		end = pos;
+	}
+	(void)!ftruncate(fd, 0);
+}
+
+/* Fork the guard of fd: it waits until the pipe's other end, kept by the
+ * recorder, closes (the recorder finished or died), then cuts the file
+ * back to its last whole line. The guard ignores the signals a terminal
+ * sends to its whole group: the recorder ends on them, the guard must not.
+ * Returns the guard's pid and *pipe_w, or -1 with errstr filled. */
+static pid_t guard_start(int fd, int *pipe_w, char *errstr, size_t errstr_size)
+{
+	int p[2];
+	pid_t pid;
+	char c;
+
+	if (pipe(p) != 0) {
+		snprintf(errstr, errstr_size, "cannot make a pipe: %s", strerror(errno));
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		snprintf(errstr, errstr_size, "cannot fork: %s", strerror(errno));
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		signal(SIGINT, SIG_IGN);
+		signal(SIGTERM, SIG_IGN);
+		signal(SIGHUP, SIG_IGN);
+		/* Nothing to say, and a pipe on stderr must close with the
+		 * recorder, not wait for the guard. */
+		close(STDIN_FILENO);
+		close(STDOUT_FILENO);
+		close(STDERR_FILENO);
+		close(p[1]);
+		while (read(p[0], &c, 1) != 0 && errno == EINTR)
+			;
+		cut_to_last_line(fd);
+		_exit(0);
+	}
+	close(p[0]);
+	(void)fcntl(p[1], F_SETFD, FD_CLOEXEC);
+	*pipe_w = p[1];
+	return pid;
 }
 
 int valctl_cmd_record(int argc, char **argv)
@@ -119,12 +249,13 @@ int valctl_cmd_record(int argc, char **argv)
 	valctl_common common;
 	valctl_tail *tail = NULL;
 	rd_kafka_message_t *msgs[READ_BATCH];
-	FILE *out = NULL;
-	int64_t count = -1, written = 0, last_us;
+	linebuf lines = {NULL, 0, 0};
+	int64_t count = -1, written = 0, pending = 0, last_us;
 	double idle_s = 0;
 	size_t n, i;
 	char errstr[512];
-	int from_beginning = 0, opt, r, write_failed = 0, rc = VALCTL_EXIT_RUNTIME;
+	int fd = -1, guard_w = -1, from_beginning = 0, opt, r, oom = 0, rc = VALCTL_EXIT_RUNTIME;
+	pid_t guard = -1;
 
 	valctl_common_init(&common);
 	while ((opt = getopt_long(argc, argv, ":h" VALCTL_COMMON_SHORTOPTS, opts, NULL)) != -1) {
@@ -169,9 +300,18 @@ int valctl_cmd_record(int argc, char **argv)
 		goto done;
 	}
 
-	out = strcmp(out_path, "-") == 0 ? stdout : fopen(out_path, "w");
-	if (out == NULL) {
+	/* Read and write: the guard reads the file's end. */
+	fd = strcmp(out_path, "-") == 0
+	         ? STDOUT_FILENO
+	         : open(out_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
 		valctl_err(sub, "cannot create %s: %s", out_path, strerror(errno));
+		goto done;
+	}
+	/* Before librdkafka starts its threads: the guard is a plain copy. A
+	 * pipe or terminal on stdout cannot be cut, and needs no guard. */
+	if (fd != STDOUT_FILENO && (guard = guard_start(fd, &guard_w, errstr, sizeof errstr)) < 0) {
+		valctl_err(sub, "%s", errstr);
 		goto done;
 	}
 	tail = valctl_tail_new(&common, topic, from_beginning, 30000, errstr, sizeof errstr);
@@ -186,278 +326,50 @@ int valctl_cmd_record(int argc, char **argv)
 	last_us = valctl_mono_us();
 	while (valctl_run && (count < 0 || written < count)) {
 		n = valctl_tail_poll(tail, 100, msgs, READ_BATCH);
+		lines.len = 0;
+		pending = 0;
 		for (i = 0; i < n; i++) {
-			json_t *j;
-
 			if (msgs[i]->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 				valctl_err(sub, "reading %s: %s", topic,
 				           rd_kafka_message_errstr(msgs[i]));
-			} else if (!write_failed && (count < 0 || written < count)) {
-				j = message_json(msgs[i]);
-				if (j == NULL || valctl_print_json(out, j) != 0)
-					write_failed = 1;
+			} else if (!oom && (count < 0 || written + pending < count)) {
+				if (linebuf_add(&lines, msgs[i]) != 0)
+					oom = 1;
 				else
-					written++;
-				json_decref(j);
+					pending++;
 				last_us = valctl_mono_us();
 			}
 			rd_kafka_message_destroy(msgs[i]);
 		}
-		if (write_failed || (n > 0 && fflush(out) != 0)) {
+		if (oom) {
+			valctl_err(sub, "out of memory");
+			goto done;
+		}
+		if (lines.len > 0 && write_all(fd, lines.data, lines.len) != 0) {
 			valctl_err(sub, "cannot write %s: %s", out_path, strerror(errno));
 			goto done;
 		}
+		written += pending;
 		if (idle_s > 0 && valctl_mono_us() - last_us >= (int64_t)(idle_s * 1e6))
 			break;
-	}
-	if (fflush(out) != 0) {
-		valctl_err(sub, "cannot write %s: %s", out_path, strerror(errno));
-		goto done;
 	}
 	fprintf(stderr, "valctl record: %lld messages of %s written to %s\n", (long long)written,
 	        topic, out_path);
 	rc = VALCTL_EXIT_SUCCESS;
 done:
 	valctl_tail_destroy(tail);
-	if (out != NULL && out != stdout && fclose(out) != 0 && rc == VALCTL_EXIT_SUCCESS) {
+	if (fd >= 0 && fd != STDOUT_FILENO && close(fd) != 0 && rc == VALCTL_EXIT_SUCCESS) {
 		valctl_err(sub, "cannot write %s: %s", out_path, strerror(errno));
 		rc = VALCTL_EXIT_RUNTIME;
 	}
-	valctl_common_free(&common);
-	return rc;
-}
-
-/* ---- replay ---- */
-
-typedef struct {
-	size_t delivered, failed;
-	rd_kafka_resp_err_t first_err;
-} replay_state;
-
-static void on_delivery(const rd_kafka_message_t *m, void *user)
-{
-	replay_state *s = user;
-
-	if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-		s->delivered++;
-	} else {
-		if (s->failed++ == 0)
-			s->first_err = m->err;
+	/* The file ends with a whole line: the guard has nothing to cut, and
+	 * is waited for so that the file is final when record returns. */
+	if (guard > 0) {
+		close(guard_w);
+		while (waitpid(guard, NULL, 0) < 0 && errno == EINTR)
+			;
 	}
-}
-
-/* base64 text or null of a member: 0 with *out (NULL for null or absent),
- * -1 when it is neither a string nor null or not valid base64. */
-static int member_bytes(const json_t *obj, const char *name, unsigned char **out, size_t *len)
-{
-	const json_t *v = json_object_get(obj, name);
-
-	*out = NULL;
-	*len = 0;
-	if (v == NULL || json_is_null(v))
-		return 0;
-	if (!json_is_string(v))
-		return -1;
-	*out = valctl_base64_decode(json_string_value(v), len);
-	return *out != NULL ? 0 : -1;
-}
-
-/* Produce one recorded line; 0, or -1 with errstr filled. */
-static int replay_line(rd_kafka_t *rk, const char *line, const char *topic_override,
-                       int64_t deadline_us, char *errstr, size_t errstr_size)
-{
-	unsigned char *key = NULL, *value = NULL, *hv = NULL;
-	size_t key_len, value_len, hv_len, i;
-	rd_kafka_headers_t *headers = NULL;
-	const json_t *jh, *item;
-	const char *topic;
-	json_error_t jerr;
-	json_t *o;
-	int rc = -1;
-
-	o = json_loads(line, JSON_REJECT_DUPLICATES, &jerr);
-	if (o == NULL || !json_is_object(o)) {
-		snprintf(errstr, errstr_size, "not a JSON object (%s)",
-		         o == NULL ? jerr.text : "another JSON value");
-		goto done;
-	}
-	topic = topic_override;
-	if (topic == NULL)
-		topic = json_string_value(json_object_get(o, "topic"));
-	if (topic == NULL || topic[0] == '\0') {
-		snprintf(errstr, errstr_size, "no topic (give --topic)");
-		goto done;
-	}
-	if (member_bytes(o, "key", &key, &key_len) != 0 ||
-	    member_bytes(o, "value", &value, &value_len) != 0) {
-		snprintf(errstr, errstr_size, "key and value must be base64 strings or null");
-		goto done;
-	}
-	jh = json_object_get(o, "headers");
-	if (jh != NULL && !json_is_array(jh) && !json_is_null(jh)) {
-		snprintf(errstr, errstr_size, "headers must be an array");
-		goto done;
-	}
-	if (json_array_size(jh) > 0) {
-		headers = rd_kafka_headers_new(json_array_size(jh));
-		if (headers == NULL) {
-			snprintf(errstr, errstr_size, "out of memory");
-			goto done;
-		}
-	}
-	json_array_foreach((json_t *)(uintptr_t)jh, i, item)
-	{
-		const char *name = json_string_value(json_object_get(item, "name"));
-
-		if (name == NULL || member_bytes(item, "value", &hv, &hv_len) != 0) {
-			snprintf(errstr, errstr_size,
-			         "headers[%zu] needs a name and a base64 or null value", i);
-			goto done;
-		}
-		if (rd_kafka_header_add(headers, name, -1, hv, hv != NULL ? (ssize_t)hv_len : 0) !=
-		    RD_KAFKA_RESP_ERR_NO_ERROR) {
-			snprintf(errstr, errstr_size, "cannot add header %s", name);
-			goto done;
-		}
-		free(hv);
-		hv = NULL;
-	}
-	if (valctl_produce(rk, topic, RD_KAFKA_PARTITION_UA, key, key_len, value, value_len,
-	                   headers, NULL, deadline_us, errstr, errstr_size) != 0)
-		goto done;
-	headers = NULL; /* now owned by the message */
-	rc = 0;
-done:
-	if (headers != NULL)
-		rd_kafka_headers_destroy(headers);
-	free(hv);
-	free(key);
-	free(value);
-	json_decref(o);
-	return rc;
-}
-
-int valctl_cmd_replay(int argc, char **argv)
-{
-	static const struct option opts[] = {VALCTL_COMMON_LONGOPTS,
-	                                     {"in", required_argument, NULL, OPT_IN},
-	                                     {"topic", required_argument, NULL, OPT_TOPIC},
-	                                     {"timeout", required_argument, NULL, OPT_TIMEOUT},
-	                                     {"help", no_argument, NULL, 'h'},
-	                                     {NULL, 0, NULL, 0}};
-	const char *sub = "replay";
-	const char *topic = NULL, *in_path = NULL;
-	valctl_common common;
-	valctl_kctx kctx;
-	replay_state st;
-	rd_kafka_t *producer = NULL;
-	FILE *in = NULL;
-	char *line = NULL;
-	size_t line_cap = 0, line_no = 0, produced = 0;
-	ssize_t len;
-	double timeout_s = 30;
-	int64_t deadline_us;
-	char errstr[512];
-	int opt, r, rc = VALCTL_EXIT_RUNTIME;
-
-	valctl_common_init(&common);
-	memset(&st, 0, sizeof st);
-	while ((opt = getopt_long(argc, argv, ":h" VALCTL_COMMON_SHORTOPTS, opts, NULL)) != -1) {
-		switch (opt) {
-		case OPT_IN:
-			in_path = optarg;
-			break;
-		case OPT_TOPIC:
-			if (optarg[0] == '\0') {
-				rc = valctl_usage(sub, "--topic must not be empty");
-				goto done;
-			}
-			topic = optarg;
-			break;
-		case OPT_TIMEOUT:
-			if (valctl_parse_double(optarg, 0.001, 1e6, &timeout_s) != 0) {
-				rc = valctl_usage(sub, "--timeout needs seconds > 0, got '%s'",
-				                  optarg);
-				goto done;
-			}
-			break;
-		default:
-			r = valctl_other_option(&common, sub, replay_help, opt, optarg, argv);
-			if (r >= 0) {
-				rc = r;
-				goto done;
-			}
-		}
-	}
-	if (optind < argc) {
-		rc = valctl_usage(sub, "unexpected argument '%s'", argv[optind]);
-		goto done;
-	}
-	if (in_path == NULL) {
-		rc = valctl_usage(sub, "--in is required");
-		goto done;
-	}
-
-	in = strcmp(in_path, "-") == 0 ? stdin : fopen(in_path, "r");
-	if (in == NULL) {
-		valctl_err(sub, "cannot open %s: %s", in_path, strerror(errno));
-		goto done;
-	}
-	memset(&kctx, 0, sizeof kctx);
-	kctx.verbose = common.verbose;
-	kctx.on_delivery = on_delivery;
-	kctx.user = &st;
-	producer =
-	    valctl_producer_new(&common, &kctx, (int)(timeout_s * 1000.0), errstr, sizeof errstr);
-	if (producer == NULL) {
-		valctl_err(sub, "%s", errstr);
-		goto done;
-	}
-	deadline_us = valctl_mono_us() + (int64_t)(timeout_s * 1e6);
-	while (valctl_run && (len = getline(&line, &line_cap, in)) >= 0) {
-		line_no++;
-		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-			line[--len] = '\0';
-		if (len == 0)
-			continue;
-		if (replay_line(producer, line, topic, deadline_us, errstr, sizeof errstr) != 0) {
-			valctl_err(sub, "%s:%zu: %s", in_path, line_no, errstr);
-			goto done;
-		}
-		produced++;
-		rd_kafka_poll(producer, 0);
-	}
-	if (ferror(in)) {
-		valctl_err(sub, "cannot read %s: %s", in_path, strerror(errno));
-		goto done;
-	}
-	if (!valctl_run) {
-		valctl_err(sub, "interrupted after %zu messages", produced);
-		goto done;
-	}
-	while (valctl_run && st.delivered + st.failed < produced && valctl_mono_us() < deadline_us)
-		rd_kafka_poll(producer, 50);
-	if (st.failed > 0) {
-		valctl_err(sub, "%zu of %zu messages were not delivered: %s", st.failed, produced,
-		           rd_kafka_err2str(st.first_err));
-		goto done;
-	}
-	if (st.delivered < produced) {
-		valctl_err(sub, "%zu of %zu messages not delivered within %g s",
-		           produced - st.delivered, produced, timeout_s);
-		rc = VALCTL_EXIT_TIMEOUT;
-		goto done;
-	}
-	fprintf(stderr, "valctl replay: %zu messages produced\n", produced);
-	rc = VALCTL_EXIT_SUCCESS;
-done:
-	if (producer != NULL) {
-		rd_kafka_flush(producer, 1000);
-		rd_kafka_destroy(producer);
-	}
-	free(line);
-	if (in != NULL && in != stdin)
-		fclose(in);
+	free(lines.data);
 	valctl_common_free(&common);
 	return rc;
 }

@@ -18,6 +18,7 @@
 
 #include "codec.h"
 #include "jwt.h"
+#include "registry.h"
 
 /* Exit codes of every subcommand. */
 typedef enum {
@@ -45,11 +46,20 @@ typedef struct {
 	size_t xprop_count;
 	const char *requests_topic;
 	const char *reply_topic;
-	int verbose; /* -v: librdkafka's logs on stderr */
+	int verbose;              /* -v: librdkafka's logs on stderr */
+	codec_framing framing;    /* --framing: how requests are written */
+	int framing_set;          /* --framing was given */
+	const char *registry_url; /* --registry, else KMS_REGISTRY_URL; may be NULL */
 } valctl_common;
 
 /* Long-option values of the shared options (short ones use their letter). */
-enum { VALCTL_OPT_REQUESTS_TOPIC = 1000, VALCTL_OPT_REPLY_TOPIC, VALCTL_OPT_FIRST_FREE };
+enum {
+	VALCTL_OPT_REQUESTS_TOPIC = 1000,
+	VALCTL_OPT_REPLY_TOPIC,
+	VALCTL_OPT_FRAMING,
+	VALCTL_OPT_REGISTRY,
+	VALCTL_OPT_FIRST_FREE
+};
 
 /* Short options and long-option entries to put in each subcommand's table. */
 #define VALCTL_COMMON_SHORTOPTS "b:X:v"
@@ -57,6 +67,8 @@ enum { VALCTL_OPT_REQUESTS_TOPIC = 1000, VALCTL_OPT_REPLY_TOPIC, VALCTL_OPT_FIRS
 	{"bootstrap", required_argument, NULL, 'b'},                                               \
 	    {"requests-topic", required_argument, NULL, VALCTL_OPT_REQUESTS_TOPIC},                \
 	    {"reply-topic", required_argument, NULL, VALCTL_OPT_REPLY_TOPIC},                      \
+	    {"framing", required_argument, NULL, VALCTL_OPT_FRAMING},                              \
+	    {"registry", required_argument, NULL, VALCTL_OPT_REGISTRY},                            \
 	{                                                                                          \
 		"verbose", no_argument, NULL, 'v'                                                  \
 	}
@@ -75,6 +87,35 @@ int valctl_common_option(valctl_common *c, const char *sub, int opt, const char 
  * option was taken and parsing goes on, else the exit code to return. */
 int valctl_other_option(valctl_common *c, const char *sub, const char *help, int opt,
                         const char *arg, char *const argv[]);
+
+/* ---- framing ---- */
+
+/* How one thread writes requests and reads Results: in the framing of
+ * --framing (single-object by default), through the schema registry of
+ * --registry when Confluent-framed. A Result is read in whichever framing it
+ * comes. */
+typedef struct {
+	codec_frame frame;
+	registry *reg; /* NULL without a registry */
+	const codec *cod;
+} valctl_wire;
+
+/* Open a wire for codec cod (borrowed). With Confluent framing, the request
+ * schema's id is looked up under <requests topic>-value, and registered
+ * there when missing, as a registry-aware serializer does. Returns 0, or an
+ * exit code with the error printed. */
+int valctl_wire_open(valctl_wire *w, const valctl_common *c, const codec *cod, const char *sub);
+void valctl_wire_close(valctl_wire *w);
+int valctl_wire_encode(valctl_wire *w, const codec_request *r, unsigned char **out, size_t *out_len,
+                       char *errstr, size_t errstr_size);
+codec_status valctl_wire_decode_response(valctl_wire *w, const void *value, size_t len,
+                                         codec_response_owned **out, char *errstr,
+                                         size_t errstr_size);
+/* A request value in the wire's framing: decoded (either framing) and
+ * encoded again; a value that is not a request is returned as it is.
+ * Returns 0 and a malloc'd *out, or -1 with errstr filled. */
+int valctl_wire_reframe(valctl_wire *w, const void *value, size_t len, unsigned char **out,
+                        size_t *out_len, char *errstr, size_t errstr_size);
 
 /* ---- command line helpers ---- */
 
@@ -193,6 +234,95 @@ int valctl_cmd_provision(int argc, char **argv);
 int valctl_cmd_fleet(int argc, char **argv);
 int valctl_cmd_record(int argc, char **argv);
 int valctl_cmd_replay(int argc, char **argv);
+int valctl_cmd_diff(int argc, char **argv);
+
+/* ---- recordings: the lines of valctl record read back (recording.c) ---- */
+
+/* The lines of a file ('-': stdin), one at a time. */
+typedef struct valctl_lines valctl_lines;
+
+/* NULL with errstr filled when the file cannot be opened. */
+valctl_lines *valctl_lines_open(const char *path, char *errstr, size_t errstr_size);
+/* The next line without its line end: 1 with *line (borrowed until the
+ * next call), *len, *line_no (from 1) and *complete (0 when the file ended
+ * without a newline: a line cut short, or a file written by hand); 0 at the
+ * end; -1 on a read error (errno). */
+int valctl_lines_next(valctl_lines *r, char **line, size_t *len, size_t *line_no, int *complete);
+/* 1 when the file can be read twice (a regular file, not stdin or a pipe). */
+int valctl_lines_seekable(const valctl_lines *r);
+/* Back to the first line; 0, or -1 when the file cannot be read again. */
+int valctl_lines_rewind(valctl_lines *r);
+void valctl_lines_close(valctl_lines *r); /* NULL is a no-op */
+
+typedef struct {
+	char *name;
+	unsigned char *value; /* NULL for a null value */
+	size_t len;
+	int is_null;
+} valctl_recheader;
+
+/* One recorded message. Owned; free with valctl_recline_clear(). Absent
+ * numbers are -1; the buffers of key and value are NUL-terminated beyond
+ * their length (NULL when null). */
+typedef struct {
+	char *topic; /* NULL when absent */
+	int32_t partition;
+	int64_t offset;
+	int64_t timestamp; /* ms since the epoch */
+	unsigned char *key;
+	size_t key_len;
+	int key_null;
+	unsigned char *value;
+	size_t value_len;
+	int value_null;
+	valctl_recheader *headers;
+	size_t header_count;
+} valctl_recline;
+
+/* Members a line must have besides key, value and headers. */
+enum {
+	VALCTL_RECLINE_TOPIC = 1u << 0,
+	VALCTL_RECLINE_PARTITION = 1u << 1,
+	VALCTL_RECLINE_TIMESTAMP = 1u << 2
+};
+
+/* Parse one line: 0 and *out, or -1 with errstr saying what is wrong (not
+ * JSON, a member missing or of the wrong type, base64 that does not
+ * decode) and *out empty. */
+int valctl_recline_parse(const char *text, size_t len, unsigned need, valctl_recline *out,
+                         char *errstr, size_t errstr_size);
+void valctl_recline_clear(valctl_recline *l); /* frees the members; NULL ok */
+
+/* ---- re-signing the access token of a recorded request (resign.c) ---- */
+
+typedef struct valctl_resigner valctl_resigner;
+
+/* Re-mint tokens with the private key in key_file under issuer iss and key
+ * id kid (NULL: no kid). verify_file (NULL: none) is an issuers file as the
+ * KM-S reads it: when given, only tokens whose signature verifies against
+ * it are re-minted. NULL with errstr filled. */
+valctl_resigner *valctl_resigner_new(const char *key_file, const char *iss, const char *kid,
+                                     const char *verify_file, char *errstr, size_t errstr_size);
+void valctl_resigner_destroy(valctl_resigner *r); /* NULL is a no-op */
+
+typedef enum {
+	VALCTL_RESIGN_DONE = 0,    /* *out holds the value with a new token */
+	VALCTL_RESIGN_NOT_REQUEST, /* not a request that decodes: kept as it is */
+	VALCTL_RESIGN_TOKEN_KEPT,  /* a request whose token is not re-minted */
+	VALCTL_RESIGN_ERROR = -1   /* out of memory or signing failed: errstr */
+} valctl_resign_result;
+
+/* The value with its access token re-minted: the same header members but
+ * alg and kid, the same claims but iss (= the resigner's) and the time
+ * claims iat, nbf and exp moved by shift_s seconds, signed with the key;
+ * every other byte of the value as it was (the token is replaced where it
+ * lies in the Avro datum, in either framing). On VALCTL_RESIGN_DONE *out
+ * is malloc'd (caller frees); otherwise *out is NULL and *why says why the
+ * value is kept (a static string). */
+valctl_resign_result valctl_resign_value(const valctl_resigner *r, const unsigned char *value,
+                                         size_t len, int64_t shift_s, unsigned char **out,
+                                         size_t *out_len, const char **why, char *errstr,
+                                         size_t errstr_size);
 
 /* ---- shared by token and fleet (token.c) ---- */
 

@@ -2,7 +2,11 @@
  * fuzz_decode: libFuzzer target for the request decoder, the one place where
  * bytes from anyone with write access to the requests topic meet our code.
  * Every input must come back with a status, no crash, no leak, and on success
- * a request whose strings hold what the decoder promises.
+ * a request whose strings hold what the decoder promises. An input that
+ * begins with 00 is read as the Confluent wire format, its schema id's last
+ * byte choosing the writer: none (an unknown id), the current schema, or an
+ * evolved one (a field dropped, one added, fields in another order), so the
+ * schema resolution of resolve.c is fuzzed too.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iservices/common \
  *     tests/fuzz/fuzz_decode.c services/common/codec.c build/gen/schemas.c \
@@ -36,6 +40,37 @@ static codec *shared_codec(void)
 			abort();
 	}
 	return c;
+}
+
+/* A request schema of another version: suppFeat dropped, a field added, and
+ * sentAt before the services, so that resolution reorders and skips. */
+static const char evolved[] =
+    "{\"type\":\"record\",\"name\":\"ValServerProvisioningRequest\",\"namespace\":"
+    "\"org.threegpp.seal.km.v1\",\"fields\":[{\"name\":\"requestId\",\"type\":\"string\"},"
+    "{\"name\":\"requesterIdentity\",\"type\":\"string\"},{\"name\":\"endpoint\",\"type\":"
+    "\"string\"},{\"name\":\"credentials\",\"type\":{\"type\":\"record\",\"name\":"
+    "\"SecurityCredentials\",\"fields\":[{\"name\":\"accessToken\",\"type\":\"string\"}]}},"
+    "{\"name\":\"sentAt\",\"type\":\"int\"},{\"name\":\"extra\",\"type\":[\"null\","
+    "{\"type\":\"array\",\"items\":\"bytes\"}]},{\"name\":\"valServices\",\"type\":{\"type\":"
+    "\"array\",\"items\":{\"type\":\"record\",\"name\":\"ValServiceInfo\",\"fields\":["
+    "{\"name\":\"keyFormat\",\"type\":{\"type\":\"record\",\"name\":\"KeyFormat\","
+    "\"fields\":[{\"name\":\"formatType\",\"type\":{\"type\":\"enum\",\"name\":"
+    "\"KeyFormatType\",\"symbols\":[\"JWK\",\"RAW\",\"GONE\"]}}]}},{\"name\":"
+    "\"valServiceId\",\"type\":\"bytes\"}]}}}]}";
+
+static const codec_writer *writer_for(const codec *c, uint8_t which)
+{
+	static codec_writer *w[2];
+	if (w[0] == NULL) {
+		char err[256];
+		const char *cur = codec_request_schema_json(c);
+		if (codec_writer_new(c, cur, strlen(cur), &w[0], err, sizeof err) != CODEC_OK ||
+		    codec_writer_new(c, evolved, sizeof evolved - 1, &w[1], err, sizeof err) !=
+		        CODEC_OK ||
+		    codec_writer_status(w[0]) != CODEC_OK || codec_writer_status(w[1]) != CODEC_OK)
+			abort();
+	}
+	return which % 3 == 0 ? NULL : w[which % 3 - 1];
 }
 
 /* What codec.h promises of a decoded string; a broken promise is a crash
@@ -86,7 +121,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	codec_salvage sv;
 	char err[256];
 
-	codec_status st = codec_decode_request(c, data, size, &r, &sv, err, sizeof err);
+	int confluent = size >= 1 && data[0] == 0x00;
+	codec_status st =
+	    confluent ? codec_decode_request_confluent(c, writer_for(c, size >= 5 ? data[4] : 0),
+	                                               data, size, &r, &sv, err, sizeof err)
+	              : codec_decode_request(c, data, size, &r, &sv, err, sizeof err);
 	if (st == CODEC_OK) {
 		if (r == NULL || sv.request_id != NULL || sv.requester_identity != NULL)
 			abort();

@@ -5,6 +5,7 @@ on its own (`config`), and these tests read what it resolved, not the raw
 text, so that they see what Compose would actually run.
 """
 
+import os
 import re
 import shutil
 import subprocess
@@ -13,11 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
 
-LONG_RUNNING = ("kafka", "postgres", "kms")
+LONG_RUNNING = ("kafka", "postgres", "kms", "prometheus")
 CONTRACT_TOPICS = {
     "seal.km.provisioning.requests": 6,
     "seal.km.provisioning.results": 6,
@@ -107,6 +110,62 @@ def test_kms_health_probe_is_readyz(services):
     assert env["KMS_DSN"].startswith("postgresql://")
 
 
+def healthcheck_script(service):
+    """The shell text of a CMD-SHELL healthcheck as the container runs it
+    (compose's config writes a literal $ as $$)."""
+    test = service["healthcheck"]["test"]
+    assert test[0] == "CMD-SHELL", test
+    return test[1].replace("$$", "$")
+
+
+def test_kms_health_listens_for_the_network(services):
+    kms = services["kms"]
+    assert kms["environment"]["KMS_HEALTH_ADDRESS"] == "0.0.0.0"
+    assert "KMS_HEALTH_ADDRESS" in healthcheck_script(kms)
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "127.0.0.1", None])
+def test_kms_healthcheck_runs_against_a_kms(kms, services, address):
+    """The healthcheck's own script, run by sh against a real KM-S on the
+    loopback: it follows the health address setting and the port."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+           "KMS_HEALTH_PORT": str(kms.health_port)}
+    if address is not None:
+        env["KMS_HEALTH_ADDRESS"] = address
+    cp = subprocess.run(["sh", "-c", healthcheck_script(services["kms"])], env=env,
+                        capture_output=True, text=True, timeout=30)
+    assert cp.returncode == 0, cp.stderr
+    env["KMS_HEALTH_PORT"] = str(free_port())  # nothing listens there
+    cp = subprocess.run(["sh", "-c", healthcheck_script(services["kms"])], env=env,
+                        capture_output=True, text=True, timeout=30)
+    assert cp.returncode != 0
+
+
+def test_prometheus_scrapes_the_kms(services):
+    prom = services["prometheus"]
+    assert prom["image"].startswith("prom/prometheus:")
+    assert prom["depends_on"]["kms"]["condition"] in ("service_started", "service_healthy")
+    # compose 1.x resolves a bind mount to "source:target:mode"
+    mounts = [v.split(":") for v in prom["volumes"]
+              if v.split(":")[1:2] == ["/etc/prometheus/prometheus.yml"]]
+    assert len(mounts) == 1, prom["volumes"]
+    source = Path(mounts[0][0])
+    assert source.resolve() == REPO / "deploy" / "prometheus.yml"
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prom["command"]
+    conf = yaml.safe_load(source.read_text())
+    (job,) = [j for j in conf["scrape_configs"] if j["job_name"] == "kms"]
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    port = services["kms"]["environment"]["KMS_HEALTH_PORT"]
+    assert job["static_configs"][0]["targets"] == [f"kms:{port}"]
+
+
+def test_dockerfile_health_address():
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^ENV .*KMS_HEALTH_ADDRESS=0\.0\.0\.0", text, re.M)
+    check = text[text.index("HEALTHCHECK"):]
+    assert "KMS_HEALTH_ADDRESS" in check and "/readyz" in check
+
+
 def conditions(service):
     return {name: dep["condition"] for name, dep in service["depends_on"].items()}
 
@@ -115,10 +174,12 @@ def test_start_order(services):
     assert conditions(services["kms"]) == {
         "kafka": "service_healthy",
         "postgres": "service_healthy",
+        "registry": "service_healthy",
         "init": "service_completed_successfully",
     }
     init = conditions(services["init"])
     assert init["postgres"] == "service_healthy"
+    assert init["registry"] == "service_healthy"
     # init runs after the topics exist, whichever service makes them.
     topic_maker = next(
         name for name, svc in services.items() if "kafka-topics.sh" in script_of(svc)
@@ -173,9 +234,34 @@ def test_dockerfile_stages():
         "libpq5",
         "libjansson4",
         "libmicrohttpd12",
+        "libcurl4",
         "curl",
     ):
         assert re.search(rf"\b{re.escape(lib)}\b", runtime), lib
     for binary in ("kms", "kmsctl", "valctl"):
         assert f"build/{binary}" in runtime
     assert not re.search(r"\blib\S*-dev\b", runtime), "dev packages in the runtime image"
+
+
+def test_schema_registry(services):
+    """The official Apicurio Registry image, its schemas in PostgreSQL (a
+    database of its own), published on the host's loopback only; the KM-S and
+    its init (which registers the schemas) point at its Confluent-compatible
+    API."""
+    reg = services["registry"]
+    assert reg["image"].startswith("apicurio/apicurio-registry:")
+    env = reg["environment"]
+    assert env["APICURIO_STORAGE_KIND"] == "sql"
+    assert env["APICURIO_STORAGE_SQL_KIND"] == "postgresql"
+    assert env["APICURIO_DATASOURCE_URL"].endswith("/registry")
+    assert conditions(reg)["postgres"] == "service_healthy"
+    assert all(str(p).startswith("127.0.0.1:") for p in reg["ports"])
+    assert "healthcheck" in reg
+    for name in ("kms", "init"):
+        assert services[name]["environment"]["KMS_REGISTRY_URL"] == \
+            "http://registry:8080/apis/ccompat/v7"
+    assert "kms migrate" in script_of(services["init"])
+    mounts = [str(v) for v in services["postgres"].get("volumes", [])]
+    assert any(":/docker-entrypoint-initdb.d/" in m for m in mounts)
+    sql = (REPO / "scripts/compose/registry-db.sql").read_text()
+    assert "CREATE DATABASE registry" in sql

@@ -34,6 +34,7 @@ import pytest
 
 import kmswire
 from conftest import Kms, Stack, free_port, wait_until
+from jwkslib import ask, events, hup
 
 REPO = kmswire.REPO
 STACK = os.path.join(REPO, "scripts", "stack")
@@ -262,3 +263,51 @@ def test_kafka_wrong_ca_refused(tls, tls_kms):
     cp = _valctl(tls, k, ident, k.token(ident, vsp))
     assert cp.returncode == 0, cp.stderr[-2000:]
     assert json.loads(cp.stdout)["result"] == "SUCCESS"
+
+
+def test_pg_tls_files_read_again_on_sighup(tls, tls_kms, tmp_path):
+    """SIGHUP opens a new database connection, so libpq reads the CA file
+    again; a new connection that fails (here: the file now holds an unrelated
+    CA) is refused, the one in force stays, and /readyz says why."""
+
+    def kms_session(k):
+        return {r[0] for r in tls.plain.psql(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+            dbname=k.dbname)}
+
+    ca_file = tmp_path / "pg-ca.pem"
+    shutil.copy(tls.ca, ca_file)
+    k = tls_kms(pg_ca=str(ca_file))
+    vsp = k.provider()
+    k.sla(vsp, ["svc-a"], ("JWK",))
+    ident = k.unique("val-tls")
+    assert ask(k, ident, k.token(ident, vsp), ("svc-a",))["result"] == "SUCCESS"
+    first = kms_session(k)
+    assert len(first) == 1
+
+    shutil.copy(tls.wrong_ca, ca_file)
+    before = len(events(k, "reload_refused"))
+    assert hup(k)["issuers_applied"] is True
+    refused = events(k, "reload_refused")[before:]
+    assert [e["what"] for e in refused] == ["database_connection"]
+    assert _has_cert_error(refused[0]["error"]), refused[0]
+    status, body = k.readyz()
+    assert "database connection refused" in body["reload_error"]
+    ident = k.unique("val-tls")
+    assert ask(k, ident, k.token(ident, vsp), ("svc-a",))["result"] == "SUCCESS"
+    assert kms_session(k) == first
+
+    # the CA file rotated to a bundle of the old and the new CA: taken
+    with open(ca_file, "wb") as f:
+        for path in (tls.wrong_ca, tls.ca):
+            with open(path, "rb") as part:
+                f.write(part.read())
+    before = len(events(k, "reload_refused"))
+    hup(k)
+    assert events(k, "reload_refused")[before:] == []
+    assert "reload_error" not in k.readyz()[1]
+    now = kms_session(k)
+    assert len(now) == 1 and not now & first
+    ident = k.unique("val-tls")
+    assert ask(k, ident, k.token(ident, vsp), ("svc-a",))["result"] == "SUCCESS"

@@ -153,7 +153,7 @@ static int expect(const authz_policy *p, const char *tok, const char *requester,
 static int run_case(const char *tok, const char *requester, authz_decision want_d, const char *want)
 {
 	jwt_verifier *v = make_verifier();
-	authz_policy p = {v, "ss-kpp", 30, NULL};
+	authz_policy p = {v, "ss-kpp", 30, NULL, NULL, 0};
 	int ok;
 
 	CHECK(v != NULL);
@@ -252,9 +252,9 @@ static int test_scope_forms_accepted(void)
 static int test_custom_and_default_scope(void)
 {
 	jwt_verifier *v = make_verifier();
-	authz_policy custom = {v, "kpp.write", 0, NULL};
-	authz_policy dflt = {v, NULL, 0, NULL};
-	authz_policy bad = {v, "a b", 0, NULL};
+	authz_policy custom = {v, "kpp.write", 0, NULL, NULL, 0};
+	authz_policy dflt = {v, NULL, 0, NULL, NULL, 0};
+	authz_policy bad = {v, "a b", 0, NULL, NULL, 0};
 	char *t = token(HEAD "\"client_id\":\"val-a\",\"scope\":\"kpp.write\","
 	                     "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}");
 	int ok;
@@ -294,7 +294,7 @@ static int test_wrong_type_claim(void)
 static int test_vsp_id_too_long_fails_closed(void)
 {
 	jwt_verifier *v = make_verifier();
-	authz_policy p = {v, "ss-kpp", 0, NULL};
+	authz_policy p = {v, "ss-kpp", 0, NULL, NULL, 0};
 	char *t = good_token();
 	char small[5], detail[128];
 	authz_decision d;
@@ -334,7 +334,7 @@ static int test_invalid_token_is_denied(void)
 static int test_no_policy(void)
 {
 	char *t = good_token();
-	authz_policy none = {NULL, "ss-kpp", 0, NULL};
+	authz_policy none = {NULL, "ss-kpp", 0, NULL, NULL, 0};
 	int ok;
 
 	CHECK(t != NULL);
@@ -365,7 +365,7 @@ static int test_cache_hit_after_first_verify(void)
 {
 	jwt_verifier *v = make_verifier();
 	tokcache *cache = tokcache_new(16, NULL, 0);
-	authz_policy p = {v, "ss-kpp", 30, cache};
+	authz_policy p = {v, "ss-kpp", 30, cache, NULL, 0};
 	char *t = good_token();
 	char detail[256];
 
@@ -387,7 +387,7 @@ static int test_cache_expiry_still_checked_on_hit(void)
 {
 	jwt_verifier *v = make_verifier();
 	tokcache *cache = tokcache_new(16, NULL, 0);
-	authz_policy p = {v, "ss-kpp", 30, cache};
+	authz_policy p = {v, "ss-kpp", 30, cache, NULL, 0};
 	char *t = good_token(); /* exp NOW + 300 */
 	char detail[256];
 
@@ -416,7 +416,7 @@ static int test_cache_stale_entry_still_refused(void)
 {
 	jwt_verifier *v = make_verifier();
 	tokcache *cache = tokcache_new(16, NULL, 0);
-	authz_policy p = {v, "ss-kpp", 30, cache};
+	authz_policy p = {v, "ss-kpp", 30, cache, NULL, 0};
 	char *t = good_token();
 	char detail[256];
 	jwt_claims c;
@@ -440,7 +440,7 @@ static int test_cache_nbf_and_iat_checked_on_hit(void)
 {
 	jwt_verifier *v = make_verifier();
 	tokcache *cache = tokcache_new(16, NULL, 0);
-	authz_policy p = {v, "ss-kpp", 30, cache};
+	authz_policy p = {v, "ss-kpp", 30, cache, NULL, 0};
 	char *t = token("{\"iss\":\"" ISS "\",\"exp\":1700000600,\"nbf\":1700000100,"
 	                "\"iat\":1700000100,\"client_id\":\"val-a\",\"scope\":\"ss-kpp\","
 	                "\"SKeyProv\":true,\"vsp_id\":\"vsp-1\"}");
@@ -479,8 +479,8 @@ static int test_cache_request_rules_on_hit(void)
 {
 	jwt_verifier *v = make_verifier();
 	tokcache *cache = tokcache_new(16, NULL, 0);
-	authz_policy p = {v, "ss-kpp", 30, cache};
-	authz_policy other_scope = {v, "kpp.write", 30, cache};
+	authz_policy p = {v, "ss-kpp", 30, cache, NULL, 0};
+	authz_policy other_scope = {v, "kpp.write", 30, cache, NULL, 0};
 	char *t = good_token();
 	char *no_skp = token(HEAD "\"client_id\":\"val-a\",\"scope\":\"ss-kpp\","
 	                          "\"SKeyProv\":false,\"vsp_id\":\"vsp-1\"}");
@@ -508,7 +508,7 @@ static int test_cache_never_serves_failed_tokens(void)
 {
 	jwt_verifier *v = make_verifier();
 	tokcache *cache = tokcache_new(16, NULL, 0);
-	authz_policy p = {v, "ss-kpp", 30, cache};
+	authz_policy p = {v, "ss-kpp", 30, cache, NULL, 0};
 	char *t = good_token();
 	char *b = token(HEAD "\"client_id\":\"val-b\",\"scope\":\"ss-kpp\","
 	                     "\"SKeyProv\":true,\"vsp_id\":\"vsp-2\"}");
@@ -556,7 +556,7 @@ static int test_cache_two_tokens_two_entries(void)
 {
 	jwt_verifier *v = make_verifier();
 	tokcache *cache = tokcache_new(16, NULL, 0);
-	authz_policy p = {v, "ss-kpp", 30, cache};
+	authz_policy p = {v, "ss-kpp", 30, cache, NULL, 0};
 	char *a = good_token();
 	char *b = token(HEAD "\"client_id\":\"val-b\",\"scope\":\"ss-kpp\","
 	                     "\"SKeyProv\":true,\"vsp_id\":\"vsp-2\"}");
@@ -582,7 +582,7 @@ static int test_cache_capacity_zero_verifies_every_time(void)
 {
 	jwt_verifier *v = make_verifier();
 	tokcache *cache = tokcache_new(0, NULL, 0);
-	authz_policy p = {v, "ss-kpp", 30, cache};
+	authz_policy p = {v, "ss-kpp", 30, cache, NULL, 0};
 	char *t = good_token();
 
 	CHECK(v != NULL && cache != NULL && t != NULL);
@@ -598,7 +598,57 @@ static int test_cache_capacity_zero_verifies_every_time(void)
 	return 0;
 }
 
+/* The issuers' bindings: a token's vsp_id must be one its issuer may name;
+ * without bindings (NULL) it is not checked. The tenant check comes after
+ * every rule of the token itself. */
+static int test_issuer_bound_to_providers(void)
+{
+	jwt_verifier *v = make_verifier();
+	static const char *const only_other[] = {"vsp-2", "vsp-3"};
+	static const char *const with_ours[] = {"vsp-3", "vsp-1"};
+	authz_issuer other = {ISS, 0, only_other, 2}, ours = {ISS, 0, with_ours, 2};
+	authz_issuer any = {ISS, 1, NULL, 0}, elsewhere = {"https://other.example", 1, NULL, 0};
+	authz_issuer prefix = {ISS, 0, (const char *const[]){"vsp-"}, 1};
+	authz_policy p = {v, "ss-kpp", 30, NULL, &other, 1};
+	char *t = good_token(), *no_vsp;
+	const char *bound = "token issuer is not bound to the VAL service provider";
+
+	CHECK(v != NULL && t != NULL);
+	CHECK(expect(&p, t, "val-a", AUTHZ_DENY, bound));
+	p.issuers = &ours;
+	CHECK(expect(&p, t, "val-a", AUTHZ_ALLOW, "vsp-1"));
+	p.issuers = &any;
+	CHECK(expect(&p, t, "val-a", AUTHZ_ALLOW, "vsp-1"));
+	/* an issuer the bindings do not list may name no provider */
+	p.issuers = &elsewhere;
+	CHECK(expect(&p, t, "val-a", AUTHZ_DENY, bound));
+	/* whole names only */
+	p.issuers = &prefix;
+	CHECK(expect(&p, t, "val-a", AUTHZ_DENY, bound));
+	/* the token's own faults are told first */
+	p.issuers = &other;
+	CHECK(expect(&p, t, "val-b", AUTHZ_DENY, "client_id does not match"));
+	no_vsp = token(HEAD "\"client_id\":\"val-a\",\"scope\":\"ss-kpp\",\"SKeyProv\":true}");
+	CHECK(no_vsp != NULL);
+	CHECK(expect(&p, no_vsp, "val-a", AUTHZ_DENY, "token has no vsp_id"));
+	/* several issuers: each token is held to its own */
+	{
+		authz_issuer two[2] = {{"https://other.example", 1, NULL, 0},
+		                       {ISS, 0, only_other, 2}};
+		p.issuers = two;
+		p.n_issuers = 2;
+		CHECK(expect(&p, t, "val-a", AUTHZ_DENY, bound));
+		two[1].vsp_ids = with_ours;
+		CHECK(expect(&p, t, "val-a", AUTHZ_ALLOW, "vsp-1"));
+	}
+	free(no_vsp);
+	free(t);
+	jwt_verifier_destroy(v);
+	return 0;
+}
+
 static const check_case cases[] = {
+    {"issuer_bound_to_providers", test_issuer_bound_to_providers},
     {"allow", test_allow},
     {"token_of_a_used_by_b", test_token_of_a_used_by_b},
     {"requester_prefix_is_not_a_match", test_requester_prefix_is_not_a_match},

@@ -497,7 +497,7 @@ static int test_older_request_version(void)
 	         r->supp_feat == NULL && r->sent_at == 42;
 	codec_request_free(r);
 	CHECK(ok);
-	CHECK(st2 == CODEC_ERR_DATUM && r2 == NULL);
+	CHECK(st2 == CODEC_ERR_RESOLVE && r2 == NULL);
 	CHECK(strstr(err2, "LEGACY") != NULL);
 	return 0;
 }
@@ -528,7 +528,7 @@ static int test_older_response_version(void)
 	         r->detail == NULL && strcmp(r->kms_id, "k") == 0 && r->processed_at == 5;
 	codec_response_owned_free(r);
 	CHECK(ok);
-	CHECK(st2 == CODEC_ERR_DATUM && r2 == NULL);
+	CHECK(st2 == CODEC_ERR_RESOLVE && r2 == NULL);
 	return 0;
 }
 

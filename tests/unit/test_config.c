@@ -261,6 +261,40 @@ static int test_exactly_once(void)
 	return 0;
 }
 
+static int test_health_address_and_stall_timeout(void)
+{
+	kms_config c;
+	char err[256] = "";
+	CHECK_INT(config_load(&c, 0, NULL, err, sizeof err), 0);
+	CHECK_STR(c.health_address, "127.0.0.1");
+	CHECK_INT(c.stall_timeout_ms, 60000);
+	config_free(&c);
+
+	static const char *const good[] = {"0.0.0.0", "::", "::1", "10.1.2.3"};
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		char *argv[] = {"--health-address", (char *)good[i], "--stall-timeout-ms", "0",
+		                NULL};
+		CHECK_INT(config_load(&c, 4, argv, err, sizeof err), 0);
+		CHECK_INT(config_validate(&c, err, sizeof err), 0);
+		CHECK_STR(c.health_address, good[i]);
+		CHECK_INT(c.stall_timeout_ms, 0);
+		config_free(&c);
+	}
+	static const char *const bad[] = {"localhost", "", "1.2.3.4:80", "256.1.1.1"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char *argv[] = {"--health-address", (char *)bad[i], NULL};
+		CHECK_INT(config_load(&c, 2, argv, err, sizeof err), 0);
+		CHECK_INT(config_validate(&c, err, sizeof err), -1);
+		CHECK(strstr(err, "health_address") != NULL);
+		config_free(&c);
+	}
+	char *neg[] = {"--stall-timeout-ms", "-1", NULL};
+	CHECK_INT(config_load(&c, 2, neg, err, sizeof err), -1);
+	CHECK(strstr(err, "stall_timeout_ms") != NULL);
+	config_free(&c);
+	return 0;
+}
+
 static const check_case cases[] = {
     {"defaults", test_defaults},
     {"flag_over_env_over_file", test_flag_over_env_over_file},
@@ -275,6 +309,7 @@ static const check_case cases[] = {
     {"scrub_message", test_scrub_message},
     {"print_masks_password", test_print_masks_password},
     {"exactly_once", test_exactly_once},
+    {"health_address_and_stall_timeout", test_health_address_and_stall_timeout},
 };
 
 CHECK_MAIN("config", cases)

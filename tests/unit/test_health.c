@@ -18,7 +18,7 @@ static void sleep_ms(long ms)
 static int test_facts(void)
 {
 	char err[256];
-	health *h = health_new(0, err, sizeof err);
+	health *h = health_new("127.0.0.1", 0, NULL, err, sizeof err);
 	CHECK(h != NULL);
 	CHECK_INT(health_ready(h), 0); /* nothing known yet */
 	for (int i = 0; i < HEALTH__COUNT; i++)
@@ -35,7 +35,7 @@ static int test_facts(void)
 static int test_blocked_too_long(void)
 {
 	char err[256];
-	health *h = health_new(0, err, sizeof err);
+	health *h = health_new("127.0.0.1", 0, NULL, err, sizeof err);
 	CHECK(h != NULL);
 	for (int i = 0; i < HEALTH__COUNT; i++)
 		health_set(h, (health_fact)i, 1);

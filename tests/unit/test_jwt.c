@@ -297,6 +297,63 @@ static int test_round_trip_eddsa(void)
 	return round_trip(&k_ed, JWT_ALG_EDDSA, "ed", 64);
 }
 
+/* One signer, several tokens and algorithms: each verifies; the key's
+ * binding to its algorithms is the verifier's; a key that is not one is
+ * refused when it is read. */
+static int test_signer_reused(void)
+{
+	static const struct {
+		keypair *k;
+		jwt_alg alg;
+		const char *kid;
+	} cases[] = {{&k_p256, JWT_ALG_ES256, "es256"},
+	             {&k_p384, JWT_ALG_ES384, "es384"},
+	             {&k_rsa, JWT_ALG_RS256, "rs"},
+	             {&k_rsa, JWT_ALG_PS256, "rs"},
+	             {&k_ed, JWT_ALG_EDDSA, "ed"}};
+	jwt_verifier *v = verifier();
+	jwt_signer *sg;
+	jwt_claims c;
+	char err[256], header[128];
+	char *t;
+	size_t i;
+	int n, a, ok = 1;
+
+	CHECK(v != NULL);
+	for (i = 0; i < sizeof cases / sizeof cases[0] && ok; i++) {
+		sg = jwt_signer_new(cases[i].k->priv_pem, err, sizeof err);
+		CHECK(sg != NULL);
+		for (a = 0; a < JWT_ALG__COUNT; a++) {
+			int fits =
+			    a == (int)cases[i].alg ||
+			    (cases[i].k == &k_rsa && (a == JWT_ALG_RS256 || a == JWT_ALG_PS256));
+			ok &= jwt_signer_fits(sg, (jwt_alg)a) == fits;
+		}
+		(void)snprintf(header, sizeof header, "{\"alg\":\"%s\",\"kid\":\"%s\"}",
+		               jwt_alg_name(cases[i].alg), cases[i].kid);
+		for (n = 0; n < 3 && ok; n++) {
+			t = jwt_signer_sign_raw(sg, cases[i].alg, header, good_payload(ISS), err,
+			                        sizeof err);
+			ok = t != NULL && accepted(v, t, 0, &c);
+			if (t != NULL && ok)
+				jwt_claims_free(&c);
+			free(t);
+		}
+		/* an algorithm the key does not fit: refused, no token */
+		t = jwt_signer_sign_raw(sg, cases[i].k == &k_ed ? JWT_ALG_ES256 : JWT_ALG_EDDSA,
+		                        header, good_payload(ISS), err, sizeof err);
+		ok &= t == NULL && strstr(err, "does not fit") != NULL;
+		free(t);
+		jwt_signer_destroy(sg);
+	}
+	jwt_verifier_destroy(v);
+	CHECK(ok);
+	CHECK(jwt_signer_new(k_p256.pub_pem, err, sizeof err) == NULL);
+	CHECK(jwt_signer_new("not a key", err, sizeof err) == NULL);
+	jwt_signer_destroy(NULL);
+	return 0;
+}
+
 static int test_header_form(void)
 {
 	char *t, *dot, *hdr_raw = NULL;
@@ -1194,12 +1251,99 @@ static int test_load_file(void)
 	return 0;
 }
 
+/* A key added for some algorithms verifies those only; algorithms that do
+ * not fit the key are refused when it is added. */
+static int test_key_for_some_algorithms(void)
+{
+	jwt_verifier *v;
+	char err[256], *t;
+
+	CHECK(keys_setup() == 0);
+	v = jwt_verifier_new(ALL, 0, err, sizeof err);
+	CHECK(v != NULL);
+	CHECK(jwt_verifier_add_key_algs(v, ISS, "rs", k_rsa.pub_pem, 1u << JWT_ALG_PS256, err,
+	                                sizeof err) == 0);
+	CHECK(jwt_verifier_add_key_algs(v, ISS, "ec", k_p256.pub_pem, 1u << JWT_ALG_RS256, err,
+	                                sizeof err) == -1);
+	CHECK(strstr(err, "does not fit the key's type") != NULL);
+	CHECK(jwt_verifier_add_key_algs(v, ISS, "ec", k_p256.pub_pem, 1u << 30, err, sizeof err) ==
+	      -1);
+	t = sign(&k_rsa, JWT_ALG_PS256, "rs", good_payload(ISS));
+	CHECK(t != NULL);
+	{
+		jwt_claims c;
+		CHECK(accepted(v, t, 0, &c));
+		jwt_claims_free(&c);
+	}
+	free(t);
+	t = sign(&k_rsa, JWT_ALG_RS256, "rs", good_payload(ISS));
+	CHECK(t != NULL);
+	CHECK(refused(v, t, 0, "the trusted key is not for the token's algorithm"));
+	free(t);
+	jwt_verifier_destroy(v);
+	return 0;
+}
+
+static int test_has_key(void)
+{
+	jwt_verifier *v = verifier();
+
+	CHECK(v != NULL);
+	CHECK(jwt_verifier_has_key(v, ISS, "es256"));
+	CHECK(!jwt_verifier_has_key(v, ISS, "es999"));
+	CHECK(!jwt_verifier_has_key(v, ISS, NULL)); /* several keys: a kid is needed */
+	CHECK(jwt_verifier_has_key(v, ISS1, NULL)); /* the issuer's only key */
+	CHECK(!jwt_verifier_has_key(v, ISS1, "any"));
+	CHECK(!jwt_verifier_has_key(v, "https://nobody.example", NULL));
+	CHECK(!jwt_verifier_has_key(NULL, ISS, "es256"));
+	jwt_verifier_destroy(v);
+	return 0;
+}
+
+/* jwt_peek reads iss and kid of any well-formed token, signed or not, and
+ * refuses what verification would refuse as malformed. */
+static int test_peek(void)
+{
+	char iss[64], kid[16], small[4], *t;
+
+	CHECK(keys_setup() == 0);
+	t = sign(&k_rogue, JWT_ALG_ES256, "k-999", good_payload(ISS));
+	CHECK(t != NULL);
+	CHECK(jwt_peek(t, 8192, iss, sizeof iss, kid, sizeof kid) == 0);
+	CHECK_STR(iss, ISS);
+	CHECK_STR(kid, "k-999");
+	CHECK(jwt_peek(t, 8192, iss, sizeof iss, small, sizeof small) == -1);
+	CHECK(jwt_peek(t, 10, iss, sizeof iss, kid, sizeof kid) == -1);
+	free(t);
+	t = sign(&k_rogue, JWT_ALG_ES256, NULL, good_payload(ISS1));
+	CHECK(t != NULL);
+	CHECK(jwt_peek(t, 8192, iss, sizeof iss, kid, sizeof kid) == 0);
+	CHECK_STR(iss, ISS1);
+	CHECK_STR(kid, "");
+	free(t);
+	t = assemble("{\"alg\":\"ES256\",\"kid\":7}", good_payload(ISS), "AAAA");
+	CHECK(t != NULL);
+	CHECK(jwt_peek(t, 8192, iss, sizeof iss, kid, sizeof kid) == -1);
+	free(t);
+	t = assemble("{\"alg\":\"ES256\"}", "{\"iss\":1}", "AAAA");
+	CHECK(t != NULL);
+	CHECK(jwt_peek(t, 8192, iss, sizeof iss, kid, sizeof kid) == -1);
+	free(t);
+	CHECK(jwt_peek("not.a-token", 8192, iss, sizeof iss, kid, sizeof kid) == -1);
+	CHECK(jwt_peek(NULL, 8192, iss, sizeof iss, kid, sizeof kid) == -1);
+	return 0;
+}
+
 static const check_case cases[] = {
+    {"key_for_some_algorithms", test_key_for_some_algorithms},
+    {"has_key", test_has_key},
+    {"peek", test_peek},
     {"round_trip_es256", test_round_trip_es256},
     {"round_trip_es384", test_round_trip_es384},
     {"round_trip_rs256", test_round_trip_rs256},
     {"round_trip_ps256", test_round_trip_ps256},
     {"round_trip_eddsa", test_round_trip_eddsa},
+    {"signer_reused", test_signer_reused},
     {"header_form", test_header_form},
     {"no_kid_single_key", test_no_kid_single_key},
     {"no_kid_several_keys", test_no_kid_several_keys},

@@ -375,6 +375,92 @@ static int test_decode_response_every_allocation(void)
 	return 0;
 }
 
+/* The request schema with one more field a newer writer has: its data are
+ * read through resolve.c. */
+static char *newer_schema(void)
+{
+	const char *cur = codec_request_schema_json(cod);
+	const char *end = strrchr(cur, ']');
+	const char *extra = ",{\"name\":\"vehicleClass\",\"type\":[\"null\",\"string\"],"
+	                    "\"default\":null}";
+	size_t head = (size_t)(end - cur), n = strlen(cur) + strlen(extra) + 1;
+	char *s = __real_malloc(n);
+	if (s != NULL)
+		snprintf(s, n, "%.*s%s%s", (int)head, cur, extra, end);
+	return s;
+}
+
+/* A writer from the registry: out of memory is CODEC_ERR_NOMEM, never a
+ * writer that refuses every value (which would be kept for good). */
+static int test_writer_every_allocation(void)
+{
+	char *json = newer_schema();
+	long n;
+	CHECK(json != NULL);
+	for (alloc_src src = SRC_OURS; src <= SRC_JSON; src = src == SRC_OURS ? SRC_JSON : 99) {
+		for (n = 1; n < MAX_POINTS; n++) {
+			codec_writer *w = NULL;
+			char err[256] = "";
+			arm(src, n);
+			codec_status st =
+			    codec_writer_new(cod, json, strlen(json), &w, err, sizeof err);
+			disarm();
+			if (!injected) {
+				CHECK_INT(st, CODEC_OK);
+				CHECK_INT(codec_writer_status(w), CODEC_OK);
+				codec_writer_destroy(w);
+				break;
+			}
+			AT(n, st == CODEC_ERR_NOMEM && w == NULL);
+		}
+		CHECK(n > 3 && n < MAX_POINTS);
+	}
+	free(json);
+	return 0;
+}
+
+/* A Confluent-framed value of a newer writer, resolved: out of memory
+ * anywhere is CODEC_ERR_NOMEM, with nothing salvaged. */
+static int test_decode_confluent_every_allocation(void)
+{
+	char *json = newer_schema(), err[256];
+	codec_writer *w = NULL;
+	long n;
+
+	CHECK(json != NULL);
+	CHECK(codec_writer_new(cod, json, strlen(json), &w, err, sizeof err) == CODEC_OK);
+	free(json);
+	/* the current datum, then the newer field's null branch */
+	size_t len = 5 + (request_len - 10) + 1;
+	unsigned char *v = __real_malloc(len);
+	CHECK(v != NULL);
+	memcpy(v, "\0\0\0\0\7", 5);
+	memcpy(v + 5, request_value + 10, request_len - 10);
+	v[len - 1] = 0;
+	for (n = 1; n < MAX_POINTS; n++) {
+		codec_request *r = NULL;
+		codec_salvage sv;
+		arm(SRC_OURS, n);
+		codec_status st =
+		    codec_decode_request_confluent(cod, w, v, len, &r, &sv, err, sizeof err);
+		disarm();
+		if (!injected) {
+			CHECK_INT(st, CODEC_OK);
+			CHECK_STR(r->services[1].content[0].value, "A256GCM");
+			codec_request_free(r);
+			codec_salvage_free(&sv);
+			break;
+		}
+		AT(n, st == CODEC_ERR_NOMEM);
+		AT(n, r == NULL && sv.request_id == NULL && sv.requester_identity == NULL);
+		codec_salvage_free(&sv);
+	}
+	CHECK(n > 10 && n < MAX_POINTS);
+	free(v);
+	codec_writer_destroy(w);
+	return 0;
+}
+
 static int test_status_name(void)
 {
 	CHECK_STR(codec_status_name(CODEC_ERR_NOMEM), "out_of_memory");
@@ -542,7 +628,7 @@ static int test_authz_every_allocation(void)
 	CHECK(v != NULL && t != NULL);
 	for (n = 1; n < MAX_POINTS; n++) {
 		tokcache *cache = tokcache_new(8, NULL, 0);
-		authz_policy p = {v, "ss-kpp", 30, cache};
+		authz_policy p = {v, "ss-kpp", 30, cache, NULL, 0};
 		char vsp[64], detail[256];
 		authz_decision d;
 		tokcache_stats st;
@@ -818,6 +904,8 @@ static const check_case cases[] = {
     {"decode_salvage_every_allocation", test_decode_salvage_every_allocation},
     {"decode_avro_out_of_memory", test_decode_avro_out_of_memory},
     {"decode_response_every_allocation", test_decode_response_every_allocation},
+    {"writer_every_allocation", test_writer_every_allocation},
+    {"decode_confluent_every_allocation", test_decode_confluent_every_allocation},
     {"status_name", test_status_name},
     {"content_hash_every_allocation", test_content_hash_every_allocation},
     {"jwt_verify_every_allocation", test_jwt_verify_every_allocation},

@@ -2,7 +2,7 @@
  * test_tokcache: the verified-token cache on its own, with claims made up in
  * the test (the tokens are only keys here; authz's tests use real ones):
  * hits and misses, expiry, least-recently-used eviction at capacity, distinct
- * tokens in distinct entries, the copy of the claims, capacity 0.
+ * tokens in distinct entries, the copy of the claims, capacity 0, clearing.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -230,7 +230,35 @@ static int test_null_and_limits(void)
 	return 0;
 }
 
+/* A change of keys empties the cache: every token is verified again (and
+ * one whose key is gone is refused); the cache works on as before. */
+static int test_clear_drops_every_entry(void)
+{
+	tokcache *c = tokcache_new(4, NULL, 0);
+	tokcache_stats st;
+
+	CHECK(c != NULL);
+	CHECK(insert(c, "tok-a", "val-a", NOW + 10) == 0);
+	CHECK(insert(c, "tok-b", "val-b", NOW + 10) == 0);
+	tokcache_clear(c);
+	CHECK(client_of(c, "tok-a", NOW) == NULL);
+	CHECK(client_of(c, "tok-b", NOW) == NULL);
+	tokcache_stats_get(c, &st);
+	CHECK_INT(st.entries, 0);
+	CHECK_INT(st.cleared, 2);
+	CHECK(insert(c, "tok-a", "val-a2", NOW + 10) == 0);
+	CHECK_STR(client_of(c, "tok-a", NOW), "val-a2");
+	tokcache_clear(NULL);
+	tokcache_destroy(c);
+	c = tokcache_new(0, NULL, 0);
+	CHECK(c != NULL);
+	tokcache_clear(c); /* a cache that keeps nothing */
+	tokcache_destroy(c);
+	return 0;
+}
+
 static const check_case cases[] = {
+    {"clear_drops_every_entry", test_clear_drops_every_entry},
     {"miss_then_hit", test_miss_then_hit},
     {"claims_are_copied", test_claims_are_copied},
     {"expired_entry_is_dropped", test_expired_entry_is_dropped},

@@ -1,0 +1,294 @@
+"""The KM-S's schema resolution (services/common/resolve.c) against fastavro's.
+
+For each pair of schemas (writer, reader), fastavro generates data of the
+writer schema and encodes it; ``build/tests/resolve_tool`` rewrites each datum
+into the reader's encoding, and fastavro's own resolution
+(``schemaless_reader`` with a reader schema) reads the same datum. The
+resolved values must be equal byte for byte: our output must be exactly
+fastavro's encoding, under the reader schema, of the value fastavro resolved.
+Where fastavro refuses a datum (a symbol or union branch the reader lacks,
+bytes that are no UTF-8 string), ours must refuse it too; where it refuses the
+pair of schemas, the tool must refuse the pair.
+"""
+
+import copy
+import io
+import json
+import os
+import subprocess
+
+import fastavro
+import pytest
+from fastavro.utils import generate_many
+
+import kmswire
+
+N = 60  # generated data per pair
+
+
+def tool(stack):
+    return stack.binary("tests/resolve_tool")
+
+
+def run_tool(stack, tmp_path, writer, reader, datums):
+    wp, rp = tmp_path / "writer.avsc", tmp_path / "reader.avsc"
+    wp.write_text(json.dumps(writer))
+    rp.write_text(json.dumps(reader))
+    cp = subprocess.run([tool(stack), str(wp), str(rp)], input="".join(d.hex() + "\n"
+                                                                       for d in datums),
+                        capture_output=True, text=True, timeout=60)
+    return cp
+
+
+def encode(schema, datum):
+    b = io.BytesIO()
+    fastavro.schemaless_writer(b, fastavro.parse_schema(copy.deepcopy(schema)), datum)
+    return b.getvalue()
+
+
+def round_trip(stack, tmp_path, writer, reader, data=None, n=N, fix=None):
+    """Check every datum; returns (resolved, refused) counts. fix(value)
+    adjusts a value fastavro resolved before it is encoded again."""
+    w = fastavro.parse_schema(copy.deepcopy(writer))
+    r = fastavro.parse_schema(copy.deepcopy(reader))
+    if data is None:
+        data = list(generate_many(w, n))
+    datums = [encode(writer, d) for d in data]
+    cp = run_tool(stack, tmp_path, writer, reader, datums)
+    assert cp.returncode == 0, cp.stderr
+    lines = cp.stdout.splitlines()
+    assert len(lines) == len(datums)
+    resolved = refused = 0
+    for datum, line in zip(datums, lines):
+        try:
+            value = fastavro.schemaless_reader(io.BytesIO(datum), w, r)
+        except Exception as e:  # fastavro refuses: so must we
+            assert line.startswith("ERR "), f"fastavro refused ({e!r}) but we gave {line}"
+            refused += 1
+            continue
+        assert not line.startswith("ERR "), f"we refused {value!r}: {line}"
+        if fix is not None:
+            fix(value)
+        assert bytes.fromhex(line) == encode(reader, value), value
+        resolved += 1
+    return resolved, refused
+
+
+def rec(name, fields, **kw):
+    return {"type": "record", "name": name, "fields": fields, **kw}
+
+
+def f(name, type_, **kw):
+    return {"name": name, "type": type_, **kw}
+
+
+# ---------------------------------------------------------------- the request's own versions
+
+
+def plain(schema):
+    """The schema without logical types: resolution is of the Avro types, and
+    fastavro's uuid conversion writes a UUID object in another text form than
+    it reads it back."""
+    if isinstance(schema, dict):
+        return {k: plain(v) for k, v in schema.items() if k != "logicalType"}
+    if isinstance(schema, list):
+        return [plain(x) for x in schema]
+    return schema
+
+
+def request_schema():
+    with open(os.path.join(kmswire.SCHEMA_DIR, "ValServerProvisioningRequest.avsc")) as fh:
+        return plain(json.load(fh))
+
+
+def without_supp_feat():
+    s = request_schema()
+    s["fields"] = [x for x in s["fields"] if x["name"] != "suppFeat"]
+    return s
+
+
+def with_vehicle_class():
+    s = request_schema()
+    s["fields"].append(f("vehicleClass", ["null", "string"], default=None))
+    return s
+
+
+@pytest.mark.parametrize("writer, reader", [
+    (without_supp_feat, request_schema),
+    (request_schema, without_supp_feat),
+    (with_vehicle_class, request_schema),
+    (request_schema, with_vehicle_class),
+    (request_schema, request_schema),
+], ids=["older-writer", "newer-reader-lacks", "newer-writer", "older-reader",
+        "same"])
+def test_request_versions(stack, tmp_path, writer, reader):
+    ok, bad = round_trip(stack, tmp_path, writer(), reader())
+    assert ok == N and bad == 0
+
+
+# ---------------------------------------------------------------- each rule
+
+
+def test_promotions(stack, tmp_path):
+    writer = rec("P", [f("a", "int"), f("b", "int"), f("c", "int"), f("d", "long"),
+                       f("e", "float"), f("g", "string"), f("h", "bytes")])
+    reader = rec("P", [f("a", "long"), f("b", "float"), f("c", "double"), f("d", "double"),
+                       f("e", "double"), f("g", "bytes"), f("h", "string")])
+    # generated bytes are rarely UTF-8: some are refused by both sides
+    ok, bad = round_trip(stack, tmp_path, writer, reader)
+    assert ok + bad == N
+    utf8 = [{"a": i, "b": -i * 977, "c": 2**31 - 1 - i, "d": -(2**52) + i, "e": 1.5 * i,
+             "g": "é€𝄞" * i, "h": ("ü" * i).encode()} for i in range(20)]
+    ok, bad = round_trip(stack, tmp_path, writer, reader, data=utf8)
+    assert ok == 20 and bad == 0
+
+
+def test_long_to_float(stack, tmp_path):
+    # within 2**53 a long is exact as a double, so one rounding either way
+    data = [{"x": v} for v in (0, 1, -1, 2**24 + 1, 2**40 + 3, -(2**53) + 7, 123456789)]
+    ok, bad = round_trip(stack, tmp_path, rec("L", [f("x", "long")]),
+                         rec("L", [f("x", "float")]), data=data)
+    assert ok == len(data) and bad == 0
+
+
+def test_reorder_skip_and_every_default(stack, tmp_path):
+    inner = rec("Inner", [f("i", "int"), f("s", "string", default="d")])
+    writer = rec("D", [f("z", "string"), f("dropped", {"type": "array", "items": inner}),
+                       f("a", "int"), f("gone", ["null", {"type": "map", "values": "double"}])])
+    reader = rec("D", [
+        f("a", "long"),
+        f("z", "string"),
+        f("n", "null", default=None),
+        f("b", "boolean", default=True),
+        f("i", "int", default=-7),
+        f("l", "long", default=1234567890123),
+        f("fl", "float", default=1.25),
+        f("d", "double", default=-0.5),
+        f("by", "bytes", default="\u00ff\u0000a"),
+        f("st", "string", default="héllo"),
+        f("fx", {"type": "fixed", "name": "F3", "size": 3}, default="abc"),
+        f("en", {"type": "enum", "name": "E", "symbols": ["X", "Y"]}, default="Y"),
+        f("ar", {"type": "array", "items": "int"}, default=[1, 2, 3]),
+        f("mp", {"type": "map", "values": "string"}, default={"k": "v", "k2": "w"}),
+        f("un", ["null", "string"], default=None),
+        f("un2", ["string", "null"], default="first"),
+        f("rc", inner, default={"i": 5}),
+    ])
+
+    def fix(value):
+        # fastavro hands a bytes or fixed default over as the JSON string
+        # it is written as (code points 0-255 standing for bytes)
+        for k in ("by", "fx"):
+            value[k] = value[k].encode("latin-1")
+    ok, bad = round_trip(stack, tmp_path, writer, reader, fix=fix)
+    assert ok == N and bad == 0
+
+
+def test_field_aliases(stack, tmp_path):
+    writer = rec("A", [f("oldName", "int"), f("keep", "string")])
+    reader = rec("A", [f("keep", "string"), f("newName", "long", aliases=["oldName"])])
+    ok, bad = round_trip(stack, tmp_path, writer, reader)
+    assert ok == N and bad == 0
+
+
+def test_enums_by_name(stack, tmp_path):
+    writer = rec("En", [f("e", {"type": "enum", "name": "S", "symbols": ["A", "B", "C", "D"]})])
+    with_default = rec("En", [f("e", {"type": "enum", "name": "S", "symbols": ["D", "C", "A"],
+                                      "default": "A"})])
+    without = rec("En", [f("e", {"type": "enum", "name": "S", "symbols": ["D", "C", "A"]})])
+    data = [{"e": s} for s in "ABCDABCD"]
+    ok, bad = round_trip(stack, tmp_path, writer, with_default, data=data)
+    assert ok == 8 and bad == 0
+    ok, bad = round_trip(stack, tmp_path, writer, without, data=data)
+    assert ok == 6 and bad == 2  # B has no symbol and no default: refused by both
+
+
+def test_unions_by_branch(stack, tmp_path):
+    writer = rec("U", [f("u", ["null", "int", "string"]), f("v", "int"),
+                       f("w", ["null", "string"])])
+    reader = rec("U", [f("u", ["string", "long", "null"]), f("v", ["null", "long"]),
+                       f("w", "string")])
+    # w's null branch matches nothing of the reader: those data are refused
+    ok, bad = round_trip(stack, tmp_path, writer, reader)
+    assert ok + bad == N and ok > 0 and bad > 0
+    data = [{"u": None, "v": 1, "w": "x"}, {"u": 5, "v": -2, "w": "y"},
+            {"u": "s", "v": 0, "w": "z"}, {"u": 1, "v": 1, "w": None}]
+    ok, bad = round_trip(stack, tmp_path, writer, reader, data=data)
+    assert ok == 3 and bad == 1
+
+
+def test_nested_arrays_maps_and_recursion(stack, tmp_path):
+    node_w = rec("Node", [f("value", "int"), f("next", ["null", "Node"])])
+    node_r = rec("Node", [f("value", "long"), f("next", ["null", "Node"]),
+                          f("tag", "string", default="t")])
+    writer = rec("N", [f("list", node_w),
+                       f("m", {"type": "map", "values": {"type": "array", "items": "int"}})])
+    reader = rec("N", [f("m", {"type": "map", "values": {"type": "array", "items": "double"}}),
+                       f("list", node_r)])
+    def chain(n):
+        c = None
+        for i in range(n):
+            c = {"value": i, "next": c}
+        return c
+    data = [{"list": chain(12), "m": {"a": [1, 2], "b": [], "c": list(range(100))}},
+            {"list": {"value": -1, "next": None}, "m": {}}]
+    ok, bad = round_trip(stack, tmp_path, writer, reader, data=data)
+    assert ok == 2 and bad == 0
+    # Data nest at most 64 levels deep (a record, a union and its branch are
+    # three): a longer chain is refused, where fastavro would recurse on.
+    cp = run_tool(stack, tmp_path, writer, reader, [encode(writer, {"list": chain(40),
+                                                                     "m": {}})])
+    assert cp.stdout.startswith("ERR limit ") and "deeper than 64" in cp.stdout
+
+
+def test_fixed_and_namespaces(stack, tmp_path):
+    writer = rec("X", [f("h", {"type": "fixed", "name": "H", "size": 4})], namespace="a.b")
+    reader = rec("X", [f("h", {"type": "fixed", "name": "H", "size": 4}),
+                       f("o", ["null", "int"], default=None)], namespace="c.d")
+    ok, bad = round_trip(stack, tmp_path, writer, reader)
+    assert ok == N and bad == 0
+
+
+# ---------------------------------------------------------------- pairs that cannot resolve
+
+
+@pytest.mark.parametrize("writer, reader, why", [
+    (rec("R", [f("a", "int")]), rec("R", [f("a", "int"), f("b", "string")]), "no default"),
+    (rec("R", [f("a", "long")]), rec("R", [f("a", "int")]), "cannot be read as int"),
+    (rec("R", [f("a", "string")]), rec("Other", [f("a", "string")]), "is not the reader's"),
+    (rec("R", [f("a", {"type": "fixed", "name": "F", "size": 2})]),
+     rec("R", [f("a", {"type": "fixed", "name": "F", "size": 3})]), "bytes"),
+    (rec("R", [f("a", "boolean")]), rec("R", [f("a", ["null", "int"])]), "no branch"),
+    (rec("R", [f("a", "int")]), rec("R", [f("a", "int"), f("b", "int", default="x")]),
+     "does not fit"),
+], ids=["missing-field", "narrowing", "other-record", "fixed-size", "no-branch",
+        "bad-default"])
+def test_unresolvable_pairs(stack, tmp_path, writer, reader, why):
+    with pytest.raises(Exception):  # fastavro refuses the pair too
+        w = fastavro.parse_schema(copy.deepcopy(writer))
+        r = fastavro.parse_schema(copy.deepcopy(reader))
+        datum = list(generate_many(w, 1))[0]
+        fastavro.schemaless_reader(io.BytesIO(encode(writer, datum)), w, r)
+    cp = run_tool(stack, tmp_path, writer, reader, [])
+    assert cp.returncode == 2
+    assert why in cp.stderr and len(cp.stderr.splitlines()) == 1
+
+
+def test_hostile_datums(stack, tmp_path):
+    writer = rec("H", [f("s", "string"), f("a", {"type": "array", "items": "null"})])
+    reader = rec("H", [f("s", "bytes"), f("a", {"type": "array", "items": "null"})])
+    datums = [
+        b"",                                      # ends at once
+        b"\x7f",                                  # a length past the end
+        b"\x02\xff",                              # bad UTF-8
+        b"\x00\xfe\xff\xff\xff\x0f",              # a billion nulls
+        b"\x00\x01",                              # negative count without a size
+        b"\x00\x00\x00",                          # trailing byte
+        b"\x00" + b"\xff" * 11,                   # a varint past 10 bytes
+    ]
+    cp = run_tool(stack, tmp_path, writer, reader, datums)
+    assert cp.returncode == 0
+    lines = cp.stdout.splitlines()
+    assert len(lines) == len(datums)
+    assert all(line.startswith("ERR datum ") or line.startswith("ERR limit ")
+               for line in lines), lines
