@@ -52,7 +52,7 @@ MIGRATIONS := $(sort $(wildcard services/kms/migrations/*.sql))
 BATCH_SQL := $(sort $(wildcard services/kms/sql/*.sql))
 
 PROGRAMS := $(BUILD)/kms $(BUILD)/kmsctl $(BUILD)/valctl $(BUILD)/tests/smoke \
-	$(BUILD)/tests/resolve_tool
+	$(BUILD)/tests/kms-failpoints $(BUILD)/tests/resolve_tool
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -87,6 +87,18 @@ $(CORE_LIB): $(CORE_OBJ)
 	$(AR) rcs $@ $^
 
 $(BUILD)/kms: $(OBJ)/services/kms/main.o $(CORE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The KM-S of the crash tests: service.c built with -DKMS_FAILPOINTS, so that
+# KMS_FAILPOINT=NAME kills the process at that point. The production binary
+# has no failpoint.
+$(OBJ)/failpoints/services/kms/service.o: services/kms/service.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DKMS_FAILPOINTS $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/kms-failpoints: $(OBJ)/services/kms/main.o \
+		$(OBJ)/failpoints/services/kms/service.o $(CORE_LIB)
+	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/kmsctl: $(patsubst %.c,$(OBJ)/%.o,$(wildcard services/kmsctl/*.c)) $(CORE_LIB)

@@ -13,9 +13,12 @@
 #                (VAL servers with two services each, every one with its own
 #                token); requests per second between the first and the last
 #                Result, so the KM-S's start is not counted
+#   drain-no-eos the same backlog with --exactly-once false (no Kafka
+#                transactions: idempotent producer, offset commits)
 #   latency      send-to-Result p50/p95/p99 at a fixed offered rate, the KM-S
 #                running and idle when the load starts (a few warm-up
 #                requests first: the first fetches after a start are slow)
+#   latency-no-eos  the same with --exactly-once false
 #   drain-confluent  the drain case with every request Confluent-framed
 #                (valctl fleet --framing confluent, the schema id from the
 #                stack's registry) and so every Result; its ratio to the
@@ -29,6 +32,10 @@
 #                that GETs /metrics 100 times a second over one kept-alive
 #                connection; the ratio is of the medians, as one drain's
 #                noise on a shared machine is larger than the cost
+#
+# Every KM-S case runs with Kafka transactions (exactly_once, the default)
+# unless its name ends in -no-eos; valctl reads the Results read_committed,
+# so a Result counts when its transaction has committed.
 #
 # Every KM-S case gets a fresh, migrated database, its own requests and
 # results topics and its own consumer group, so nothing of one case reaches
@@ -58,7 +65,8 @@
 #   BENCH_SCRAPE_SERVERS    scrape case (default 1000 x 20)
 #   BENCH_SCRAPE_REQUESTS
 #   BENCH_CASES             the cases to run, space-separated (default: all:
-#                           pg-limit drain drain-confluent latency batch-max-1 rss scrape)
+#                           pg-limit drain drain-no-eos drain-confluent latency
+#                           latency-no-eos batch-max-1 rss scrape)
 #   BENCH_KMS_FLAGS         more KM-S flags for every KM-S case, split at
 #                           spaces (e.g. "-X queued.max.messages.kbytes=8192")
 #   BENCH_KEEP              1: keep the work folder (logs, summaries, the
@@ -84,7 +92,7 @@ scrape_rate=${BENCH_SCRAPE_RATE:-100}
 scrape_rounds=${BENCH_SCRAPE_ROUNDS:-3}
 scrape_servers=${BENCH_SCRAPE_SERVERS:-1000}
 scrape_requests=${BENCH_SCRAPE_REQUESTS:-20}
-wanted=" ${BENCH_CASES:-pg-limit drain drain-confluent latency batch-max-1 rss scrape} "
+wanted=" ${BENCH_CASES:-pg-limit drain drain-no-eos drain-confluent latency latency-no-eos batch-max-1 rss scrape} "
 pg_bin=${KMS_PG_BIN:-/usr/lib/postgresql/15/bin}
 py=${KMS_VENV:-${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}/.cache/seal-kms/venv}/bin/python
 
@@ -509,6 +517,8 @@ ratio() { printf '%s|%s|%s|%s\n' "$1" "$2" "$3" "${4:-}" >>"$work/ratios"; }
 scrape_cost() { printf '%s|%s\n' "$1" "$2" >>"$work/scrape_costs"; }
 # target CASE FIGURE MAX TEXT: FIGURE (p99_ms, rss_mib) of CASE at most MAX.
 target() { printf '%s|%s|%s|%s\n' "$1" "$2" "$3" "$4" >>"$work/targets"; }
+# latency_cost A B LABEL: what A adds to B's latency percentiles.
+latency_cost() { printf '%s|%s|%s\n' "$1" "$2" "$3" >>"$work/latcost"; }
 
 report() {
 	"$py" - "$work" <<'PY'
@@ -583,7 +593,18 @@ for a, b, label, mn in lines("ratios"):
             rows[c]["target"] = rows[c]["target"] or f"{label} {goal}: {ok}"
         ratios.append(f"{label}: {ra:.0f} / {rb:.0f} = {x:.0%}  (target {goal}: {ok})")
     else:
-        ratios.append(f"{label}: {ra:.0f} / {rb:.0f} = {x:.1f}x")
+        ratios.append(f"{label}: {ra:.0f} / {rb:.0f} = {x:.1f}x ({x - 1:+.0%})")
+
+for a, b, label in lines("latcost"):
+    if a not in rows or b not in rows:
+        continue
+    if not (rows[a]["ok"] and rows[b]["ok"] and rows[a].get("p99_ms") is not None
+            and rows[b].get("p99_ms") is not None):
+        ratios.append(f"{label}: -")
+        continue
+    ratios.append(f"{label}: " + ", ".join(
+        f"{p} {rows[a][k]:.1f} vs {rows[b][k]:.1f} ms ({rows[a][k] - rows[b][k]:+.1f})"
+        for p, k in (("p50", "p50_ms"), ("p95", "p95_ms"), ("p99", "p99_ms"))))
 
 def median(values):
     values = sorted(values)
@@ -641,8 +662,16 @@ fi
 if selected drain; then
 	isolated run_kms_case drain backlog "$drain_servers" "$drain_requests"
 fi
+if selected drain-no-eos; then
+	isolated run_kms_case drain-no-eos backlog "$drain_servers" "$drain_requests" \
+		--exactly-once false
+fi
 if selected latency; then
 	isolated run_kms_case latency "rate=$latency_rate" "$latency_servers" "$latency_requests"
+fi
+if selected latency-no-eos; then
+	isolated run_kms_case latency-no-eos "rate=$latency_rate" "$latency_servers" \
+		"$latency_requests" --exactly-once false
 fi
 if selected drain-confluent; then
 	[ -n "${KMS_REGISTRY_URL:-}" ] || {
@@ -673,12 +702,15 @@ fi
 
 ratio drain pg-limit "drain / pg limit" 0.70
 ratio drain batch-max-1 "batched / unbatched"
+ratio drain drain-no-eos "transactions / none (drain)"
+latency_cost latency latency-no-eos "transactions vs none (latency)"
 if [ -n "$scrape_on" ]; then
 	ratio "$scrape_on" "$scrape_off" "throughput scraped / not scraped, medians" 0.98
 	scrape_cost "$scrape_on" "$scrape_off"
 fi
 ratio drain-confluent drain "confluent / single-object" 0.80
 target latency p99_ms 20 "p99 <= 20 ms"
+target latency-no-eos p99_ms 20 "p99 <= 20 ms"
 target rss rss_mib 32 "RSS <= 32 MiB"
 
 report

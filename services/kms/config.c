@@ -14,12 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "dsn.h"
 #include "jwt.h"
 
-typedef enum { OPT_STR, OPT_INT } opt_type;
+typedef enum { OPT_STR, OPT_INT, OPT_BOOL } opt_type;
 
 typedef struct {
 	const char *name;
@@ -37,6 +38,10 @@ typedef struct {
 #define INT(field, def, lo, hi, help)                                                              \
 	{                                                                                          \
 #field, OPT_INT, def, offsetof(kms_config, field), lo, hi, help                    \
+	}
+#define BOOL(field, def, help)                                                                     \
+	{                                                                                          \
+#field, OPT_BOOL, def, offsetof(kms_config, field), 0, 1, help                     \
 	}
 
 static const opt opts[] = {
@@ -75,6 +80,16 @@ static const opt opts[] = {
     INT(shutdown_timeout_ms, "30000", 100, 3600000, "bound on a graceful shutdown"),
     INT(max_poll_interval_ms, "300000", 10000, 86400000, "librdkafka max.poll.interval.ms"),
     INT(retry_backoff_max_ms, "5000", 10, 600000, "longest wait between retries"),
+    BOOL(exactly_once, "true",
+         "each batch's Results, DLQ records and offsets in one Kafka transaction (false: "
+         "idempotent producer and offset commits, for brokers without transactions)"),
+    STR(transactional_id, "",
+        "Kafka transactional.id of this instance, stable across restarts and unique in the "
+        "cluster (default GROUP_ID.KMS_ID)"),
+    INT(transaction_timeout_ms, "60000", 1000, 900000,
+        "librdkafka transaction.timeout.ms: the longest broker outage a transaction outlives, "
+        "and how long one left open by a crashed instance that is not restarted holds back "
+        "read_committed readers"),
 };
 
 #define NOPTS (sizeof opts / sizeof opts[0])
@@ -108,6 +123,23 @@ static const opt *find_opt(const char *name, size_t len)
 	return NULL;
 }
 
+static int parse_bool(const char *s, int64_t *out)
+{
+	static const char *const yes[] = {"true", "1", "yes", "on"};
+	static const char *const no[] = {"false", "0", "no", "off"};
+	for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*out = 1;
+			return 0;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*out = 0;
+			return 0;
+		}
+	}
+	return -1;
+}
+
 static int parse_int(const char *s, int64_t *out)
 {
 	char *end;
@@ -133,6 +165,15 @@ static int set_opt(kms_config *cfg, const opt *o, const char *value, const char 
 		return 0;
 	}
 	int64_t v;
+	if (o->type == OPT_BOOL) {
+		if (parse_bool(value, &v) != 0) {
+			snprintf(errstr, errstr_size, "%s: %s must be true or false", source,
+			         o->name);
+			return -1;
+		}
+		*int_field(cfg, o) = v;
+		return 0;
+	}
 	if (parse_int(value, &v) != 0 || v < o->min || v > o->max) {
 		snprintf(errstr, errstr_size, "%s: %s must be a whole number from %lld to %lld",
 		         source, o->name, (long long)o->min, (long long)o->max);
@@ -327,6 +368,20 @@ int config_load(kms_config *cfg, int argc, char **argv, char *errstr, size_t err
 			return -1;
 		}
 	}
+	if (cfg->transactional_id[0] == '\0') {
+		/* Stable across restarts, so that a restarted instance fences the
+		 * process it replaces; the group keeps two deployments that share
+		 * a cluster and host names apart. */
+		size_t n = strlen(cfg->group_id) + 1 + strlen(cfg->kms_id) + 1;
+		char *id = malloc(n);
+		if (id == NULL) {
+			snprintf(errstr, errstr_size, "out of memory");
+			return -1;
+		}
+		snprintf(id, n, "%s.%s", cfg->group_id, cfg->kms_id);
+		free(cfg->transactional_id);
+		cfg->transactional_id = id;
+	}
 	return 0;
 }
 
@@ -387,6 +442,10 @@ int config_validate(const kms_config *cfg, char *errstr, size_t errstr_size)
 		snprintf(errstr, errstr_size, "kms_id is longer than 120 bytes");
 		return -1;
 	}
+	if (strlen(cfg->transactional_id) > 255) {
+		snprintf(errstr, errstr_size, "transactional_id is longer than 255 bytes");
+		return -1;
+	}
 	if (cfg->reply_topic_pattern[0] != '\0') {
 		regex_t re;
 		if (regcomp(&re, cfg->reply_topic_pattern, REG_EXTENDED | REG_NOSUB) != 0) {
@@ -431,7 +490,10 @@ void config_print(const kms_config *cfg, void *file)
 	FILE *f = file;
 	kms_config *c = (kms_config *)(void *)cfg;
 	for (size_t i = 0; i < NOPTS; i++) {
-		if (opts[i].type == OPT_INT) {
+		if (opts[i].type == OPT_BOOL) {
+			fprintf(f, "%s = %s\n", opts[i].name,
+			        *int_field(c, &opts[i]) ? "true" : "false");
+		} else if (opts[i].type == OPT_INT) {
 			fprintf(f, "%s = %lld\n", opts[i].name, (long long)*int_field(c, &opts[i]));
 		} else if (strcmp(opts[i].name, "registry_url") == 0) {
 			char masked[1024];

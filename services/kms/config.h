@@ -42,6 +42,9 @@ typedef struct {
 	int64_t shutdown_timeout_ms;
 	int64_t max_poll_interval_ms;
 	int64_t retry_backoff_max_ms;
+	int64_t exactly_once;   /* 1: Kafka transactions; 0: at least once */
+	char *transactional_id; /* never empty after config_load() */
+	int64_t transaction_timeout_ms;
 	/* librdkafka properties, applied to consumer and producer */
 	size_t rdkafka_count;
 	char *rdkafka_keys[CONFIG_MAX_RDKAFKA];

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -23,6 +24,7 @@ struct health {
 	struct MHD_Daemon *daemon;
 	metrics *metrics; /* borrowed */
 	atomic_int facts[HEALTH__COUNT];
+	atomic_llong blocked_since_ms; /* monotonic; 0 when not in a call */
 	pthread_mutex_t notes_mu;
 	char notes[HEALTH_NOTE__COUNT][NOTE_MAX + 1]; /* "" when not set */
 };
@@ -39,6 +41,19 @@ static const char *const fact_reasons[HEALTH__COUNT] = {
     "the keys of a JWKS issuer are stale",
     "the schema registry is unreachable"};
 static const char *const note_names[HEALTH_NOTE__COUNT] = {"reload_error", "stale_keys"};
+
+static long long mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int not_blocked(const health *h)
+{
+	long long since = atomic_load(&((health *)(uintptr_t)h)->blocked_since_ms);
+	return since == 0 || mono_ms() - since <= HEALTH_BLOCKED_MS;
+}
 
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
@@ -85,8 +100,14 @@ static enum MHD_Result readyz(health *h, struct MHD_Connection *conn)
 			 * note is then left out rather than the whole body */
 			json_object_set_new(body, note_names[i], json_string(h->notes[i]));
 	pthread_mutex_unlock(&h->notes_mu);
+	int unblocked = not_blocked(h);
+	ready &= unblocked;
 	if (json_object_set_new(body, "consumer_progressing", json_boolean(!stalled)) != 0 ||
 	    (stalled && json_array_append_new(reasons, json_string(stall)) != 0) ||
+	    json_object_set_new(body, "not_blocked", json_boolean(unblocked)) != 0 ||
+	    (!unblocked && json_array_append_new(
+	                       reasons, json_string("a Kafka transactional call has waited for the "
+	                                            "broker for more than a second")) != 0) ||
 	    json_object_set_new(body, "status", json_string(ready ? "ready" : "not ready")) != 0 ||
 	    json_object_set(body, "reasons", reasons) != 0)
 		goto nomem;
@@ -214,6 +235,12 @@ void health_set_note(health *h, health_note note, const char *text)
 	pthread_mutex_unlock(&h->notes_mu);
 }
 
+void health_blocked(health *h, int blocked)
+{
+	if (h != NULL)
+		atomic_store(&h->blocked_since_ms, blocked ? mono_ms() : 0);
+}
+
 int health_ready(const health *h)
 {
 	if (h == NULL)
@@ -221,5 +248,5 @@ int health_ready(const health *h)
 	for (int i = 0; i < HEALTH__COUNT; i++)
 		if (!atomic_load(&((health *)(uintptr_t)h)->facts[i]))
 			return 0;
-	return metrics_stalled(h->metrics, metrics_now_ms(), NULL, 0) == 0;
+	return not_blocked(h) && metrics_stalled(h->metrics, metrics_now_ms(), NULL, 0) == 0;
 }

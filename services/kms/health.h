@@ -46,10 +46,21 @@ void health_destroy(health *h); /* NULL is a no-op */
 
 /* Set one fact (thread-safe). h may be NULL. */
 void health_set(health *h, health_fact fact, int good);
+
+/* How long the service may be inside one call before /readyz says it is
+ * blocked (fact "not_blocked" false). */
+#define HEALTH_BLOCKED_MS 1000
+
+/* The service enters (1) or leaves (0) a call that may block for as long as
+ * a part is away: a transactional Kafka call waits for its request to the
+ * broker whatever its timeout. The server judges the time itself, since the
+ * service cannot while it waits (thread-safe). h may be NULL. */
+void health_blocked(health *h, int blocked);
 /* Set (text) or clear (NULL) one note, shown by /readyz as a JSON string
  * (thread-safe; the text is copied, cut at 400 bytes). h may be NULL. */
 void health_set_note(health *h, health_note note, const char *text);
-/* All facts good and the consumer not stuck? (thread-safe) */
+/* All facts good, the consumer not stuck and not blocked in a call too
+ * long? (thread-safe) */
 int health_ready(const health *h);
 
 #endif

@@ -446,15 +446,13 @@ void metrics_offsets_done(metrics *m, int32_t partition_id, int64_t next_offset,
 	if (m == NULL)
 		return;
 	pthread_mutex_lock(&m->lock);
-	for (size_t i = 0; i < m->nparts; i++) {
-		partition *e = &m->parts[i];
-		if (e->partition != partition_id)
-			continue;
-		if (next_offset > e->done) {
-			e->done = next_offset;
-			part_update(e, now_ms);
-		}
-		break;
+	/* Kept even before the first statistics name the partition: with
+	 * transactions the consumer commits nothing itself, so librdkafka's
+	 * committed offset never shows this progress later. */
+	partition *e = part_of(m, partition_id, now_ms);
+	if (e != NULL && next_offset > e->done) {
+		e->done = next_offset;
+		part_update(e, now_ms);
 	}
 	pthread_mutex_unlock(&m->lock);
 }

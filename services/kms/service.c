@@ -9,15 +9,19 @@
  *   3. decide the rest in one PostgreSQL transaction, set-based (SLA,
  *      idempotency, storage, audit: store_batch.c and decide.c), retried
  *      whole with bounded backoff while the database is unreachable;
- *   4. publish every Result (and DLQ record) with the idempotent producer and
- *      wait until each is acknowledged;
- *   5. only then store the batch's offsets for the next commit.
+ *   4. publish every Result (and DLQ record) and the batch's offsets in one
+ *      Kafka transaction (exactly_once, the default), or, without
+ *      transactions, publish with the idempotent producer, wait until each is
+ *      acknowledged and only then store the batch's offsets for the next
+ *      commit.
  *
- * A crash between 3 and 5 redelivers the batch; the audit trail, keyed by the
+ * A crash between 3 and 4 redelivers the batch; the audit trail, keyed by the
  * messages' coordinates, turns every redelivered message into the very Result
- * it got the first time. While any step waits (database or broker away), the
- * assigned partitions are paused and the consumer keeps polling, so the group
- * membership outlives the outage.
+ * it got the first time. With transactions, the Results of a batch whose
+ * transaction did not commit are aborted, so a read_committed reader sees
+ * only the copy that committed with the offsets: exactly one. While any step
+ * waits (database or broker away), the assigned partitions are paused and the
+ * consumer keeps polling, so the group membership outlives the outage.
  *
  * Between 1 and 2, reload_point() puts in force what a SIGHUP asked for (the
  * issuers file, a new database connection) and the key sets the trust's
@@ -57,6 +61,9 @@ static volatile sig_atomic_t run = 1;
  * boundary. The one other flag a handler sets. */
 static volatile sig_atomic_t reload_asked = 0;
 
+/* The longest a transactional call blocks the loop before it is retried. */
+#define TXN_CALL_MS 5000
+
 static void on_signal(int sig)
 {
 	(void)sig;
@@ -95,6 +102,9 @@ typedef struct {
 	send_track result_send, dlq_send;
 	int dlq_omit_value; /* the value is too large to copy into the DLQ */
 	int pure_done;      /* decide_pure() gave its verdict */
+	int revoked;        /* exactly_once: its partition was revoked while the
+	                     * batch was in hand; its next owner answers it */
+	int reply_default;  /* exactly_once: the reply topic refused the Result */
 	/* why the Result does not go where its request asked (for the metrics) */
 	metrics_reroute_reason reroute;
 	int confluent; /* Confluent-framed: so is its Result */
@@ -132,6 +142,15 @@ typedef struct {
 	int paused;
 	int64_t stop_at_ms; /* graceful stop deadline, 0 while running */
 	int64_t last_check_ms;
+
+	/* exactly_once */
+	int txn_open;        /* begun, neither committed nor aborted */
+	int txn_committing;  /* its offsets are being sent or it is being committed */
+	unsigned txn_aborts; /* aborts so far: publish sees one made under it */
+	int fatal;           /* fenced, or the producer cannot be replaced: stop,
+	                      * exit SERVICE_EXIT_FATAL */
+	int producer_broken; /* a fatal error other than fencing: replace it */
+	int resets;          /* producers replaced since the last commit */
 } svc;
 
 static int64_t now_ms(void)
@@ -148,6 +167,13 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* Past the graceful stop's deadline? */
 static int out_of_time(svc *s)
 {
@@ -160,6 +186,15 @@ static int out_of_time(svc *s)
 
 /* ---- Kafka callbacks ---- */
 
+/* Another process with this transactional.id has taken over. */
+static int is_fenced(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR__FENCED || err == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+	       err == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+}
+
+static int txn_abort(svc *s, int in_rebalance);
+
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	svc *s = opaque;
@@ -167,9 +202,22 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		health_set(s->health, HEALTH_BROKER, 0);
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
 		char fatal[512];
-		rd_kafka_fatal_error(rk, fatal, sizeof fatal);
-		log_event(LOG_ERROR, "kafka_fatal", "{s:s, s:s}", "client", rd_kafka_name(rk),
-		          "error", fatal);
+		rd_kafka_resp_err_t code = rd_kafka_fatal_error(rk, fatal, sizeof fatal);
+		if (s->cfg->exactly_once && rk == s->producer && !is_fenced(code)) {
+			log_event(LOG_ERROR, "kafka_fatal", "{s:s, s:s, s:s, s:s}", "client",
+			          rd_kafka_name(rk), "code", rd_kafka_err2name(code), "error",
+			          fatal, "effect", "the producer is replaced");
+			s->producer_broken = 1;
+			return;
+		}
+		log_event(LOG_ERROR, is_fenced(code) ? "producer_fenced" : "kafka_fatal",
+		          "{s:s, s:s, s:s}", "client", rd_kafka_name(rk), "code",
+		          rd_kafka_err2name(code), "error", fatal);
+		/* With transactions: fenced by a newer instance with this
+		 * transactional.id. Stop without finishing the batch, exit
+		 * non-zero. */
+		if (s->cfg->exactly_once)
+			s->fatal = 1;
 		run = 0;
 		return;
 	}
@@ -228,6 +276,43 @@ static int is_revoked(const rd_kafka_topic_partition_list_t *parts, const rd_kaf
 	return 0;
 }
 
+/* exactly_once: partitions are going while a batch may be in hand. Their
+ * messages belong to the next owner, which consumes them again from the last
+ * committed offset, finds their audit rows and answers them with the same
+ * Results; so they are dropped from the batch: no later attempt produces
+ * their Results or sends their offsets.
+ *
+ * A transaction open now has its offsets sent already: the loop sends them
+ * right after producing, without polling the consumer in between, so that
+ * they always go under the group generation that owns the partitions
+ * (KIP-447). Such a transaction is left to finish, committed or aborted,
+ * and either is right: the next owner's offset fetch (require_stable, as
+ * librdkafka asks for read_committed consumers) waits until it is done, then
+ * starts after what it committed, or where it started if it aborted; a
+ * read_committed reader sees its Results only if its offsets committed with
+ * them. A transaction met before its offsets went out (the loop never polls
+ * there; kept for safety) may hold Results of the revoked partitions
+ * without their offsets, and is aborted before the revoke completes, as
+ * librdkafka's transactions example does. */
+static void revoke_txn(svc *s, const rd_kafka_topic_partition_list_t *parts)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < s->nslots; i++) {
+		slot *sl = &s->slots[i];
+		if (!sl->revoked && is_revoked(parts, sl->msg)) {
+			sl->revoked = 1;
+			n++;
+		}
+	}
+	if (n > 0)
+		log_event(LOG_INFO, "batch_revoked", "{s:i, s:i}", "messages", (int)n, "batch",
+		          (int)s->nslots);
+	if (s->txn_open && !s->txn_committing && !s->fatal && !s->producer_broken &&
+	    txn_abort(s, 1) != 0)
+		log_event(LOG_WARN, "txn_abort_failed", "{s:s}", "effect",
+		          "the transaction is never committed; the broker aborts it");
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -247,11 +332,17 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		health_set(s->health, HEALTH_GROUP_JOINED, 1);
 		return;
 	}
-	log_event(LOG_INFO, "partitions_revoked", "{s:i}", "count", parts->cnt);
-	/* Commit what is done before another member takes over. */
-	rd_kafka_resp_err_t cerr = rd_kafka_commit(rk, NULL, 0);
-	if (cerr && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET)
-		log_event(LOG_WARN, "commit_failed", "{s:s}", "error", rd_kafka_err2str(cerr));
+	log_event(LOG_INFO, "partitions_revoked", "{s:i, s:b}", "count", parts->cnt, "lost",
+	          rd_kafka_assignment_lost(rk));
+	if (s->cfg->exactly_once) {
+		revoke_txn(s, parts);
+	} else {
+		/* Commit what is done before another member takes over. */
+		rd_kafka_resp_err_t cerr = rd_kafka_commit(rk, NULL, 0);
+		if (cerr && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET)
+			log_event(LOG_WARN, "commit_failed", "{s:s}", "error",
+			          rd_kafka_err2str(cerr));
+	}
 	/* Deferred messages of revoked partitions belong to their next owner. */
 	size_t keep = 0;
 	for (size_t i = 0; i < s->ndeferred; i++) {
@@ -307,6 +398,8 @@ fail:
 	return NULL;
 }
 
+static int make_producer(svc *s, char *errstr, size_t errstr_size);
+
 static int make_clients(svc *s, char *errstr, size_t errstr_size)
 {
 	const kms_config *cfg = s->cfg;
@@ -318,7 +411,9 @@ static int make_clients(svc *s, char *errstr, size_t errstr_size)
 		return -1;
 	if (conf_set(conf, "group.id", cfg->group_id, errstr, errstr_size) != 0 ||
 	    conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) != 0 ||
-	    conf_set(conf, "enable.auto.commit", "true", errstr, errstr_size) != 0 ||
+	    /* with transactions the offsets are committed in them */
+	    conf_set(conf, "enable.auto.commit", cfg->exactly_once ? "false" : "true", errstr,
+	             errstr_size) != 0 ||
 	    conf_set(conf, "auto.commit.interval.ms", "1000", errstr, errstr_size) != 0 ||
 	    conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) != 0 ||
 	    conf_set(conf, "max.poll.interval.ms", interval, errstr, errstr_size) != 0 ||
@@ -356,12 +451,42 @@ static int make_clients(svc *s, char *errstr, size_t errstr_size)
 	rd_kafka_poll_set_consumer(s->consumer);
 	/* librdkafka has checked the value: a whole number */
 	metrics_consumer_started(s->metrics, strtoll(stats_ms, NULL, 10), metrics_now_ms());
+	return make_producer(s, errstr, errstr_size);
+}
 
-	conf = base_conf(s, errstr, errstr_size);
+static int make_producer(svc *s, char *errstr, size_t errstr_size)
+{
+	const kms_config *cfg = s->cfg;
+	rd_kafka_conf_t *conf = base_conf(s, errstr, errstr_size);
 	if (conf == NULL)
 		return -1;
+	char txn_timeout[32];
+	snprintf(txn_timeout, sizeof txn_timeout, "%lld", (long long)cfg->transaction_timeout_ms);
+	if (cfg->exactly_once) {
+		/* message.timeout.ms stays librdkafka's transactional default,
+		 * transaction.timeout.ms: a Result the broker has not taken by
+		 * then fails, and its transaction is aborted and tried again
+		 * (the broker would abort it then anyway). */
+		if (conf_set(conf, "transactional.id", cfg->transactional_id, errstr,
+		             errstr_size) != 0 ||
+		    conf_set(conf, "transaction.timeout.ms", txn_timeout, errstr, errstr_size) !=
+		        0 ||
+		    /* A transaction's first requests often meet the broker
+		     * still writing the markers of the one before
+		     * (CONCURRENT_TRANSACTIONS); librdkafka 2.0.2 retries
+		     * AddOffsetsToTxn after retry.backoff.ms, 100 ms by default,
+		     * which was most of the p95 latency (make bench: 110 ms at
+		     * 100 ms, 17 ms at 20 ms, the backoff librdkafka itself uses
+		     * for AddPartitionsToTxn). */
+		    conf_set(conf, "retry.backoff.ms", "20", errstr, errstr_size) != 0) {
+			rd_kafka_conf_destroy(conf);
+			return -1;
+		}
+	} else if (conf_set(conf, "message.timeout.ms", "0", errstr, errstr_size) != 0) {
+		rd_kafka_conf_destroy(conf);
+		return -1;
+	}
 	if (conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) != 0 ||
-	    conf_set(conf, "message.timeout.ms", "0", errstr, errstr_size) != 0 ||
 	    /* a batch's Results are produced together and waited for at once:
 	     * lingering would only add to every Result's latency */
 	    conf_set(conf, "linger.ms", "0", errstr, errstr_size) != 0 ||
@@ -1045,6 +1170,460 @@ static int publish(svc *s)
 	return 0;
 }
 
+/* ---- step 4 with exactly_once: one transaction per batch ---- */
+
+/* A test build (-DKMS_FAILPOINTS) dies where KMS_FAILPOINT names: the crash
+ * tests' precise SIGKILL. A production build has no trace of it. */
+#ifdef KMS_FAILPOINTS
+static void failpoint(const char *name)
+{
+	const char *fp = getenv("KMS_FAILPOINT");
+	if (fp != NULL && strcmp(fp, name) == 0) {
+		log_event(LOG_WARN, "failpoint", "{s:s}", "name", name);
+		raise(SIGKILL);
+	}
+}
+#else
+#define failpoint(name) ((void)0)
+#endif
+
+typedef enum { TXN_DONE, TXN_RETRY, TXN_ABORT, TXN_FATAL } txn_next;
+
+/* What follows an error of a transactional call, as in librdkafka's
+ * transactions example: a retriable one is retried, one that requires it
+ * aborts the transaction. A fatal one that says a newer instance with this
+ * transactional.id has fenced this one stops the process, which exits
+ * SERVICE_EXIT_FATAL: two live instances must not take turns fencing each
+ * other. Any other fatal error (and an error that is none of these, which
+ * says the producer is not in the state the loop believes) breaks only the
+ * producer, which reset_producer() replaces. Frees e. */
+static txn_next txn_check(svc *s, const char *call, rd_kafka_error_t *e)
+{
+	if (e == NULL)
+		return TXN_DONE;
+	rd_kafka_resp_err_t code = rd_kafka_error_code(e);
+	txn_next next;
+	if (!rd_kafka_error_is_fatal(e) && rd_kafka_error_txn_requires_abort(e))
+		next = TXN_ABORT;
+	else if (!rd_kafka_error_is_fatal(e) && rd_kafka_error_is_retriable(e))
+		next = TXN_RETRY;
+	else
+		next = TXN_FATAL;
+	if (next == TXN_FATAL && is_fenced(code)) {
+		log_event(LOG_ERROR, "producer_fenced", "{s:s, s:s, s:s, s:s}", "call", call,
+		          "code", rd_kafka_err2name(code), "error", rd_kafka_error_string(e),
+		          "effect",
+		          "the KM-S stops; what it had in hand is answered by the instance that "
+		          "fenced it");
+		s->fatal = 1;
+		run = 0;
+	} else if (next == TXN_FATAL) {
+		log_event(LOG_ERROR, "kafka_fatal", "{s:s, s:s, s:s, s:s}", "call", call, "code",
+		          rd_kafka_err2name(code), "error", rd_kafka_error_string(e), "effect",
+		          "the producer is replaced");
+		s->producer_broken = 1;
+	} else {
+		log_event(LOG_WARN, next == TXN_ABORT ? "txn_abort_needed" : "txn_retry",
+		          "{s:s, s:s, s:s}", "call", call, "code", rd_kafka_err2name(code), "error",
+		          rd_kafka_error_string(e));
+	}
+	rd_kafka_error_destroy(e);
+	return next;
+}
+
+/* Serve the delivery reports of purged messages, so that none of an aborted
+ * attempt reaches the next one's send_track. */
+static void drain_reports(svc *s)
+{
+	int64_t until = mono_ms() + 1000;
+	while (rd_kafka_outq_len(s->producer) > 0 && mono_ms() < until)
+		rd_kafka_poll(s->producer, 10);
+}
+
+/* Abort the open transaction, waiting while the coordinator cannot be
+ * reached. In the rebalance callback (in_rebalance) the consumer must not be
+ * polled, so the wait only sleeps. Returns 0 once aborted; -1 on a fatal
+ * error or when the graceful stop ran out of time: the transaction then
+ * stays open, is never committed, and the broker aborts it when a successor
+ * with this transactional.id starts, or after transaction_timeout_ms. */
+static int txn_abort(svc *s, int in_rebalance)
+{
+	int attempt = 0;
+	while (s->txn_open) {
+		health_blocked(s->health, 1);
+		rd_kafka_error_t *e = rd_kafka_abort_transaction(s->producer, TXN_CALL_MS);
+		health_blocked(s->health, 0);
+		txn_next n = txn_check(s, "abort_transaction", e);
+		if (n == TXN_DONE) {
+			s->txn_open = 0;
+			s->txn_committing = 0;
+			s->txn_aborts++;
+			drain_reports(s);
+			log_event(LOG_INFO, "txn_aborted", "{s:i}", "batch", (int)s->nslots);
+			return 0;
+		}
+		if (n == TXN_FATAL)
+			return -1;
+		health_set(s->health, HEALTH_NOT_PAUSED, 0);
+		int64_t until = mono_ms() + backoff_ms(s, attempt++);
+		if (!in_rebalance) {
+			if (wait_ms(s, until - mono_ms()) != 0)
+				return -1;
+			continue;
+		}
+		while (mono_ms() < until) {
+			if (out_of_time(s))
+				return -1;
+			usleep(20000);
+		}
+	}
+	return 0;
+}
+
+/* A delivery error that sending the same record to the same place again may
+ * mend: the broker away or in a transition, or the transaction's own state
+ * (purged by an abort, failed with it). Any other error is the record's:
+ * the reply topic refuses it, or it is too large. */
+static int transient(rd_kafka_resp_err_t err)
+{
+	switch (err) {
+	case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+	case RD_KAFKA_RESP_ERR__TIMED_OUT:
+	case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
+	case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
+	case RD_KAFKA_RESP_ERR__STATE:
+	case RD_KAFKA_RESP_ERR__FATAL:
+	case RD_KAFKA_RESP_ERR__FENCED:
+	case RD_KAFKA_RESP_ERR__TRANSPORT:
+	case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+	case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+	case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+	case RD_KAFKA_RESP_ERR_NETWORK_EXCEPTION:
+	case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+	case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+	case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
+	case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND:
+	case RD_KAFKA_RESP_ERR_KAFKA_STORAGE_ERROR:
+	case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
+	case RD_KAFKA_RESP_ERR_NOT_COORDINATOR:
+	case RD_KAFKA_RESP_ERR_CONCURRENT_TRANSACTIONS:
+	case RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH:
+	case RD_KAFKA_RESP_ERR_PRODUCER_FENCED:
+	case RD_KAFKA_RESP_ERR_INVALID_TXN_STATE:
+	case RD_KAFKA_RESP_ERR_INVALID_PRODUCER_ID_MAPPING:
+	case RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID:
+	case RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* After an aborted attempt: what the records' own errors call for, as
+ * publish() does without transactions. A Result its reply topic refused
+ * goes to the default results topic; a DLQ copy the broker will never take
+ * keeps its coordinates and headers and drops the value. */
+static void apply_fallbacks(svc *s)
+{
+	for (size_t i = 0; i < s->nslots; i++) {
+		slot *sl = &s->slots[i];
+		if (sl->revoked)
+			continue;
+		if (sl->dlq_send.state == SEND_FAILED && too_large(sl->dlq_send.err))
+			sl->dlq_omit_value = 1;
+		if (sl->result_send.state == SEND_FAILED && !transient(sl->result_send.err) &&
+		    !sl->reply_default &&
+		    (strcmp(sl->reply_topic, s->cfg->results_topic) != 0 ||
+		     sl->reply_partition != RD_KAFKA_PARTITION_UA)) {
+			log_event(LOG_WARN, "reply_fallback", "{s:s}", "request_id",
+			          sl->item.request_id ? sl->item.request_id : "");
+			metrics_reroute(s->metrics, METRICS_REROUTE_TOPIC_UNAVAILABLE);
+			sl->reply_default = 1;
+		}
+	}
+}
+
+/* The offsets the transaction commits: past the last message of each
+ * partition in the batch, those revoked left out. NULL when none is left. */
+static rd_kafka_topic_partition_list_t *batch_offsets(svc *s)
+{
+	rd_kafka_topic_partition_list_t *parts = NULL;
+	for (size_t i = 0; i < s->nslots; i++) {
+		if (s->slots[i].revoked)
+			continue;
+		if (parts == NULL)
+			parts = rd_kafka_topic_partition_list_new((int)s->nslots);
+		rd_kafka_message_t *m = s->slots[i].msg;
+		rd_kafka_topic_partition_t *p = rd_kafka_topic_partition_list_find(
+		    parts, rd_kafka_topic_name(m->rkt), m->partition);
+		if (p == NULL)
+			p = rd_kafka_topic_partition_list_add(parts, rd_kafka_topic_name(m->rkt),
+			                                      m->partition);
+		if (m->offset + 1 > p->offset)
+			p->offset = m->offset + 1;
+	}
+	return parts;
+}
+
+/* Call a transactional step until it is done, retrying a retriable error
+ * (the broker away) with backoff. librdkafka 2.0.2 may hold such a call past
+ * its timeout, until its request to the broker ends (seen: the whole of a
+ * broker outage), and the loop can report nothing meanwhile: /readyz reads
+ * the time spent in the call itself (health_blocked()). */
+static txn_next txn_call(svc *s, int commit, const rd_kafka_topic_partition_list_t *offsets)
+{
+	int attempt = 0;
+	for (;;) {
+		rd_kafka_error_t *e;
+		health_blocked(s->health, 1);
+		if (commit) {
+			e = rd_kafka_commit_transaction(s->producer, TXN_CALL_MS);
+		} else {
+			rd_kafka_consumer_group_metadata_t *group =
+			    rd_kafka_consumer_group_metadata(s->consumer);
+			e = rd_kafka_send_offsets_to_transaction(s->producer, offsets, group,
+			                                         TXN_CALL_MS);
+			rd_kafka_consumer_group_metadata_destroy(group);
+		}
+		health_blocked(s->health, 0);
+		txn_next n =
+		    txn_check(s, commit ? "commit_transaction" : "send_offsets_to_transaction", e);
+		if (n != TXN_RETRY)
+			return n;
+		health_set(s->health, HEALTH_NOT_PAUSED, 0);
+		int64_t until = mono_ms() + backoff_ms(s, attempt++);
+		while (mono_ms() < until) {
+			if (out_of_time(s))
+				return TXN_FATAL;
+			rd_kafka_poll(s->producer, 20);
+		}
+	}
+}
+
+/* After a step failed for good: 2 when a new producer can go on, -1 when the
+ * process must stop (fenced, or the graceful stop ran out of time). */
+static int stuck(const svc *s)
+{
+	return s->producer_broken && !s->fatal ? 2 : -1;
+}
+
+/* One attempt at the batch's transaction: begin, produce what is owed, send
+ * the offsets (while the records are on their way), wait until the broker
+ * has every record, commit. Returns 0 once committed (or when every message
+ * of the batch was revoked), 1 when the attempt was aborted and is to be
+ * made again, 2 when the producer must be replaced first, -1 when the
+ * process must stop. */
+static int txn_attempt(svc *s)
+{
+	rd_kafka_error_t *e = rd_kafka_begin_transaction(s->producer);
+	if (e != NULL) {
+		/* begin fails only on a fatal error or a state the loop did not
+		 * expect */
+		if (txn_check(s, "begin_transaction", e) != TXN_FATAL)
+			s->producer_broken = 1;
+		return stuck(s);
+	}
+	s->txn_open = 1;
+	int64_t t0 = mono_us();
+	for (size_t i = 0; i < s->nslots; i++) {
+		slot *sl = &s->slots[i];
+		sl->dlq_send.state = sl->result_send.state = SEND_NONE;
+		if (sl->revoked)
+			continue;
+		if (sl->item.dlq)
+			produce_dlq(s, sl);
+		if (sl->item.has_result)
+			produce_result(s, sl, sl->reply_default);
+	}
+
+	rd_kafka_topic_partition_list_t *offsets = batch_offsets(s);
+	if (offsets == NULL) /* nothing owed */
+		return txn_abort(s, 0) == 0 ? 0 : stuck(s);
+	/* From here a revoke leaves the transaction alone (see revoke_txn()):
+	 * its offsets go under the generation that owns the partitions. */
+	s->txn_committing = 1;
+	int64_t t1 = mono_us();
+	txn_next n = txn_call(s, 0, offsets);
+	rd_kafka_topic_partition_list_destroy(offsets);
+	int64_t t2 = mono_us();
+
+	int64_t started = mono_ms();
+	while (n == TXN_DONE) {
+		rd_kafka_poll(s->producer, 50);
+		if (s->fatal || s->producer_broken || out_of_time(s))
+			return stuck(s);
+		size_t pending = 0, failed = 0;
+		for (size_t i = 0; i < s->nslots; i++) {
+			slot *sl = &s->slots[i];
+			pending += (sl->result_send.state == SEND_PENDING) +
+			           (sl->dlq_send.state == SEND_PENDING);
+			failed += (sl->result_send.state == SEND_FAILED) +
+			          (sl->dlq_send.state == SEND_FAILED);
+		}
+		if (failed > 0) {
+			/* librdkafka makes the transaction abortable at the first
+			 * record that fails */
+			log_event(LOG_WARN, "publish_retry", "{s:i, s:i}", "failed", (int)failed,
+			          "pending", (int)pending);
+			n = TXN_ABORT;
+			break;
+		}
+		if (pending == 0)
+			break;
+		if (mono_ms() - started > 1000)
+			keepalive(s);
+	}
+	int64_t t3 = mono_us();
+	if (n == TXN_DONE) {
+		/* The database has the batch's decisions and the broker its
+		 * records and offsets, uncommitted: a crash now is the case the
+		 * crash test makes. */
+		failpoint("before_txn_commit");
+		n = txn_call(s, 1, NULL);
+	}
+	if (n == TXN_DONE) {
+		s->txn_open = 0;
+		s->txn_committing = 0;
+		/* the lag and the stall check count from the committed offsets */
+		rd_kafka_topic_partition_list_t *done = batch_offsets(s);
+		int64_t now = metrics_now_ms();
+		for (int i = 0; done != NULL && i < done->cnt; i++)
+			metrics_offsets_done(s->metrics, done->elems[i].partition,
+			                     done->elems[i].offset, now);
+		if (done != NULL)
+			rd_kafka_topic_partition_list_destroy(done);
+		log_event(LOG_DEBUG, "txn_committed", "{s:i, s:I, s:I, s:I, s:I}", "batch",
+		          (int)s->nslots, "produce_us", (json_int_t)(t1 - t0), "offsets_us",
+		          (json_int_t)(t2 - t1), "acks_us", (json_int_t)(t3 - t2), "commit_us",
+		          (json_int_t)(mono_us() - t3));
+		return 0;
+	}
+	if (n != TXN_ABORT)
+		return stuck(s);
+	/* Abort (purging what is left), mend what the records' own errors
+	 * call for, and try again. */
+	if (txn_abort(s, 0) != 0)
+		return stuck(s);
+	apply_fallbacks(s);
+	return 1;
+}
+
+static int reset_producer(svc *s);
+
+static size_t owed(const svc *s)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < s->nslots; i++)
+		n += !s->slots[i].revoked;
+	return n;
+}
+
+/* Step 4 with exactly_once. An attempt that aborts is made again with the
+ * batch in hand: its decisions are committed in PostgreSQL and its slots
+ * hold them, so the new transaction carries the very same Results (what
+ * deciding them again from the audit rows would give) and the same offsets.
+ * No rewind of the consumer is needed: its position never moved past the
+ * batch, and what a revoke took away is left to the next owner. Returns 0
+ * when committed, -1 on a fatal error or when the graceful stop ran out of
+ * time (nothing of the batch is then committed: it is redelivered). */
+static int publish_txn(svc *s)
+{
+	int attempt = 0;
+	while (owed(s) > 0) {
+		int r = s->producer_broken ? 2 : txn_attempt(s);
+		if (r == 0) {
+			s->resets = 0;
+			break;
+		}
+		if (r < 0)
+			return -1;
+		if (r == 2) {
+			if (reset_producer(s) != 0)
+				return -1;
+			continue;
+		}
+		health_set(s->health, HEALTH_NOT_PAUSED, 0);
+		if (wait_ms(s, backoff_ms(s, attempt++)) != 0 || s->fatal)
+			return -1;
+	}
+	health_set(s->health, HEALTH_NOT_PAUSED, 1);
+	health_set(s->health, HEALTH_BROKER, 1);
+	return 0;
+}
+
+/* Start the producer's transactions: fences every earlier producer with this
+ * transactional.id and aborts a transaction such a one left open, so that a
+ * restarted instance never waits for its predecessor's. Waits for the
+ * broker as for any outage. */
+static int init_transactions(svc *s, int in_service, char *errstr, size_t errstr_size)
+{
+	for (int attempt = 0; run || in_service; attempt++) {
+		health_blocked(s->health, 1);
+		rd_kafka_error_t *e = rd_kafka_init_transactions(s->producer, 30000);
+		health_blocked(s->health, 0);
+		if (e == NULL) {
+			log_event(LOG_INFO, "transactions_ready", "{s:s}", "transactional_id",
+			          s->cfg->transactional_id);
+			return 0;
+		}
+		if (rd_kafka_error_is_fatal(e) || !rd_kafka_error_is_retriable(e)) {
+			snprintf(errstr, errstr_size,
+			         "init_transactions: %s (a broker without transactions needs "
+			         "exactly_once = false)",
+			         rd_kafka_error_string(e));
+			rd_kafka_error_destroy(e);
+			return -1;
+		}
+		log_event(LOG_WARN, "txn_init_retry", "{s:s, s:i}", "error",
+		          rd_kafka_error_string(e), "attempt", attempt);
+		rd_kafka_error_destroy(e);
+		if (!in_service) {
+			usleep((useconds_t)backoff_ms(s, attempt) * 1000);
+		} else if (wait_ms(s, backoff_ms(s, attempt)) != 0) {
+			snprintf(errstr, errstr_size, "the graceful stop ran out of time");
+			return -1;
+		}
+	}
+	snprintf(errstr, errstr_size, "stopped before the broker answered");
+	return -1;
+}
+
+/* Replace a producer that a fatal error other than fencing has broken (seen
+ * with librdkafka 2.0.2 when the broker, back from an outage, is asked to
+ * abort a transaction it never registered: INVALID_TXN_STATE). The new one,
+ * with the same transactional.id, aborts whatever the old one left open, as
+ * a restart of the process would, without leaving the group; the batch in
+ * hand is then published again. A fourth replacement without a committed
+ * transaction between them stops the process (SERVICE_EXIT_FATAL). */
+static int reset_producer(svc *s)
+{
+	char errstr[512];
+	if (++s->resets > 3) {
+		snprintf(errstr, sizeof errstr, "the producer broke again after 3 replacements");
+		goto fail;
+	}
+	log_event(LOG_WARN, "producer_reset", "{s:i, s:s}", "attempt", s->resets,
+	          "transactional_id", s->cfg->transactional_id);
+	rd_kafka_purge(s->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	drain_reports(s);
+	rd_kafka_destroy(s->producer);
+	s->producer = NULL;
+	s->txn_open = 0;
+	s->txn_committing = 0;
+	s->txn_aborts++;
+	s->producer_broken = 0;
+	if (make_producer(s, errstr, sizeof errstr) != 0 ||
+	    init_transactions(s, 1, errstr, sizeof errstr) != 0)
+		goto fail;
+	return 0;
+fail:
+	log_event(LOG_ERROR, "kafka_fatal", "{s:s, s:s}", "error", errstr, "effect",
+	          "the KM-S stops; the batch in hand is answered after the restart");
+	s->fatal = 1;
+	run = 0;
+	return -1;
+}
+
 /* ---- step 5: offsets ---- */
 
 static void store_offsets(svc *s)
@@ -1244,10 +1823,17 @@ static int process_batch(svc *s)
 		s->slots[i].item = items[i];
 	phase[METRICS_PHASE_DATABASE] = lap(&t);
 
-	if (publish(s) != 0)
-		return -1;
-	phase[METRICS_PHASE_PUBLISH] = lap(&t);
-	store_offsets(s);
+	if (s->cfg->exactly_once) {
+		/* the offsets are committed in the transaction */
+		if (publish_txn(s) != 0)
+			return -1;
+		phase[METRICS_PHASE_PUBLISH] = lap(&t);
+	} else {
+		if (publish(s) != 0)
+			return -1;
+		phase[METRICS_PHASE_PUBLISH] = lap(&t);
+		store_offsets(s);
+	}
 	resume(s);
 	phase[METRICS_PHASE_COMMIT] = lap(&t);
 	account_batch(s, phase, t - started);
@@ -1368,6 +1954,10 @@ static int setup(svc *s, char *errstr, size_t errstr_size)
 
 	if (make_clients(s, errstr, errstr_size) != 0)
 		return -1;
+	/* before joining the group, so that a predecessor's open transaction is
+	 * aborted before this instance reads the offsets it may have held */
+	if (cfg->exactly_once && init_transactions(s, 0, errstr, errstr_size) != 0)
+		return -1;
 	rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_topic_partition_list_add(topics, cfg->requests_topic, RD_KAFKA_PARTITION_UA);
 	rd_kafka_resp_err_t err = rd_kafka_subscribe(s->consumer, topics);
@@ -1441,20 +2031,39 @@ int service_run(const kms_config *cfg)
 			break;
 		}
 	}
+	if (s.fatal)
+		rc = SERVICE_EXIT_FATAL;
 
 	if (rc == SERVICE_EXIT_OK) {
-		/* Graceful: commit what is done, leave the group, deliver the rest. */
-		rd_kafka_resp_err_t err = rd_kafka_commit(s.consumer, NULL, 0);
-		if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-			log_event(LOG_WARN, "commit_failed", "{s:s}", "error",
-			          rd_kafka_err2str(err));
+		/* Graceful: commit what is done, leave the group, deliver the rest
+		 * (with transactions, every batch done is committed already). */
+		if (!cfg->exactly_once) {
+			rd_kafka_resp_err_t err = rd_kafka_commit(s.consumer, NULL, 0);
+			if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+				log_event(LOG_WARN, "commit_failed", "{s:s}", "error",
+				          rd_kafka_err2str(err));
+		}
 		rd_kafka_consumer_close(s.consumer);
 		rd_kafka_flush(s.producer, (int)cfg->shutdown_timeout_ms);
 		log_event(LOG_INFO, "stopped", "{s:s}", "kms_id", cfg->kms_id);
+	} else if (rc == SERVICE_EXIT_FATAL) {
+		/* Nothing more can be committed: leave the group at once, so the
+		 * partitions go to a member that can answer them. */
+		rd_kafka_consumer_close(s.consumer);
+		log_event(LOG_ERROR, "stopped_on_fatal_error", "{s:s, s:i}", "kms_id", cfg->kms_id,
+		          "exit", SERVICE_EXIT_FATAL);
 	} else {
 		log_event(LOG_ERROR, "stop_timed_out", "{s:I}", "timeout_ms",
 		          (json_int_t)cfg->shutdown_timeout_ms);
 		/* leave without committing: the batch in hand is redelivered */
+		if (s.txn_open) {
+			/* so that read_committed readers need not wait for the
+			 * broker to time it out */
+			rd_kafka_error_t *e = rd_kafka_abort_transaction(s.producer, 2000);
+			if (e == NULL)
+				s.txn_open = 0;
+			rd_kafka_error_destroy(e);
+		}
 		rd_kafka_consumer_close(s.consumer);
 	}
 	teardown(&s);

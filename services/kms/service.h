@@ -12,12 +12,16 @@ enum {
 	SERVICE_EXIT_FAILED = 1,  /* could not start, or a fatal error */
 	SERVICE_EXIT_MISUSE = 2,  /* bad configuration */
 	SERVICE_EXIT_TIMEOUT = 3, /* a graceful stop ran out of time */
-	SERVICE_EXIT_SIGNAL = 4   /* a second signal cut the stop short */
+	SERVICE_EXIT_SIGNAL = 4,  /* a second signal cut the stop short */
+	SERVICE_EXIT_FATAL = 5    /* exactly_once: a fatal Kafka error, such as this
+	                           * transactional.id fenced by a newer instance */
 };
 
 /* Run until SIGTERM or SIGINT. The first signal stops fetching, finishes the
  * batch in hand (decision, Results, offsets), leaves the group and returns;
- * a second one exits the process at once. Returns a SERVICE_EXIT_ code. */
+ * a second one exits the process at once. With cfg->exactly_once a fatal
+ * Kafka error stops it too, without committing anything more. Returns a
+ * SERVICE_EXIT_ code. */
 int service_run(const kms_config *cfg);
 
 #endif

@@ -4,7 +4,9 @@
  * of a request, and the "tail": a reader of all partitions of a topic that
  * needs no consumer group. The tail reads the high watermarks first and
  * starts there, so a Result produced after it is made cannot be missed, which
- * subscribing at the end offset would not promise.
+ * subscribing at the end offset would not promise. It reads with
+ * isolation.level=read_committed: a Result of a KM-S transaction that
+ * aborted is never seen.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -19,7 +19,8 @@ const char valctl_common_help[] =
     "Kafka options:\n"
     "  -b, --bootstrap HOST:PORT  brokers (env KMS_BOOTSTRAP, default " VALCTL_DEFAULT_BOOTSTRAP
     ")\n"
-    "  -X KEY=VALUE               librdkafka property for producer and consumer (repeatable)\n"
+    "  -X KEY=VALUE               librdkafka property for producer and consumer (repeatable);\n"
+    "                             Results are read with isolation.level=read_committed\n"
     "      --requests-topic T     default " VALCTL_DEFAULT_REQUESTS_TOPIC "\n"
     "      --reply-topic T        default " VALCTL_DEFAULT_REPLY_TOPIC "\n"
     "  -v, --verbose              librdkafka's logs on stderr\n"

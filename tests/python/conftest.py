@@ -25,9 +25,11 @@ Fixtures
     ``binary(name)``, ``dsn_for(dbname)``, ``psql(sql, dbname='postgres')``.
 ``kms_factory`` (function) and ``kms_module_factory`` (module)
     ``factory(start=True, extra_args=(), env=None, requests_partitions=6,
-    results_partitions=6, dlq_partitions=1, kms_id=None)`` returns a new
-    ``Kms`` in a new world; every ``Kms`` made is torn down after the test
-    (or module).
+    results_partitions=6, dlq_partitions=1, kms_id=None, binary='kms')``
+    returns a new ``Kms`` in a new world; every ``Kms`` made is torn down
+    after the test (or module). ``binary`` is the program under
+    ``KMS_BUILD`` (``tests/kms-failpoints``: the KM-S with the test-only
+    failpoints); it may be changed before a (re)start.
 ``kms`` (module)
     One started ``Kms`` for a whole test module. Tests that share it use
     distinct VAL server identities and providers (see ``Kms.unique``).
@@ -367,8 +369,10 @@ class Kms:
     _count = 0
 
     def __init__(self, stack, *, extra_args=(), env=None, requests_partitions=6,
-                 results_partitions=6, dlq_partitions=1, kms_id=None, world=None):
+                 results_partitions=6, dlq_partitions=1, kms_id=None, world=None,
+                 binary="kms"):
         self.stack = stack
+        self.binary = binary
         self.extra_args = list(extra_args)
         self.env = dict(env or {})
         self.proc = None
@@ -448,7 +452,7 @@ class Kms:
     # -- the process
 
     def args(self):
-        return [self.stack.binary("kms"), "run",
+        return [self.stack.binary(self.binary), "run",
                 "--bootstrap", self.stack.bootstrap,
                 "--dsn", self.dsn,
                 "--requests-topic", self.requests_topic,

@@ -15,6 +15,10 @@ the same group) and adds what a fault run needs beyond them:
   in which the requests were applied.
 - ``ResultsTap``: a consumer that reads the results and DLQ topics from their
   beginning for the whole run and notes when each record was first seen.
+  Two read every scenario: one with isolation.level=read_committed (what a
+  client of the contract sees; the KM-S publishes in Kafka transactions) and
+  one with read_uncommitted (which also sees the copies of aborted
+  transactions).
 - ``ReadyWatch``: polls /readyz of every instance, so that the time to
   recover can be read off afterwards.
 - ``Scenario``: one fault run in its own world; ``finish()`` waits for the
@@ -24,7 +28,10 @@ the same group) and adds what a fault run needs beyond them:
 Environment: KMS_FAULT_SEED (the random moments), KMS_FAULT_RECOVERY_TIMEOUT
 (seconds the backlog may take after the load, default 120),
 KMS_FAULT_CLIENT_DEBUG (librdkafka debug contexts of the harness's own
-clients, written to build/fault-logs/<scenario>/clients.log). Every scenario
+clients, written to build/fault-logs/<scenario>/clients.log),
+KMS_FAULT_KMS_FLAGS (more KM-S flags for every scenario, split at spaces:
+"--exactly-once false" shows what the transactions change; its read_committed
+repeats then fail the check). Every scenario
 leaves its KM-S logs, its event list and the /readyz changes in
 build/fault-logs/<scenario>/.
 
@@ -32,7 +39,9 @@ The figures of a row:
   sent        requests acknowledged by the broker
   decisions   rows in ``decisions`` for the requestIds sent
   results     distinct requestIds with at least one Result
-  repeated    Results beyond the first per requestId
+  repeats rc  Results beyond the first per requestId, as a read_committed
+              reader sees them: 0 in every scenario (exactly once)
+  repeats ru  the same for a read_uncommitted reader: aborted copies count
   lost        requestIds without a Result or without a decision
   misordered  VAL servers whose stored key formats are not the requests
               applied in order, or whose decisions were not made in order
@@ -71,7 +80,8 @@ KEY_FORMATS = ("JWK", "TRANSPARENT_SYMMETRIC_KEY")
 # Group membership settings the harness runs the KM-S with: a SIGKILLed
 # member is noticed after session.timeout.ms (librdkafka's default, 45 s,
 # would stall every restart that long; 6 s is the broker's minimum).
-KMS_ARGS = ("-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000")
+KMS_ARGS = ("-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000",
+            *os.environ.get("KMS_FAULT_KMS_FLAGS", "").split())
 
 # A request answered later than this after it was produced was held up by a
 # fault (in steady state the KM-S answers within tens of milliseconds).
@@ -271,8 +281,10 @@ class ResultsTap:
     """Reads the results and DLQ topics from their beginning, in a thread, for
     the whole run; tolerates the broker going away."""
 
-    def __init__(self, bootstrap, results_topic, dlq_topic, logger=None):
+    def __init__(self, bootstrap, results_topic, dlq_topic, logger=None,
+                 isolation="read_committed"):
         self.bootstrap = bootstrap
+        self.isolation = isolation
         self.logger = logger
         self.results_topic = results_topic
         self.dlq_topic = dlq_topic
@@ -290,7 +302,7 @@ class ResultsTap:
             "enable.auto.commit": False,
             "enable.partition.eof": False,
             "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
+            "isolation.level": isolation,
             **({"logger": logger} if logger is not None else {}),
             **({"debug": CLIENT_DEBUG} if CLIENT_DEBUG else {}),
         }
@@ -323,10 +335,29 @@ class ResultsTap:
             return {}
         return out
 
+    def _positions(self):
+        """Where this reader is, by the consumer's own positions: past the
+        last record read and past the transaction markers after it, which a
+        reader never returns as records (so next_offset alone would never
+        reach the end of a partition that ends with one)."""
+        try:
+            got = self._c.position([TopicPartition(t, p) for t, parts in self.partitions.items()
+                                    for p in parts])
+        except Exception:
+            return
+        with self.lock:
+            for tp in got:
+                key = (tp.topic, tp.partition)
+                if tp.offset >= 0 and tp.offset > self.next_offset.get(key, 0):
+                    self.next_offset[key] = tp.offset
+
     def _run(self):
-        last_read = last_check = time.monotonic()
+        last_read = last_check = last_pos = time.monotonic()
         suspect = None  # records to read seen at this time, none read since
         while not self._stop:
+            if time.monotonic() - last_pos > 0.2:
+                last_pos = time.monotonic()
+                self._positions()
             try:
                 # a short wait: the time a Result is first seen is a figure
                 msgs = self._c.consume(num_messages=1000, timeout=0.02)
@@ -369,7 +400,8 @@ class ResultsTap:
                     rec = Rec(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
                               [(k, v if v is not None else b"") for k, v in (m.headers() or [])],
                               now)
-                    self.next_offset[(rec.topic, rec.partition)] = rec.offset + 1
+                    key = (rec.topic, rec.partition)
+                    self.next_offset[key] = max(self.next_offset.get(key, 0), rec.offset + 1)
                     if rec.topic == self.dlq_topic:
                         self.dlq.append(rec)
                         continue
@@ -387,7 +419,9 @@ class ResultsTap:
 
     def drain(self, timeout=60.0):
         """Wait until everything the topics hold now has been read."""
+        # read_committed: the end is the last stable offset
         wm = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "fault-wm",
+                       "isolation.level": self.isolation,
                        **({"logger": self.logger} if self.logger is not None else {})})
         try:
             high = {}
@@ -466,7 +500,8 @@ class ReadyWatch:
 
 
 COLUMNS = (("scenario", 28, "<"), ("sent", 6, ">"), ("decisions", 9, ">"),
-           ("results", 7, ">"), ("repeated", 8, ">"), ("lost", 5, ">"),
+           ("results", 7, ">"), ("repeats rc", 10, ">"), ("repeats ru", 10, ">"),
+           ("lost", 5, ">"),
            ("misordered", 10, ">"), ("recover s", 9, ">"), ("checks", 6, "<"))
 
 
@@ -487,6 +522,8 @@ class Table:
         out = [fmt([c[0] for c in COLUMNS]), fmt(["-" * c[1] for c in COLUMNS])]
         for r in self.rows:
             out.append(fmt([r.get(c[0], "") for c in COLUMNS]))
+        out.append("repeats rc / ru: Results beyond the first per request, as a "
+                   "read_committed / read_uncommitted reader sees them")
         if any(str(r.get("recover s", "")).endswith("*") for r in self.rows):
             out.append("* an upper bound: the harness's results reader stalled and was "
                        "restarted")
@@ -577,7 +614,7 @@ class Scenario:
         self.extra = []  # (kind, example) found while the scenario ran
         self.row = {"scenario": name, "checks": "ERROR"}
         self.figures = {}
-        self.load = self.tap = self.watch = None
+        self.load = self.tap = self.tap_ru = self.watch = None
         self.world = None
         self.logger = None
 
@@ -606,6 +643,8 @@ class Scenario:
         self.event(f"{len(self.load.items)} requests prepared")
         self.tap = ResultsTap(self.world.stack.bootstrap, self.world.results_topic,
                               self.world.dlq_topic, self.logger)
+        self.tap_ru = ResultsTap(self.world.stack.bootstrap, self.world.results_topic,
+                                 self.world.dlq_topic, self.logger, "read_uncommitted")
         self.watch = ReadyWatch()
         return self
 
@@ -619,7 +658,7 @@ class Scenario:
                 self.row["checks"] = "FAIL"
             self.table.add(self.row)
         finally:
-            for x in (self.load, self.tap, self.watch):
+            for x in (self.load, self.tap, self.tap_ru, self.watch):
                 if x is not None:
                     try:
                         x.close()
@@ -644,7 +683,9 @@ class Scenario:
         with open(os.path.join(dest, "events.txt"), "w") as f:
             f.write(self.event_text() + "\n")
             for what, errs in (("load producer", self.load.errors if self.load else []),
-                               ("results reader", self.tap.errors if self.tap else [])):
+                               ("results reader", self.tap.errors if self.tap else []),
+                               ("read_uncommitted results reader",
+                                self.tap_ru.errors if self.tap_ru else [])):
                 if errs:
                     f.write(f"\n{what} errors ({len(errs)}):\n")
                     for t, e in errs[:50]:
@@ -814,7 +855,9 @@ class Scenario:
                 self.sigterm(k)
         left = self._members_after_stop()
         self.tap.drain()
-        self.event(f"results read: {len(self.tap.records)} records")
+        self.tap_ru.drain()
+        self.event(f"results read: {len(self.tap.records)} records read_committed, "
+                   f"{len(self.tap_ru.records)} read_uncommitted")
         v = self.check(left)
         self.row["checks"] = "FAIL" if v else "ok"
         if v:
@@ -903,51 +946,34 @@ class Scenario:
             if key not in sent_coords:
                 v.add("audit row for a message not sent", str(key))
 
-        # -- the results topic
-        results = {}
-        for r in self.tap.records:
-            if r.response is None:
-                v.add("undecodable Result", f"{r.partition}/{r.offset}: {r.decode_error}")
-                continue
-            results.setdefault(r.response["requestId"], []).append(r)
-        for rid, recs in results.items():
-            if rid not in by_id:
-                v.add("Result for a requestId never sent", rid)
-                continue
-            first = recs[0]
-            ident = (first.value, first.header("kafka_correlationId"), first.header("ce_id"))
-            for r in recs[1:]:
-                if (r.value, r.header("kafka_correlationId"), r.header("ce_id")) != ident:
-                    v.add("repeated Results differ",
-                          f"{rid}: {first.partition}/{first.offset} vs {r.partition}/{r.offset}")
-            it = by_id[rid]
-            resp = first.response
-            if first.key != it.server.encode() or resp["requesterIdentity"] != it.server:
-                v.add("Result keyed or addressed wrongly", f"{rid}: key {first.key!r}")
-            d = dec.get(rid)
-            if d is None:
-                v.add("Result published for a request without a committed decision", rid)
-                continue
-            want = (d["result"], d["cause"], d["detail"], d["kms_id"], d["processed_at"])
-            got = (resp["result"], resp["cause"], resp["detail"], resp["kmsId"],
-                   resp["processedAt"])
-            if want != got:
-                v.add("Result differs from the committed decision", f"{rid}: {got} vs {want}")
-        for r in self.tap.dlq:
-            v.add("DLQ record", f"{r.partition}/{r.offset} key {r.key!r}")
+        # -- the results topic, as each reader saw it: every check holds for
+        # both; the copies of aborted transactions, which only the
+        # read_uncommitted reader sees, must be identical too
+        results = self._check_results(v, self.tap, by_id, dec)
+        results_ru = self._check_results(v, self.tap_ru, by_id, dec)
 
         repeated = sum(len(recs) - 1 for recs in results.values())
+        repeated_ru = sum(len(recs) - 1 for recs in results_ru.values())
         lost = [rid for rid in sent_ids if rid not in results or rid not in dec]
         for rid in lost:
             v.add("lost request", f"{rid}: Result {'yes' if rid in results else 'no'}, "
                   f"decision {'yes' if rid in dec else 'no'}")
-        if self.graceful and repeated:
-            dup = [rid for rid, recs in results.items() if len(recs) > 1]
-            for rid in dup:
-                recs = results[rid]
-                v.add("repeated Result after a graceful scenario",
+        for rid in sent_ids:
+            if rid in results_ru and rid not in results:
+                v.add("Result only a read_uncommitted reader saw (never committed)", rid)
+        # exactly once, for a read_committed reader, whatever the fault
+        for rid, recs in results.items():
+            if len(recs) > 1:
+                v.add("Result seen more than once by a read_committed reader",
                       f"{rid}: {len(recs)} at " +
                       ", ".join(f"{r.partition}/{r.offset}" for r in recs))
+        # nothing aborted either where nothing was killed
+        if self.graceful and repeated_ru:
+            for rid, recs in results_ru.items():
+                if len(recs) > 1:
+                    v.add("repeated Result after a graceful scenario (read_uncommitted)",
+                          f"{rid}: {len(recs)} at " +
+                          ", ".join(f"{r.partition}/{r.offset}" for r in recs))
 
         # -- what is stored, against the requests applied in order
         misordered = self._check_state(v, items, key_formats, val_servers, dec)
@@ -986,7 +1012,8 @@ class Scenario:
             "sent": len(sent_ids),
             "decisions": sum(1 for rid in sent_ids if rid in dec),
             "results": sum(1 for rid in sent_ids if rid in results),
-            "repeated": repeated,
+            "repeats rc": repeated,
+            "repeats ru": repeated_ru,
             "lost": len(lost),
             "misordered": misordered,
             "recover s": "-" if recover is None else f"{recover:.1f}" + (
@@ -996,6 +1023,44 @@ class Scenario:
         self.row.update(self.figures)
         self.event(f"figures: {self.figures}")
         return v
+
+    def _check_results(self, v, tap, by_id, dec):
+        """The Results one reader saw, checked against what was sent and the
+        committed decisions; returns {requestId: [Rec]} in reading order."""
+        tag = "" if tap.isolation == "read_committed" else f" ({tap.isolation})"
+        results = {}
+        for r in tap.records:
+            if r.response is None:
+                v.add("undecodable Result" + tag, f"{r.partition}/{r.offset}: {r.decode_error}")
+                continue
+            results.setdefault(r.response["requestId"], []).append(r)
+        for rid, recs in results.items():
+            if rid not in by_id:
+                v.add("Result for a requestId never sent" + tag, rid)
+                continue
+            first = recs[0]
+            ident = (first.value, first.header("kafka_correlationId"), first.header("ce_id"))
+            for r in recs[1:]:
+                if (r.value, r.header("kafka_correlationId"), r.header("ce_id")) != ident:
+                    v.add("repeated Results differ" + tag,
+                          f"{rid}: {first.partition}/{first.offset} vs {r.partition}/{r.offset}")
+            it = by_id[rid]
+            resp = first.response
+            if first.key != it.server.encode() or resp["requesterIdentity"] != it.server:
+                v.add("Result keyed or addressed wrongly" + tag, f"{rid}: key {first.key!r}")
+            d = dec.get(rid)
+            if d is None:
+                v.add("Result published for a request without a committed decision" + tag, rid)
+                continue
+            want = (d["result"], d["cause"], d["detail"], d["kms_id"], d["processed_at"])
+            got = (resp["result"], resp["cause"], resp["detail"], resp["kmsId"],
+                   resp["processedAt"])
+            if want != got:
+                v.add("Result differs from the committed decision" + tag,
+                      f"{rid}: {got} vs {want}")
+        for r in tap.dlq:
+            v.add("DLQ record" + tag, f"{r.partition}/{r.offset} key {r.key!r}")
+        return results
 
     def _check_admin(self, v, sent_ids, results, sample=8):
         """kmsctl's view: its counts, and for a few VAL servers picked at

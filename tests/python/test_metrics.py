@@ -326,8 +326,10 @@ def test_reroutes_counted_by_reason(kms_factory):
 def refuse_records(k, topic, refuse):
     """Make a topic refuse every record (max.message.bytes below any Result:
     the broker answers MESSAGE_TOO_LARGE, which the KM-S retries with
-    backoff), or take them again (the broker's default)."""
-    entry = ConfigEntry("max.message.bytes", "16",
+    backoff), or take them again (the broker's default). 100 bytes, not
+    less: a transaction's commit or abort marker (about 70 bytes) must still
+    fit, or the broker can never complete the KM-S's aborted transaction."""
+    entry = ConfigEntry("max.message.bytes", "100",
                         incremental_operation=AlterConfigOpType.SET) if refuse else \
         ConfigEntry("max.message.bytes", None, incremental_operation=AlterConfigOpType.DELETE)
     res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[entry])

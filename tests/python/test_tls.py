@@ -50,8 +50,8 @@ def _stack_env(state, ports):
         "KMS_KAFKA_TLS_PORT": str(ports["tls"]),
         "KMS_PG_PORT": str(ports["pg"]),
         "KMS_PG_TLS": "1",
-        # no registry: the TLS tests need none, and its port is the main
-        # stack's
+        # no schema registry: these tests need none, and its default port
+        # is the main stack's
         "KMS_REGISTRY_PORT": "",
         # the main stack's fixture has already installed what is needed
         "KMS_SKIP_DEPS": "1",

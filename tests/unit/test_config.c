@@ -221,6 +221,46 @@ static int test_print_masks_password(void)
 	return 0;
 }
 
+static int test_exactly_once(void)
+{
+	kms_config c;
+	char err[256];
+	char *none[] = {"--group-id", "g1", "--kms-id", "kms-a", NULL};
+	CHECK_INT(config_load(&c, 4, none, err, sizeof err), 0);
+	CHECK_INT(c.exactly_once, 1); /* transactions by default */
+	CHECK_STR(c.transactional_id, "g1.kms-a");
+	CHECK_INT(c.transaction_timeout_ms, 60000);
+	config_free(&c);
+
+	char *off[] = {"--exactly-once", "false", "--transactional-id", "tx-7", NULL};
+	CHECK_INT(config_load(&c, 4, off, err, sizeof err), 0);
+	CHECK_INT(c.exactly_once, 0);
+	CHECK_STR(c.transactional_id, "tx-7");
+	config_free(&c);
+
+	const char *spellings[][2] = {{"on", "1"}, {"No", "0"}, {"1", "1"}, {"OFF", "0"}};
+	for (size_t i = 0; i < sizeof spellings / sizeof spellings[0]; i++) {
+		char *argv[] = {"--exactly-once", (char *)spellings[i][0], NULL};
+		CHECK_INT(config_load(&c, 2, argv, err, sizeof err), 0);
+		CHECK_INT(c.exactly_once, spellings[i][1][0] - '0');
+		config_free(&c);
+	}
+
+	char *bad[] = {"--exactly-once", "maybe", NULL};
+	CHECK_INT(config_load(&c, 2, bad, err, sizeof err), -1);
+	CHECK(strstr(err, "exactly_once must be true or false") != NULL);
+	config_free(&c);
+
+	char long_id[300];
+	memset(long_id, 'x', sizeof long_id - 1);
+	long_id[sizeof long_id - 1] = '\0';
+	char *too_long[] = {"--transactional-id", long_id, NULL};
+	CHECK_INT(config_load(&c, 2, too_long, err, sizeof err), 0);
+	CHECK_INT(config_validate(&c, err, sizeof err), -1);
+	config_free(&c);
+	return 0;
+}
+
 static int test_health_address_and_stall_timeout(void)
 {
 	kms_config c;
@@ -268,6 +308,7 @@ static const check_case cases[] = {
     {"mask_dsn", test_mask_dsn},
     {"scrub_message", test_scrub_message},
     {"print_masks_password", test_print_masks_password},
+    {"exactly_once", test_exactly_once},
     {"health_address_and_stall_timeout", test_health_address_and_stall_timeout},
 };
 

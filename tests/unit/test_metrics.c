@@ -228,6 +228,15 @@ static int test_lag_from_statistics(void)
 	     has_line(t, "kms_consumer_lag{partition=\"1\"} 0");
 	free(t);
 	CHECK(ok);
+	/* progress before the first statistics of a partition (with
+	 * transactions the consumer's committed offset never shows it) */
+	metrics_offsets_done(m, 3, 4, 2500);
+	CHECK(feed(m, part(a, sizeof a, 3, 1, 0, 4, -1001), 2600) == 0);
+	t = render(m, 2600);
+	CHECK(t != NULL);
+	ok = has_line(t, "kms_consumer_lag{partition=\"3\"} 0");
+	free(t);
+	CHECK(ok);
 	CHECK(metrics_consumer_stats(m, "not json", 8, 3000) == -1);
 	CHECK(metrics_consumer_stats(m, "{\"x\":1}", 7, 3000) == -1);
 	metrics_destroy(m);
