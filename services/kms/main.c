@@ -8,6 +8,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "codec.h"
 #include "config.h"
@@ -30,6 +31,10 @@ static void usage(FILE *f)
  * TopicNameStrategy subjects (<topic>-value) and make each subject BACKWARD
  * compatible. Run twice, it changes nothing: a schema already registered is
  * found, not added again, and the level is set to what it is. */
+/* Tries of one registration while the registry answers as if away (the
+ * last waits 2 s; about 4 s in all). */
+#define MIGRATE_REGISTRY_ATTEMPTS 5
+
 static int register_schemas(const kms_config *cfg)
 {
 	char errstr[512];
@@ -54,11 +59,23 @@ static int register_schemas(const kms_config *cfg)
 		char subject[300];
 		uint32_t id;
 		int added = 0;
+		registry_status st = REGISTRY_UNAVAILABLE;
 		snprintf(subject, sizeof subject, "%s-value", subjects[i].topic);
-		if (registry_schema_id(r, subject, subjects[i].json, 1, &id, &added, errstr,
-		                       sizeof errstr) != REGISTRY_OK ||
-		    registry_set_compatibility(r, subject, "BACKWARD", errstr, sizeof errstr) !=
-		        REGISTRY_OK)
+		/* A passing outage (a 5xx, say from a registry whose pooled
+		 * database connections died with a database restart) is tried
+		 * again a few times, as the KM-S waits out a registry outage. */
+		for (int attempt = 0; attempt < MIGRATE_REGISTRY_ATTEMPTS; attempt++) {
+			if (attempt > 0)
+				usleep((useconds_t)(250000u << (attempt - 1)));
+			st = registry_schema_id(r, subject, subjects[i].json, 1, &id, &added,
+			                        errstr, sizeof errstr);
+			if (st == REGISTRY_OK)
+				st = registry_set_compatibility(r, subject, "BACKWARD", errstr,
+				                                sizeof errstr);
+			if (st != REGISTRY_UNAVAILABLE)
+				break;
+		}
+		if (st != REGISTRY_OK)
 			goto fail;
 		printf("schema %s: %s id %lu, compatibility BACKWARD\n", subject,
 		       added ? "registered as" : "already registered as", (unsigned long)id);

@@ -288,8 +288,13 @@ def test_single_object_versions_known_by_fingerprint(kms_factory, registry_url, 
         assert stored(k, req["requesterIdentity"]) is not None
     # older decoded with suppFeat's default: the current writer's null is a repeat
     k.send(dict(older, suppFeat=None))
-    assert [r["result"] for _, r in k.results(older["requestId"], settle=0.5)] == \
-        ["SUCCESS", "SUCCESS"]
+    # the repeat's Result is visible once its transaction commits: wait for
+    # it (bounded) rather than for a fixed half second
+    deadline = time.monotonic() + 30
+    got = k.results(older["requestId"])
+    while len(got) < 2 and time.monotonic() < deadline:
+        got = k.results(older["requestId"], settle=0.5)
+    assert [r["result"] for _, r in got] == ["SUCCESS", "SUCCESS"]
     # an unknown fingerprint: the DLQ as ever, and a Result naming it
     dl = k.dlq(1, key=stranger["requesterIdentity"])
     assert b"fingerprint" in dl[0].headers["__connect.errors.exception.message"]
