@@ -104,7 +104,7 @@ export PGCONNECT_TIMEOUT=10
 admin_dsn=$KMS_DSN
 base_dsn=${KMS_DSN%/*}
 tag=$$
-work=$(mktemp -d "${TMPDIR:-/tmp}/kms-bench.XXXXXX")
+work=$(mktemp -d) # under $TMPDIR, or /tmp
 failed=0
 
 finish() {

@@ -136,7 +136,7 @@ step_promtool() {
 		return
 	fi
 	say "promtool: extracting it from Debian's prometheus package into $cache/bin"
-	tmp=$(mktemp -d "$cache/promtool.XXXXXX")
+	tmp=$(mktemp -d -p "$cache")
 	# apt-get download writes into the current folder; _apt cannot write a
 	# root-owned folder, which only costs a warning.
 	if ! (cd "$tmp" && apt-get download -qq prometheus 2>/dev/null); then

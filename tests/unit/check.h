@@ -7,6 +7,7 @@
 #define KMS_CHECK_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -57,6 +58,20 @@ static inline int check_run(const char *suite, const check_case *cases, size_t n
 	printf("%zu passed, %zu failed\n", passed, failed);
 	fflush(stdout);
 	return failed == 0 ? 0 : 1;
+}
+
+/* Make a fresh folder named PREFIX plus six random characters under
+ * $TMPDIR (default /tmp) into out (size bytes). Returns 0, or -1. */
+static inline int check_tempdir(char *out, size_t size, const char *prefix)
+{
+	const char *tmp = getenv("TMPDIR");
+	int n = snprintf(out, size, "%s/%s", tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp", prefix);
+	if (n < 0 || (size_t)n + 7 > size)
+		return -1;
+	/* mkdtemp replaces the six trailing 'X' */
+	memset(out + n, 'X', 6);
+	out[n + 6] = '\0';
+	return mkdtemp(out) != NULL ? 0 : -1;
 }
 
 #define CHECK_MAIN(suite, cases)                                                                   \

@@ -1194,11 +1194,7 @@ static int write_text(const char *path, const char *text)
 
 static int test_load_file(void)
 {
-	/* mkdtemp's template: the prefix, then six 'X' it replaces */
-	char dir[32] = "/tmp/test_jwt_";
-	size_t dir_len = strlen(dir);
-	memset(dir + dir_len, 'X', 6);
-	dir[dir_len + 6] = '\0';
+	char dir[200];
 	char path[256], pem1[256], pem2[256], bad[256], err[512];
 	jwt_verifier *v;
 	jwt_claims c;
@@ -1206,7 +1202,7 @@ static int test_load_file(void)
 	int n, ok;
 
 	CHECK(keys_setup() == 0);
-	CHECK(mkdtemp(dir) != NULL);
+	CHECK(check_tempdir(dir, sizeof dir, "test_jwt_") == 0);
 	CHECK(snprintf(path, sizeof path, "%s/keys.json", dir) < (int)sizeof path);
 	CHECK(snprintf(pem1, sizeof pem1, "%s/p256.pem", dir) < (int)sizeof pem1);
 	CHECK(snprintf(pem2, sizeof pem2, "%s/ed.pem", dir) < (int)sizeof pem2);

@@ -27,7 +27,7 @@
 #define ISS_B    "https://as.b.example"
 #define ALL_ALGS ((1u << JWT_ALG__COUNT) - 1)
 
-static char dir[] = "/tmp/test_trust_XXXXXX";
+static char dir[200];
 static EVP_PKEY *key_a, *key_b, *key_a2;
 static char file[512];
 
@@ -416,7 +416,7 @@ static int test_empty_file_trusts_no_one(void)
 
 static int setup(void)
 {
-	if (mkdtemp(dir) == NULL)
+	if (check_tempdir(dir, sizeof dir, "test_trust_") != 0)
 		return -1;
 	snprintf(file, sizeof file, "%s/issuers.json", dir);
 	key_a = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
