@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include "embedded.h"
+#include "errstr.h"
 #include "resolve.h"
 
 #define HEADER_LEN  10 /* C3 01 and the 8-byte fingerprint */
@@ -92,19 +93,6 @@ struct codec {
 	embedded_file *owned;         /* files read from a folder, kept */
 	size_t nowned;
 };
-
-static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...) PRINTF_LIKE(3, 4);
-
-static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
-{
-	va_list ap;
-	if (errstr == NULL || errstr_size == 0)
-		return;
-	va_start(ap, fmt);
-	/* A message cut short is still a message: truncation is acceptable. */
-	(void)vsnprintf(errstr, errstr_size, fmt, ap);
-	va_end(ap);
-}
 
 /* ---- Symbols ---- */
 
@@ -349,8 +337,7 @@ static bool is_primitive(const char *s)
 	return false;
 }
 
-/* A simple name of the spec: [A-Za-z_][A-Za-z0-9_]*. */
-static bool name_part_ok(const char *s, size_t n)
+bool codec_name_part_ok(const char *s, size_t n)
 {
 	if (n == 0)
 		return false;
@@ -363,15 +350,14 @@ static bool name_part_ok(const char *s, size_t n)
 	return true;
 }
 
-/* A dotted name: simple names joined by dots; "" only when allow_empty. */
-static bool dotted_name_ok(const char *s, bool allow_empty)
+bool codec_dotted_name_ok(const char *s, bool allow_empty)
 {
 	if (*s == '\0')
 		return allow_empty;
 	for (;;) {
 		const char *dot = strchr(s, '.');
 		size_t n = dot ? (size_t)(dot - s) : strlen(s);
-		if (!name_part_ok(s, n))
+		if (!codec_name_part_ok(s, n))
 			return false;
 		if (dot == NULL)
 			return true;
@@ -391,14 +377,14 @@ static bool canon_defined(const canon_ctx *cx, const char *full)
 static int canon_define(canon_ctx *cx, char *full)
 {
 	if (canon_defined(cx, full)) {
-		set_err(cx->errstr, cx->errstr_size, "type %s is defined twice", full);
+		errstr_set(cx->errstr, cx->errstr_size, "type %s is defined twice", full);
 		return -1;
 	}
 	if (cx->name_count == cx->name_cap) {
 		size_t cap = cx->name_cap ? cx->name_cap * 2 : 16;
 		char **nn = realloc(cx->names, cap * sizeof *nn);
 		if (nn == NULL) {
-			set_err(cx->errstr, cx->errstr_size, "out of memory");
+			errstr_set(cx->errstr, cx->errstr_size, "out of memory");
 			return -1;
 		}
 		cx->names = nn;
@@ -428,14 +414,14 @@ static char *join_name(const char *ns, const char *name)
  * name, or a type of the null namespace). */
 static int canon_reference(canon_ctx *cx, const char *name, const char *ns)
 {
-	if (!dotted_name_ok(name, false)) {
-		set_err(cx->errstr, cx->errstr_size, "invalid type name \"%.64s\"", name);
+	if (!codec_dotted_name_ok(name, false)) {
+		errstr_set(cx->errstr, cx->errstr_size, "invalid type name \"%.64s\"", name);
 		return -1;
 	}
 	if (strchr(name, '.') == NULL && ns != NULL && *ns != '\0') {
 		char *full = join_name(ns, name);
 		if (full == NULL) {
-			set_err(cx->errstr, cx->errstr_size, "out of memory");
+			errstr_set(cx->errstr, cx->errstr_size, "out of memory");
 			return -1;
 		}
 		if (canon_defined(cx, full)) {
@@ -446,7 +432,7 @@ static int canon_reference(canon_ctx *cx, const char *name, const char *ns)
 		free(full);
 	}
 	if (!canon_defined(cx, name)) {
-		set_err(cx->errstr, cx->errstr_size, "unknown type name \"%.64s\"", name);
+		errstr_set(cx->errstr, cx->errstr_size, "unknown type name \"%.64s\"", name);
 		return -1;
 	}
 	sb_quoted(&cx->out, name);
@@ -463,8 +449,8 @@ static int canon_named(canon_ctx *cx, json_t *s, const char *type, const char *n
 	char *full = NULL, *own_ns = NULL;
 	int rc = -1;
 
-	if (name == NULL || !dotted_name_ok(name, false)) {
-		set_err(cx->errstr, cx->errstr_size, "%s without a valid name", type);
+	if (name == NULL || !codec_dotted_name_ok(name, false)) {
+		errstr_set(cx->errstr, cx->errstr_size, "%s without a valid name", type);
 		return -1;
 	}
 	if (strchr(name, '.') != NULL) {
@@ -476,9 +462,9 @@ static int canon_named(canon_ctx *cx, json_t *s, const char *type, const char *n
 		const char *n = ns;
 		if (jns != NULL) {
 			n = json_string_value(jns);
-			if (n == NULL || !dotted_name_ok(n, true)) {
-				set_err(cx->errstr, cx->errstr_size,
-				        "%s %s has an invalid namespace", type, name);
+			if (n == NULL || !codec_dotted_name_ok(n, true)) {
+				errstr_set(cx->errstr, cx->errstr_size,
+				           "%s %s has an invalid namespace", type, name);
 				return -1;
 			}
 		}
@@ -486,7 +472,7 @@ static int canon_named(canon_ctx *cx, json_t *s, const char *type, const char *n
 		own_ns = strdup(n ? n : "");
 	}
 	if (full == NULL || own_ns == NULL) {
-		set_err(cx->errstr, cx->errstr_size, "out of memory");
+		errstr_set(cx->errstr, cx->errstr_size, "out of memory");
 		goto fail;
 	}
 	/* Defined before its fields are read, so that a record may refer to
@@ -504,7 +490,8 @@ static int canon_named(canon_ctx *cx, json_t *s, const char *type, const char *n
 	if (strcmp(type, "record") == 0) {
 		json_t *fields = json_object_get(s, "fields");
 		if (!json_is_array(fields)) {
-			set_err(cx->errstr, cx->errstr_size, "record %s without fields", fullname);
+			errstr_set(cx->errstr, cx->errstr_size, "record %s without fields",
+			           fullname);
 			goto fail;
 		}
 		sb_str(&cx->out, ",\"fields\":[");
@@ -512,10 +499,11 @@ static int canon_named(canon_ctx *cx, json_t *s, const char *type, const char *n
 			json_t *f = json_array_get(fields, i);
 			const char *fname = json_string_value(json_object_get(f, "name"));
 			json_t *ftype = json_object_get(f, "type");
-			if (fname == NULL || !name_part_ok(fname, strlen(fname)) || ftype == NULL) {
-				set_err(cx->errstr, cx->errstr_size,
-				        "record %s has a field without a valid name and type",
-				        fullname);
+			if (fname == NULL || !codec_name_part_ok(fname, strlen(fname)) ||
+			    ftype == NULL) {
+				errstr_set(cx->errstr, cx->errstr_size,
+				           "record %s has a field without a valid name and type",
+				           fullname);
 				goto fail;
 			}
 			if (i > 0)
@@ -531,15 +519,16 @@ static int canon_named(canon_ctx *cx, json_t *s, const char *type, const char *n
 	} else if (strcmp(type, "enum") == 0) {
 		json_t *symbols = json_object_get(s, "symbols");
 		if (!json_is_array(symbols)) {
-			set_err(cx->errstr, cx->errstr_size, "enum %s without symbols", fullname);
+			errstr_set(cx->errstr, cx->errstr_size, "enum %s without symbols",
+			           fullname);
 			goto fail;
 		}
 		sb_str(&cx->out, ",\"symbols\":[");
 		for (size_t i = 0; i < json_array_size(symbols); i++) {
 			const char *sym = json_string_value(json_array_get(symbols, i));
-			if (sym == NULL || !name_part_ok(sym, strlen(sym))) {
-				set_err(cx->errstr, cx->errstr_size,
-				        "enum %s has an invalid symbol", fullname);
+			if (sym == NULL || !codec_name_part_ok(sym, strlen(sym))) {
+				errstr_set(cx->errstr, cx->errstr_size,
+				           "enum %s has an invalid symbol", fullname);
 				goto fail;
 			}
 			if (i > 0)
@@ -551,8 +540,8 @@ static int canon_named(canon_ctx *cx, json_t *s, const char *type, const char *n
 		json_t *size = json_object_get(s, "size");
 		char num[32];
 		if (!json_is_integer(size) || json_integer_value(size) < 0) {
-			set_err(cx->errstr, cx->errstr_size, "fixed %s without a valid size",
-			        fullname);
+			errstr_set(cx->errstr, cx->errstr_size, "fixed %s without a valid size",
+			           fullname);
 			goto fail;
 		}
 		/* [INTEGERS]: no leading zeros, which the decimal form has none. */
@@ -571,7 +560,7 @@ fail:
 static int canon_schema(canon_ctx *cx, json_t *s, const char *ns, int depth)
 {
 	if (depth > MAX_DEPTH) {
-		set_err(cx->errstr, cx->errstr_size, "schema nested deeper than %d", MAX_DEPTH);
+		errstr_set(cx->errstr, cx->errstr_size, "schema nested deeper than %d", MAX_DEPTH);
 		return -1;
 	}
 	if (json_is_string(s)) {
@@ -594,12 +583,13 @@ static int canon_schema(canon_ctx *cx, json_t *s, const char *ns, int depth)
 		return 0;
 	}
 	if (!json_is_object(s)) {
-		set_err(cx->errstr, cx->errstr_size, "a schema is a string, an array or an object");
+		errstr_set(cx->errstr, cx->errstr_size,
+		           "a schema is a string, an array or an object");
 		return -1;
 	}
 	const char *type = json_string_value(json_object_get(s, "type"));
 	if (type == NULL) {
-		set_err(cx->errstr, cx->errstr_size, "schema object without a type name");
+		errstr_set(cx->errstr, cx->errstr_size, "schema object without a type name");
 		return -1;
 	}
 	if (is_primitive(type)) {
@@ -614,8 +604,8 @@ static int canon_schema(canon_ctx *cx, json_t *s, const char *ns, int depth)
 		bool array = type[0] == 'a';
 		json_t *inner = json_object_get(s, array ? "items" : "values");
 		if (inner == NULL) {
-			set_err(cx->errstr, cx->errstr_size, "%s without %s", type,
-			        array ? "items" : "values");
+			errstr_set(cx->errstr, cx->errstr_size, "%s without %s", type,
+			           array ? "items" : "values");
 			return -1;
 		}
 		sb_str(&cx->out,
@@ -637,19 +627,19 @@ char *codec_canonical_form(const char *schema_json, char *errstr, size_t errstr_
 	char *result = NULL;
 
 	if (schema_json == NULL) {
-		set_err(errstr, errstr_size, "no schema");
+		errstr_set(errstr, errstr_size, "no schema");
 		return NULL;
 	}
 	root = json_loads(schema_json, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {
-		set_err(errstr, errstr_size, "schema is not JSON: %s (line %d)", jerr.text,
-		        jerr.line);
+		errstr_set(errstr, errstr_size, "schema is not JSON: %s (line %d)", jerr.text,
+		           jerr.line);
 		goto fail;
 	}
 	if (canon_schema(&cx, root, NULL, 0) != 0)
 		goto fail;
 	if (cx.out.oom || cx.out.buf == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
 	result = cx.out.buf;
@@ -691,8 +681,8 @@ static int walk_fail(walker *w, codec_status st, const char *field, const char *
 	w->status = st;
 	/* Offsets count from the start of the value, header included, which is
 	 * what someone holding the DLQ record sees. */
-	set_err(w->errstr, w->errstr_size, "field %s, byte %zu: %s", field ? field : "(datum)",
-	        w->mark + w->base, msg);
+	errstr_set(w->errstr, w->errstr_size, "field %s, byte %zu: %s", field ? field : "(datum)",
+	           w->mark + w->base, msg);
 	return -1;
 }
 
@@ -1021,28 +1011,30 @@ static codec_status frame_error(const codec *c, codec_status st, const unsigned 
 {
 	switch (st) {
 	case CODEC_ERR_EMPTY:
-		set_err(errstr, errstr_size, "the value is empty");
+		errstr_set(errstr, errstr_size, "the value is empty");
 		break;
 	case CODEC_ERR_TOO_LARGE:
-		set_err(errstr, errstr_size, "the value has %zu bytes, over the limit of %zu", len,
-		        c->limits.max_value_bytes);
+		errstr_set(errstr, errstr_size, "the value has %zu bytes, over the limit of %zu",
+		           len, c->limits.max_value_bytes);
 		break;
 	case CODEC_ERR_MAGIC:
 		if (len >= 2 && v[0] == 0xC3 && v[1] == 0x01)
-			set_err(errstr, errstr_size,
-			        "the value ends inside the single-object header (%zu of %d bytes)",
-			        len, HEADER_LEN);
+			errstr_set(
+			    errstr, errstr_size,
+			    "the value ends inside the single-object header (%zu of %d bytes)", len,
+			    HEADER_LEN);
 		else if (v != NULL && len >= 1 && v[0] == 0x00)
-			set_err(errstr, errstr_size,
-			        "the value is in the Confluent wire format, which needs a schema "
-			        "registry (registry_url)");
+			errstr_set(
+			    errstr, errstr_size,
+			    "the value is in the Confluent wire format, which needs a schema "
+			    "registry (registry_url)");
 		else
-			set_err(errstr, errstr_size,
-			        "the value is not Avro single-object encoded (no C3 01 marker)");
+			errstr_set(errstr, errstr_size,
+			           "the value is not Avro single-object encoded (no C3 01 marker)");
 		break;
 	case CODEC_ERR_FINGERPRINT:
-		set_err(errstr, errstr_size, "unknown schema fingerprint %016llx",
-		        (unsigned long long)fp);
+		errstr_set(errstr, errstr_size, "unknown schema fingerprint %016llx",
+		           (unsigned long long)fp);
 		break;
 	default:
 		break;
@@ -1296,10 +1288,10 @@ static codec_status avro_decode(const known_schema *ks, const unsigned char *dat
 	return CODEC_OK;
 fail:
 	if (rc == ENOMEM) {
-		set_err(errstr, errstr_size, "out of memory while avro-c read the datum");
+		errstr_set(errstr, errstr_size, "out of memory while avro-c read the datum");
 		return CODEC_ERR_NOMEM;
 	}
-	set_err(errstr, errstr_size, "avro-c could not read the datum: %s", avro_strerror());
+	errstr_set(errstr, errstr_size, "avro-c could not read the datum: %s", avro_strerror());
 	return CODEC_ERR_DATUM;
 }
 
@@ -1307,15 +1299,17 @@ fail:
 static codec_status copy_failed(const copy_error *e, char *errstr, size_t errstr_size)
 {
 	if (e->nomem) {
-		set_err(errstr, errstr_size, "out of memory while copying the value");
+		errstr_set(errstr, errstr_size, "out of memory while copying the value");
 		return CODEC_ERR_NOMEM;
 	}
 	if (e->symbol != NULL)
-		set_err(errstr, errstr_size,
-		        "field %s: symbol %.64s of the writer's schema is not in the current one",
-		        e->field, e->symbol);
+		errstr_set(
+		    errstr, errstr_size,
+		    "field %s: symbol %.64s of the writer's schema is not in the current one",
+		    e->field, e->symbol);
 	else
-		set_err(errstr, errstr_size, "avro-c could not give a field of the value it read");
+		errstr_set(errstr, errstr_size,
+		           "avro-c could not give a field of the value it read");
 	return CODEC_ERR_DATUM;
 }
 
@@ -1370,7 +1364,8 @@ static codec_status read_request_datum(const codec *c, const unsigned char *datu
 	if (walk_value(&w, ks->schema, NULL, 0) != 0)
 		return w.status;
 	if (w.pos != w.len) {
-		set_err(errstr, errstr_size, "%zu trailing bytes after the datum", w.len - w.pos);
+		errstr_set(errstr, errstr_size, "%zu trailing bytes after the datum",
+		           w.len - w.pos);
 		return CODEC_ERR_DATUM;
 	}
 	st = avro_decode(ks, w.p, w.len, &rec, errstr, errstr_size);
@@ -1416,7 +1411,8 @@ static codec_status read_resolved_request(const codec *c, const resolve_plan *pl
 		return st;
 	st = read_request_datum(c, cur, cur_len, 0, out, why, sizeof why);
 	if (st != CODEC_OK)
-		set_err(errstr, errstr_size, "the value resolved to the current schema: %s", why);
+		errstr_set(errstr, errstr_size, "the value resolved to the current schema: %s",
+		           why);
 	free(cur);
 	return st;
 }
@@ -1445,7 +1441,7 @@ codec_status codec_decode_request(const codec *c, const void *value, size_t len,
 		goto fail;
 	}
 	if (ks->kind != KIND_REQUEST) {
-		set_err(errstr, errstr_size, "schema %s is not a %s", ks->file, REQUEST_RECORD);
+		errstr_set(errstr, errstr_size, "schema %s is not a %s", ks->file, REQUEST_RECORD);
 		st = CODEC_ERR_WRONG_SCHEMA;
 		goto fail;
 	}
@@ -1465,7 +1461,7 @@ fail:
 	    (frame == CODEC_OK || frame == CODEC_ERR_FINGERPRINT) &&
 	    (ks == NULL || ks->kind == KIND_REQUEST) &&
 	    salvage_read(c, v + HEADER_LEN, len - HEADER_LEN, salvage) != 0) {
-		set_err(errstr, errstr_size, "out of memory while salvaging the leading fields");
+		errstr_set(errstr, errstr_size, "out of memory while salvaging the leading fields");
 		st = CODEC_ERR_NOMEM;
 	}
 	return st;
@@ -1500,34 +1496,34 @@ static codec_status confluent_frame(const codec *c, const codec_writer *w, const
 
 	*salvage_ok = false;
 	if (value == NULL || len == 0) {
-		set_err(errstr, errstr_size, "the value is empty");
+		errstr_set(errstr, errstr_size, "the value is empty");
 		return CODEC_ERR_EMPTY;
 	}
 	if (codec_confluent_id(value, len, &id) != 0) {
-		set_err(errstr, errstr_size,
-		        "the value ends inside the Confluent header (%zu of %d bytes)", len,
-		        CODEC_CONFLUENT_HEADER_LEN);
+		errstr_set(errstr, errstr_size,
+		           "the value ends inside the Confluent header (%zu of %d bytes)", len,
+		           CODEC_CONFLUENT_HEADER_LEN);
 		return CODEC_ERR_MAGIC;
 	}
 	/* Unknown writer: read by position, as for an unknown fingerprint. */
 	*salvage_ok = w == NULL || (w->kind == KIND_REQUEST && w->leading_ok);
 	if (len > c->limits.max_value_bytes) {
-		set_err(errstr, errstr_size, "the value has %zu bytes, over the limit of %zu", len,
-		        c->limits.max_value_bytes);
+		errstr_set(errstr, errstr_size, "the value has %zu bytes, over the limit of %zu",
+		           len, c->limits.max_value_bytes);
 		return CODEC_ERR_TOO_LARGE;
 	}
 	if (w == NULL) {
-		set_err(errstr, errstr_size, "the registry has no schema of id %lu",
-		        (unsigned long)id);
+		errstr_set(errstr, errstr_size, "the registry has no schema of id %lu",
+		           (unsigned long)id);
 		return CODEC_ERR_SCHEMA_ID;
 	}
 	if (w->status != CODEC_OK) {
-		set_err(errstr, errstr_size, "schema id %lu: %s", (unsigned long)id, w->message);
+		errstr_set(errstr, errstr_size, "schema id %lu: %s", (unsigned long)id, w->message);
 		return w->status;
 	}
 	if (w->kind != want) {
-		set_err(errstr, errstr_size, "schema id %lu is not a %s", (unsigned long)id,
-		        want == KIND_REQUEST ? REQUEST_RECORD : RESPONSE_RECORD);
+		errstr_set(errstr, errstr_size, "schema id %lu is not a %s", (unsigned long)id,
+		           want == KIND_REQUEST ? REQUEST_RECORD : RESPONSE_RECORD);
 		return CODEC_ERR_WRONG_SCHEMA;
 	}
 	return CODEC_OK;
@@ -1555,7 +1551,7 @@ codec_status codec_decode_request_confluent(const codec *c, const codec_writer *
 	if (salvage != NULL && salvage_ok && st != CODEC_ERR_NOMEM &&
 	    salvage_read(c, v + CODEC_CONFLUENT_HEADER_LEN, len - CODEC_CONFLUENT_HEADER_LEN,
 	                 salvage) != 0) {
-		set_err(errstr, errstr_size, "out of memory while salvaging the leading fields");
+		errstr_set(errstr, errstr_size, "out of memory while salvaging the leading fields");
 		st = CODEC_ERR_NOMEM;
 	}
 	return st;
@@ -1633,7 +1629,8 @@ static codec_status read_response_datum(const codec *c, const resolve_plan *plan
 		goto done;
 	}
 	if (w.pos != w.len) {
-		set_err(errstr, errstr_size, "%zu trailing bytes after the datum", w.len - w.pos);
+		errstr_set(errstr, errstr_size, "%zu trailing bytes after the datum",
+		           w.len - w.pos);
 		st = CODEC_ERR_DATUM;
 		goto done;
 	}
@@ -1674,7 +1671,7 @@ codec_status codec_decode_response(const codec *c, const void *value, size_t len
 	if (frame != CODEC_OK)
 		return frame_error(c, frame, v, len, fp, errstr, errstr_size);
 	if (ks->kind != KIND_RESPONSE) {
-		set_err(errstr, errstr_size, "schema %s is not a %s", ks->file, RESPONSE_RECORD);
+		errstr_set(errstr, errstr_size, "schema %s is not a %s", ks->file, RESPONSE_RECORD);
 		return CODEC_ERR_WRONG_SCHEMA;
 	}
 	return read_response_datum(c, ks == c->response ? NULL : ks->plan, v + HEADER_LEN,
@@ -1718,17 +1715,17 @@ static int check_out_string(const codec *c, const char *name, const char *s, cha
 {
 	size_t at;
 	if (s == NULL) {
-		set_err(errstr, errstr_size, "%s is missing", name);
+		errstr_set(errstr, errstr_size, "%s is missing", name);
 		return -1;
 	}
 	size_t n = strlen(s);
 	if (utf8_check((const unsigned char *)s, n, &at) != UTF8_OK) {
-		set_err(errstr, errstr_size, "%s is not valid UTF-8 (byte %zu)", name, at);
+		errstr_set(errstr, errstr_size, "%s is not valid UTF-8 (byte %zu)", name, at);
 		return -1;
 	}
 	if (n > c->limits.max_string_bytes) {
-		set_err(errstr, errstr_size, "%s has %zu bytes, over the limit of %zu", name, n,
-		        c->limits.max_string_bytes);
+		errstr_set(errstr, errstr_size, "%s has %zu bytes, over the limit of %zu", name, n,
+		           c->limits.max_string_bytes);
 		return -1;
 	}
 	return 0;
@@ -1787,15 +1784,15 @@ static int serialize(const known_schema *ks, const codec_frame *f, avro_value_t 
 	bool confluent = f != NULL && f->framing == CODEC_FRAMING_CONFLUENT;
 
 	if (avro_value_sizeof(v, &size) != 0) {
-		set_err(errstr, errstr_size, "avro-c could not size the value: %s",
-		        avro_strerror());
+		errstr_set(errstr, errstr_size, "avro-c could not size the value: %s",
+		           avro_strerror());
 		return -1;
 	}
 	if (confluent)
 		hlen = CODEC_CONFLUENT_HEADER_LEN;
 	buf = malloc(hlen + size + 1); /* +1: never malloc(0)-like edge */
 	if (buf == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		return -1;
 	}
 	if (confluent) {
@@ -1810,8 +1807,8 @@ static int serialize(const known_schema *ks, const codec_frame *f, avro_value_t 
 	}
 	wr = avro_writer_memory((const char *)buf + hlen, (int64_t)size);
 	if (wr == NULL || avro_value_write(wr, v) != 0 || avro_writer_tell(wr) != (int64_t)size) {
-		set_err(errstr, errstr_size, "avro-c could not write the value: %s",
-		        avro_strerror());
+		errstr_set(errstr, errstr_size, "avro-c could not write the value: %s",
+		           avro_strerror());
 		if (wr != NULL)
 			avro_writer_free(wr);
 		free(buf);
@@ -1833,7 +1830,7 @@ static int fill_service(const codec *c, avro_value_t *item, const codec_val_serv
 	if (check_out_string(c, name, s->val_service_id, errstr, errstr_size) != 0)
 		return -1;
 	if ((int)s->format_type < 0 || s->format_type >= CODEC_KF__COUNT) {
-		set_err(errstr, errstr_size, "valServices[%zu] has no valid formatType", index);
+		errstr_set(errstr, errstr_size, "valServices[%zu] has no valid formatType", index);
 		return -1;
 	}
 	if (s->format_version != NULL) {
@@ -1849,7 +1846,7 @@ static int fill_service(const codec *c, avro_value_t *item, const codec_val_serv
 	    avro_value_get_by_name(&kf, "content", &map, NULL) != 0)
 		goto avro_fail;
 	if (s->content_count > 0 && s->content == NULL) {
-		set_err(errstr, errstr_size, "valServices[%zu] has no content entries", index);
+		errstr_set(errstr, errstr_size, "valServices[%zu] has no content entries", index);
 		return -1;
 	}
 	for (size_t k = 0; k < s->content_count; k++) {
@@ -1864,8 +1861,8 @@ static int fill_service(const codec *c, avro_value_t *item, const codec_val_serv
 		if (avro_value_add(&map, s->content[k].key, &e, NULL, &is_new) != 0)
 			goto avro_fail;
 		if (!is_new) {
-			set_err(errstr, errstr_size, "valServices[%zu].content holds a key twice",
-			        index);
+			errstr_set(errstr, errstr_size,
+			           "valServices[%zu].content holds a key twice", index);
 			return -1;
 		}
 		if (avro_value_set_string(&e, s->content[k].value) != 0)
@@ -1873,7 +1870,7 @@ static int fill_service(const codec *c, avro_value_t *item, const codec_val_serv
 	}
 	return 0;
 avro_fail:
-	set_err(errstr, errstr_size, "avro-c: %s", avro_strerror());
+	errstr_set(errstr, errstr_size, "avro-c: %s", avro_strerror());
 	return -1;
 }
 
@@ -1900,11 +1897,11 @@ int codec_encode_request_as(const codec *c, const codec_frame *f, const codec_re
 	     check_out_string(c, "suppFeat", r->supp_feat, errstr, errstr_size) != 0))
 		return -1;
 	if (r->service_count > 0 && r->services == NULL) {
-		set_err(errstr, errstr_size, "valServices is missing");
+		errstr_set(errstr, errstr_size, "valServices is missing");
 		return -1;
 	}
 	if (avro_generic_value_new(c->request->cls, &rec) != 0) {
-		set_err(errstr, errstr_size, "avro-c: %s", avro_strerror());
+		errstr_set(errstr, errstr_size, "avro-c: %s", avro_strerror());
 		return -1;
 	}
 	if (set_string(&rec, "requestId", r->request_id) != 0 ||
@@ -1915,13 +1912,13 @@ int codec_encode_request_as(const codec *c, const codec_frame *f, const codec_re
 	    set_long(&rec, "sentAt", r->sent_at) != 0 ||
 	    set_optional_string(&rec, "suppFeat", r->supp_feat) != 0 ||
 	    avro_value_get_by_name(&rec, SERVICES_FIELD, &arr, NULL) != 0) {
-		set_err(errstr, errstr_size, "avro-c: %s", avro_strerror());
+		errstr_set(errstr, errstr_size, "avro-c: %s", avro_strerror());
 		goto fail;
 	}
 	for (size_t i = 0; i < r->service_count; i++) {
 		avro_value_t item;
 		if (avro_value_append(&arr, &item, NULL) != 0) {
-			set_err(errstr, errstr_size, "avro-c: %s", avro_strerror());
+			errstr_set(errstr, errstr_size, "avro-c: %s", avro_strerror());
 			goto fail;
 		}
 		if (fill_service(c, &item, &r->services[i], i, errstr, errstr_size) != 0)
@@ -1955,11 +1952,11 @@ int codec_encode_response_as(const codec *c, const codec_frame *f, const codec_r
 	     check_out_string(c, "detail", r->detail, errstr, errstr_size) != 0))
 		return -1;
 	if (codec_result_name(r->result) == NULL || codec_cause_name(r->cause) == NULL) {
-		set_err(errstr, errstr_size, "result or cause out of range");
+		errstr_set(errstr, errstr_size, "result or cause out of range");
 		return -1;
 	}
 	if (avro_generic_value_new(c->response->cls, &rec) != 0) {
-		set_err(errstr, errstr_size, "avro-c: %s", avro_strerror());
+		errstr_set(errstr, errstr_size, "avro-c: %s", avro_strerror());
 		return -1;
 	}
 	/* Every field is set explicitly, so the bytes depend on r alone. */
@@ -1983,7 +1980,7 @@ int codec_encode_response_as(const codec *c, const codec_frame *f, const codec_r
 	rc = serialize(c->response, f, &rec, out, out_len, errstr, errstr_size);
 	goto done;
 avro_fail:
-	set_err(errstr, errstr_size, "avro-c: %s", avro_strerror());
+	errstr_set(errstr, errstr_size, "avro-c: %s", avro_strerror());
 done:
 	avro_value_decref(&rec);
 	return rc;
@@ -2131,7 +2128,7 @@ static int load_schema(codec *c, const embedded_file *f, char *errstr, size_t er
 
 	canonical = codec_canonical_form(f->data, err, sizeof err);
 	if (canonical == NULL) {
-		set_err(errstr, errstr_size, "schema %s: %s", f->name, err);
+		errstr_set(errstr, errstr_size, "schema %s: %s", f->name, err);
 		return -1;
 	}
 	fp = codec_crc64_avro(canonical, strlen(canonical));
@@ -2139,7 +2136,7 @@ static int load_schema(codec *c, const embedded_file *f, char *errstr, size_t er
 	if (find_schema(c, fp) != NULL)
 		return 0; /* the same schema twice: one entry is enough */
 	if (avro_schema_from_json_length(f->data, f->len, &s) != 0) {
-		set_err(errstr, errstr_size, "schema %s: avro-c: %s", f->name, avro_strerror());
+		errstr_set(errstr, errstr_size, "schema %s: avro-c: %s", f->name, avro_strerror());
 		return -1;
 	}
 	ks = &c->schemas[c->schema_count++];
@@ -2150,7 +2147,7 @@ static int load_schema(codec *c, const embedded_file *f, char *errstr, size_t er
 	ks->kind = KIND_OTHER;
 	ks->rs = resolve_schema_parse(f->data, f->len, NULL, err, sizeof err);
 	if (ks->rs == NULL) {
-		set_err(errstr, errstr_size, "schema %s: %s", f->name, err);
+		errstr_set(errstr, errstr_size, "schema %s: %s", f->name, err);
 		return -1;
 	}
 	if (avro_typeof(s) == AVRO_RECORD) {
@@ -2178,19 +2175,20 @@ static int pick_current(codec *c, schema_kind kind, const char *record, char *er
 			cur = &c->schemas[i];
 	}
 	if (cur == NULL) {
-		set_err(errstr, errstr_size, "no schema file %s among the schemas", file);
+		errstr_set(errstr, errstr_size, "no schema file %s among the schemas", file);
 		return -1;
 	}
 	if (kind == KIND_REQUEST ? !request_shape_ok(cur->schema, true)
 	                         : !response_shape_ok(cur->schema, true)) {
-		set_err(errstr, errstr_size,
-		        "schema %s does not have exactly the fields and symbols the codec knows",
-		        cur->file);
+		errstr_set(errstr, errstr_size,
+		           "schema %s does not have exactly the fields and symbols the codec knows",
+		           cur->file);
 		return -1;
 	}
 	cur->cls = avro_generic_class_from_schema(cur->schema);
 	if (cur->cls == NULL) {
-		set_err(errstr, errstr_size, "schema %s: avro-c: %s", cur->file, avro_strerror());
+		errstr_set(errstr, errstr_size, "schema %s: avro-c: %s", cur->file,
+		           avro_strerror());
 		return -1;
 	}
 	for (size_t i = 0; i < c->schema_count; i++) {
@@ -2200,16 +2198,16 @@ static int pick_current(codec *c, schema_kind kind, const char *record, char *er
 		/* A salvage reads the leading fields by position, whatever the
 		 * version. */
 		if (!leading_fields_ok(ks->schema)) {
-			set_err(errstr, errstr_size,
-			        "schema %s does not begin with the string fields requestId and "
-			        "requesterIdentity",
-			        ks->file);
+			errstr_set(errstr, errstr_size,
+			           "schema %s does not begin with the string fields requestId and "
+			           "requesterIdentity",
+			           ks->file);
 			return -1;
 		}
 		ks->plan = resolve_plan_new(ks->rs, cur->rs, NULL, err, sizeof err);
 		if (ks->plan == NULL) {
-			set_err(errstr, errstr_size, "schema %s cannot be read as %s: %s", ks->file,
-			        cur->file, err);
+			errstr_set(errstr, errstr_size, "schema %s cannot be read as %s: %s",
+			           ks->file, cur->file, err);
 			return -1;
 		}
 	}
@@ -2226,7 +2224,7 @@ codec *codec_new_from_files(const embedded_file *files, size_t count, const code
 	codec *c = calloc(1, sizeof *c);
 
 	if (c == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		return NULL;
 	}
 	codec_limits_default(&c->limits);
@@ -2243,7 +2241,7 @@ codec *codec_new_from_files(const embedded_file *files, size_t count, const code
 	}
 	c->schemas = calloc(count + 1, sizeof *c->schemas);
 	if (c->schemas == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
 	for (size_t i = 0; i < count; i++) {
@@ -2290,18 +2288,18 @@ static char *read_file(const char *path, size_t *len, char *errstr, size_t errst
 	size_t n;
 
 	if (f == NULL) {
-		set_err(errstr, errstr_size, "cannot open %s: %s", path, strerror(errno));
+		errstr_set(errstr, errstr_size, "cannot open %s: %s", path, strerror(errno));
 		return NULL;
 	}
 	buf = malloc(RESOLVE_MAX_SCHEMA_BYTES + 1);
 	if (buf == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		goto done;
 	}
 	n = fread(buf, 1, RESOLVE_MAX_SCHEMA_BYTES + 1, f);
 	if (ferror(f) || n > RESOLVE_MAX_SCHEMA_BYTES) {
-		set_err(errstr, errstr_size, "%s cannot be read or is over %d bytes", path,
-		        RESOLVE_MAX_SCHEMA_BYTES);
+		errstr_set(errstr, errstr_size, "%s cannot be read or is over %d bytes", path,
+		           RESOLVE_MAX_SCHEMA_BYTES);
 		free(buf);
 		buf = NULL;
 		goto done;
@@ -2326,13 +2324,14 @@ codec *codec_new_with_dir(const codec_limits *limits, const char *dir, char *err
 		return codec_new(limits, errstr, errstr_size);
 	n = scandir(dir, &names, avsc_filter, alphasort);
 	if (n < 0) {
-		set_err(errstr, errstr_size, "cannot read the folder %s: %s", dir, strerror(errno));
+		errstr_set(errstr, errstr_size, "cannot read the folder %s: %s", dir,
+		           strerror(errno));
 		return NULL;
 	}
 	extra = calloc((size_t)n + 1, sizeof *extra);
 	files = calloc(total + (size_t)n + 1, sizeof *files);
 	if (extra == NULL || files == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		goto done;
 	}
 	for (size_t i = 0; i < embedded_schemas_count; i++)
@@ -2342,15 +2341,15 @@ codec *codec_new_with_dir(const codec_limits *limits, const char *dir, char *err
 		size_t len = 0;
 		for (size_t k = 0; k < embedded_schemas_count; k++) {
 			if (strcmp(embedded_schemas[k].name, names[i]->d_name) == 0) {
-				set_err(errstr, errstr_size,
-				        "%s/%s has the name of a schema compiled in", dir,
-				        names[i]->d_name);
+				errstr_set(errstr, errstr_size,
+				           "%s/%s has the name of a schema compiled in", dir,
+				           names[i]->d_name);
 				goto done;
 			}
 		}
 		if (snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name) >=
 		    (int)sizeof path) {
-			set_err(errstr, errstr_size, "a path in %s is too long", dir);
+			errstr_set(errstr, errstr_size, "a path in %s is too long", dir);
 			goto done;
 		}
 		char *data = read_file(path, &len, errstr, errstr_size);
@@ -2361,7 +2360,7 @@ codec *codec_new_with_dir(const codec_limits *limits, const char *dir, char *err
 		extra[nextra].name = strdup(names[i]->d_name);
 		nextra++;
 		if (extra[nextra - 1].name == NULL) {
-			set_err(errstr, errstr_size, "out of memory");
+			errstr_set(errstr, errstr_size, "out of memory");
 			goto done;
 		}
 		files[total++] = extra[nextra - 1];
@@ -2484,7 +2483,7 @@ done:
 	return CODEC_OK;
 oom:
 	codec_writer_destroy(w);
-	set_err(errstr, errstr_size, "out of memory");
+	errstr_set(errstr, errstr_size, "out of memory");
 	return CODEC_ERR_NOMEM;
 }
 

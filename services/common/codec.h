@@ -30,6 +30,7 @@
 #ifndef KMS_CODEC_H
 #define KMS_CODEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -260,6 +261,12 @@ uint64_t codec_response_fingerprint(const codec *c);
 /* Parsing Canonical Form of a schema given as JSON text. Returns a malloc'd
  * string the caller frees, or NULL with errstr filled. */
 char *codec_canonical_form(const char *schema_json, char *errstr, size_t errstr_size);
+
+/* Avro names (the specification's rules, shared by the schema readers): a
+ * simple name [A-Za-z_][A-Za-z0-9_]* of n bytes; a dotted name, simple names
+ * joined by dots ("" only when allow_empty). */
+bool codec_name_part_ok(const char *s, size_t n);
+bool codec_dotted_name_ok(const char *s, bool allow_empty);
 /* CRC-64-AVRO (Rabin) fingerprint of bytes. */
 uint64_t codec_crc64_avro(const void *data, size_t len);
 

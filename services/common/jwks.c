@@ -13,7 +13,6 @@
  */
 #include "jwks.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +26,7 @@
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
 
+#include "errstr.h"
 #include "jwt.h"
 
 #define JWKS_MIN_RSA_BITS 2048
@@ -34,28 +34,8 @@
 #define JWKS_MAX_RSA_BITS 8192
 #define JWKS_MAX_KID      256
 
-#if defined(__GNUC__)
-#define JWKS_PRINTF(f, a) __attribute__((format(printf, f, a)))
-#else
-#define JWKS_PRINTF(f, a)
-#endif
-
 /* What became of one key. */
 typedef enum { KEY_OK = 0, KEY_SKIP, KEY_BAD, KEY_NOMEM } key_verdict;
-
-static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...) JWKS_PRINTF(3, 4);
-
-static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errstr == NULL || errstr_size == 0)
-		return;
-	va_start(ap, fmt);
-	/* A cut sentence still names the fault. */
-	(void)vsnprintf(errstr, errstr_size, fmt, ap);
-	va_end(ap);
-}
 
 void jwks_set_free(jwks_set *s)
 {
@@ -84,11 +64,11 @@ static key_verdict member_bytes(const json_t *jwk, const char *name, unsigned ch
 	*out = NULL;
 	*out_len = 0;
 	if (j == NULL) {
-		set_err(why, why_size, "member %s is missing", name);
+		errstr_set(why, why_size, "member %s is missing", name);
 		return KEY_BAD;
 	}
 	if (!json_is_string(j)) {
-		set_err(why, why_size, "member %s is not a string", name);
+		errstr_set(why, why_size, "member %s is not a string", name);
 		return KEY_BAD;
 	}
 	s = json_string_value(j);
@@ -98,7 +78,7 @@ static key_verdict member_bytes(const json_t *jwk, const char *name, unsigned ch
 	if (r != 0 || *out_len == 0) {
 		free(*out);
 		*out = NULL;
-		set_err(why, why_size, "member %s is not base64url", name);
+		errstr_set(why, why_size, "member %s is not base64url", name);
 		return KEY_BAD;
 	}
 	return KEY_OK;
@@ -134,7 +114,7 @@ static key_verdict check_public(EVP_PKEY *pkey, const char *what, char *why, siz
 	EVP_PKEY_CTX_free(ctx);
 	ERR_clear_error();
 	if (!ok) {
-		set_err(why, why_size, "not a valid %s public key", what);
+		errstr_set(why, why_size, "not a valid %s public key", what);
 		return KEY_BAD;
 	}
 	return KEY_OK;
@@ -172,9 +152,9 @@ static key_verdict build_rsa(const json_t *jwk, EVP_PKEY **out, char *why, size_
 		goto done;
 	/* Bounded before anything is computed with it. */
 	if (n_len > JWKS_MAX_RSA_BITS / 8 + 1 || e_len > 8) {
-		set_err(why, why_size,
-		        "RSA key is larger than %d bits or has an oversized exponent",
-		        JWKS_MAX_RSA_BITS);
+		errstr_set(why, why_size,
+		           "RSA key is larger than %d bits or has an oversized exponent",
+		           JWKS_MAX_RSA_BITS);
 		v = KEY_SKIP;
 		goto done;
 	}
@@ -188,12 +168,13 @@ static key_verdict build_rsa(const json_t *jwk, EVP_PKEY **out, char *why, size_
 		goto done;
 	bits = BN_num_bits(bn_n);
 	if (bits < JWKS_MIN_RSA_BITS) {
-		set_err(why, why_size, "RSA key of %d bits is under %d", bits, JWKS_MIN_RSA_BITS);
+		errstr_set(why, why_size, "RSA key of %d bits is under %d", bits,
+		           JWKS_MIN_RSA_BITS);
 		v = KEY_SKIP;
 		goto done;
 	}
 	if (bits > JWKS_MAX_RSA_BITS) {
-		set_err(why, why_size, "RSA key of %d bits is over %d", bits, JWKS_MAX_RSA_BITS);
+		errstr_set(why, why_size, "RSA key of %d bits is over %d", bits, JWKS_MAX_RSA_BITS);
 		v = KEY_SKIP;
 		goto done;
 	}
@@ -202,7 +183,7 @@ static key_verdict build_rsa(const json_t *jwk, EVP_PKEY **out, char *why, size_
 		goto done;
 	v = from_params("RSA", params, out);
 	if (v == KEY_BAD)
-		set_err(why, why_size, "not a valid RSA public key");
+		errstr_set(why, why_size, "not a valid RSA public key");
 	if (v == KEY_OK)
 		v = check_public(*out, "RSA", why, why_size);
 done:
@@ -223,7 +204,7 @@ static key_verdict build_ec(const json_t *jwk, EVP_PKEY **out, char *why, size_t
 	key_verdict v;
 
 	if (member_string(jwk, "crv", &crv) != 1) {
-		set_err(why, why_size, "member crv is missing or not a string");
+		errstr_set(why, why_size, "member crv is missing or not a string");
 		return KEY_BAD;
 	}
 	if (strcmp(crv, "P-256") == 0) {
@@ -233,7 +214,7 @@ static key_verdict build_ec(const json_t *jwk, EVP_PKEY **out, char *why, size_t
 		group = "secp384r1";
 		size = 48;
 	} else {
-		set_err(why, why_size, "EC curve %.40s is not supported (P-256, P-384)", crv);
+		errstr_set(why, why_size, "EC curve %.40s is not supported (P-256, P-384)", crv);
 		return KEY_SKIP;
 	}
 	v = member_bytes(jwk, "x", &x, &x_len, why, why_size);
@@ -243,7 +224,8 @@ static key_verdict build_ec(const json_t *jwk, EVP_PKEY **out, char *why, size_t
 		goto done;
 	/* RFC 7518 section 6.2.1.2: the full length of a coordinate, always. */
 	if (x_len != size || y_len != size) {
-		set_err(why, why_size, "coordinates of a %s key must be %zu bytes each", crv, size);
+		errstr_set(why, why_size, "coordinates of a %s key must be %zu bytes each", crv,
+		           size);
 		v = KEY_BAD;
 		goto done;
 	}
@@ -263,7 +245,7 @@ static key_verdict build_ec(const json_t *jwk, EVP_PKEY **out, char *why, size_t
 		v = from_params("EC", params, out);
 	}
 	if (v == KEY_BAD)
-		set_err(why, why_size, "the point is not on the %s curve", crv);
+		errstr_set(why, why_size, "the point is not on the %s curve", crv);
 	if (v == KEY_OK)
 		v = check_public(*out, "EC", why, why_size);
 done:
@@ -281,18 +263,18 @@ static key_verdict build_okp(const json_t *jwk, EVP_PKEY **out, char *why, size_
 	key_verdict v;
 
 	if (member_string(jwk, "crv", &crv) != 1) {
-		set_err(why, why_size, "member crv is missing or not a string");
+		errstr_set(why, why_size, "member crv is missing or not a string");
 		return KEY_BAD;
 	}
 	if (strcmp(crv, "Ed25519") != 0) {
-		set_err(why, why_size, "OKP curve %.40s is not supported (Ed25519)", crv);
+		errstr_set(why, why_size, "OKP curve %.40s is not supported (Ed25519)", crv);
 		return KEY_SKIP;
 	}
 	v = member_bytes(jwk, "x", &x, &x_len, why, why_size);
 	if (v != KEY_OK)
 		return v;
 	if (x_len != 32) {
-		set_err(why, why_size, "an Ed25519 key must be 32 bytes");
+		errstr_set(why, why_size, "an Ed25519 key must be 32 bytes");
 		free(x);
 		return KEY_BAD;
 	}
@@ -327,11 +309,11 @@ static key_verdict key_purpose(const json_t *jwk, const char *kty, unsigned *alg
 
 	*algs = 0;
 	if (member_string(jwk, "use", &use) < 0) {
-		set_err(why, why_size, "member use is not a string");
+		errstr_set(why, why_size, "member use is not a string");
 		return KEY_BAD;
 	}
 	if (member_string(jwk, "alg", &alg) < 0) {
-		set_err(why, why_size, "member alg is not a string");
+		errstr_set(why, why_size, "member alg is not a string");
 		return KEY_BAD;
 	}
 	if (ops != NULL) {
@@ -340,35 +322,36 @@ static key_verdict key_purpose(const json_t *jwk, const char *kty, unsigned *alg
 		int verify = 0;
 
 		if (!json_is_array(ops)) {
-			set_err(why, why_size, "member key_ops is not an array");
+			errstr_set(why, why_size, "member key_ops is not an array");
 			return KEY_BAD;
 		}
 		json_array_foreach(ops, i, op)
 		{
 			if (!json_is_string(op)) {
-				set_err(why, why_size, "member key_ops holds a non-string");
+				errstr_set(why, why_size, "member key_ops holds a non-string");
 				return KEY_BAD;
 			}
 			verify |= strcmp(json_string_value(op), "verify") == 0;
 		}
 		if (!verify) {
-			set_err(why, why_size, "key_ops does not include verify");
+			errstr_set(why, why_size, "key_ops does not include verify");
 			return KEY_SKIP;
 		}
 	}
 	if (use != NULL && strcmp(use, "sig") != 0) {
-		set_err(why, why_size, "use %.20s: not a signature key", use);
+		errstr_set(why, why_size, "use %.20s: not a signature key", use);
 		return KEY_SKIP;
 	}
 	if (alg == NULL)
 		return KEY_OK;
 	if (strncmp(alg, "HS", 2) == 0 || strcmp(alg, "none") == 0 || jwt_alg_parse(alg, &a) != 0) {
-		set_err(why, why_size, "algorithm %.20s is not supported", alg);
+		errstr_set(why, why_size, "algorithm %.20s is not supported", alg);
 		return KEY_SKIP;
 	}
 	(void)member_string(jwk, "crv", &crv);
 	if (!alg_fits(a, kty, crv)) {
-		set_err(why, why_size, "algorithm %.20s does not fit the key type %.10s", alg, kty);
+		errstr_set(why, why_size, "algorithm %.20s does not fit the key type %.10s", alg,
+		           kty);
 		return KEY_SKIP;
 	}
 	*algs = 1u << a;
@@ -409,24 +392,25 @@ static key_verdict read_key(const json_t *jwk, jwks_key *key, char *why, size_t 
 
 	memset(key, 0, sizeof *key);
 	if (!json_is_object(jwk)) {
-		set_err(why, why_size, "not a JSON object");
+		errstr_set(why, why_size, "not a JSON object");
 		return KEY_BAD;
 	}
 	r = member_string(jwk, "kid", &kid);
 	if (r < 0 || (r == 1 && (kid[0] == '\0' || strlen(kid) > JWKS_MAX_KID))) {
-		set_err(why, why_size, "member kid is not a string of 1 to %d bytes", JWKS_MAX_KID);
+		errstr_set(why, why_size, "member kid is not a string of 1 to %d bytes",
+		           JWKS_MAX_KID);
 		return KEY_BAD;
 	}
 	if (member_string(jwk, "kty", &kty) != 1) {
-		set_err(why, why_size, "member kty is missing or not a string");
+		errstr_set(why, why_size, "member kty is missing or not a string");
 		return KEY_BAD;
 	}
 	if (strcmp(kty, "oct") == 0) {
-		set_err(why, why_size, "a symmetric (oct) key is never trusted");
+		errstr_set(why, why_size, "a symmetric (oct) key is never trusted");
 		return KEY_SKIP;
 	}
 	if (strcmp(kty, "RSA") != 0 && strcmp(kty, "EC") != 0 && strcmp(kty, "OKP") != 0) {
-		set_err(why, why_size, "key type %.20s is not supported (RSA, EC, OKP)", kty);
+		errstr_set(why, why_size, "key type %.20s is not supported (RSA, EC, OKP)", kty);
 		return KEY_SKIP;
 	}
 	v = key_purpose(jwk, kty, &algs, why, why_size);
@@ -464,16 +448,16 @@ static int check_kids(const jwks_set *s, char *errstr, size_t errstr_size)
 	for (size_t i = 0; i < s->n; i++) {
 		if (s->keys[i].kid == NULL) {
 			if (s->n > 1) {
-				set_err(errstr, errstr_size,
-				        "the set has several usable keys, so each needs a kid");
+				errstr_set(errstr, errstr_size,
+				           "the set has several usable keys, so each needs a kid");
 				return -1;
 			}
 			continue;
 		}
 		for (size_t j = i + 1; j < s->n; j++)
 			if (s->keys[j].kid != NULL && strcmp(s->keys[i].kid, s->keys[j].kid) == 0) {
-				set_err(errstr, errstr_size, "two usable keys share the kid %.64s",
-				        s->keys[i].kid);
+				errstr_set(errstr, errstr_size,
+				           "two usable keys share the kid %.64s", s->keys[i].kid);
 				return -1;
 			}
 	}
@@ -494,38 +478,39 @@ int jwks_parse(const char *doc, size_t len, jwks_set *out, jwks_skip_fn skip, vo
 	if (out != NULL)
 		memset(out, 0, sizeof *out);
 	if (doc == NULL || out == NULL) {
-		set_err(errstr, errstr_size, "jwks_parse: missing argument");
+		errstr_set(errstr, errstr_size, "jwks_parse: missing argument");
 		return -1;
 	}
 	if (len > JWKS_MAX_BYTES) {
-		set_err(errstr, errstr_size, "the document is larger than %d bytes",
-		        JWKS_MAX_BYTES);
+		errstr_set(errstr, errstr_size, "the document is larger than %d bytes",
+		           JWKS_MAX_BYTES);
 		return -1;
 	}
 	root = json_loadb(doc, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {
 		/* jansson's text may quote the document: position only. */
 		if (json_error_code(&jerr) == json_error_duplicate_key)
-			set_err(errstr, errstr_size,
-			        "the document has a duplicate member (line %d)", jerr.line);
+			errstr_set(errstr, errstr_size,
+			           "the document has a duplicate member (line %d)", jerr.line);
 		else
-			set_err(errstr, errstr_size,
-			        "the document is not valid JSON (line %d, column %d)", jerr.line,
-			        jerr.column);
+			errstr_set(errstr, errstr_size,
+			           "the document is not valid JSON (line %d, column %d)", jerr.line,
+			           jerr.column);
 		goto done;
 	}
 	keys = json_object_get(root, "keys");
 	if (!json_is_array(keys)) {
-		set_err(errstr, errstr_size, "the document has no \"keys\" array");
+		errstr_set(errstr, errstr_size, "the document has no \"keys\" array");
 		goto done;
 	}
 	if (json_array_size(keys) > JWKS_MAX_KEYS) {
-		set_err(errstr, errstr_size, "the document has more than %d keys", JWKS_MAX_KEYS);
+		errstr_set(errstr, errstr_size, "the document has more than %d keys",
+		           JWKS_MAX_KEYS);
 		goto done;
 	}
 	set.keys = calloc(json_array_size(keys) + 1, sizeof *set.keys);
 	if (set.keys == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		goto done;
 	}
 	json_array_foreach(keys, i, jwk)
@@ -537,20 +522,21 @@ int jwks_parse(const char *doc, size_t len, jwks_set *out, jwks_skip_fn skip, vo
 		if (json_is_object(jwk) && member_string(jwk, "kid", &kid) != 1)
 			kid = NULL;
 		if (v == KEY_NOMEM) {
-			set_err(errstr, errstr_size, "out of memory");
+			errstr_set(errstr, errstr_size, "out of memory");
 			goto done;
 		}
 		if (v == KEY_BAD) {
 			if (kid != NULL)
-				set_err(errstr, errstr_size, "key %zu (kid %.64s): %s", i + 1, kid,
-				        why);
+				errstr_set(errstr, errstr_size, "key %zu (kid %.64s): %s", i + 1,
+				           kid, why);
 			else
-				set_err(errstr, errstr_size, "key %zu: %s", i + 1, why);
+				errstr_set(errstr, errstr_size, "key %zu: %s", i + 1, why);
 			goto done;
 		}
 		if (v == KEY_SKIP) {
 			if (skipped++ == 0)
-				set_err(first_skip, sizeof first_skip, "key %zu: %s", i + 1, why);
+				errstr_set(first_skip, sizeof first_skip, "key %zu: %s", i + 1,
+				           why);
 			if (skip != NULL)
 				skip(ctx, i, kid, why);
 			continue;
@@ -558,8 +544,9 @@ int jwks_parse(const char *doc, size_t len, jwks_set *out, jwks_skip_fn skip, vo
 		set.n++;
 	}
 	if (set.n == 0 && skipped > 0) {
-		set_err(errstr, errstr_size, "no key of the document is usable (%zu skipped; %s)",
-		        skipped, first_skip);
+		errstr_set(errstr, errstr_size,
+		           "no key of the document is usable (%zu skipped; %s)", skipped,
+		           first_skip);
 		goto done;
 	}
 	if (check_kids(&set, errstr, errstr_size) != 0)

@@ -19,7 +19,6 @@
 
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +35,8 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
+#include "errstr.h"
+
 #define JWT_DEFAULT_MAX_TOKEN_BYTES 8192
 /* A sane upper bound for a configured limit: a token rides in one Kafka
  * message, and the bound keeps the size arithmetic far from overflow. */
@@ -43,12 +44,6 @@
 #define JWT_MIN_RSA_BITS        2048
 #define JWT_MAX_KEYS_FILE_BYTES (1024 * 1024)
 #define JWT_MAX_PEM_FILE_BYTES  (64 * 1024)
-
-#if defined(__GNUC__)
-#define JWT_PRINTF(f, a) __attribute__((format(printf, f, a)))
-#else
-#define JWT_PRINTF(f, a)
-#endif
 
 /* What a key can be used for; anything else is refused when it is loaded. */
 typedef enum { KEY_OTHER = 0, KEY_P256, KEY_P384, KEY_RSA, KEY_ED25519 } key_class;
@@ -73,20 +68,6 @@ struct jwt_verifier {
 
 static const char *const alg_names[JWT_ALG__COUNT] = {"ES256", "ES384", "RS256", "PS256", "EdDSA"};
 
-static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...) JWT_PRINTF(3, 4);
-
-static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errstr == NULL || errstr_size == 0)
-		return;
-	va_start(ap, fmt);
-	/* A truncated sentence is still the right sentence, only shorter. */
-	(void)vsnprintf(errstr, errstr_size, fmt, ap);
-	va_end(ap);
-}
-
 /* OpenSSL's error queue becomes text here, once, and is emptied so that the
  * next call on this thread does not see stale errors. */
 static void set_ossl_err(char *errstr, size_t errstr_size, const char *what)
@@ -96,9 +77,9 @@ static void set_ossl_err(char *errstr, size_t errstr_size, const char *what)
 
 	if (e != 0) {
 		ERR_error_string_n(e, buf, sizeof buf);
-		set_err(errstr, errstr_size, "%s (%s)", what, buf);
+		errstr_set(errstr, errstr_size, "%s (%s)", what, buf);
 	} else {
-		set_err(errstr, errstr_size, "%s", what);
+		errstr_set(errstr, errstr_size, "%s", what);
 	}
 	ERR_clear_error();
 }
@@ -351,7 +332,7 @@ static int sign_bytes(EVP_PKEY *pkey, jwt_alg alg, const unsigned char *msg, siz
 	}
 	der = malloc(der_len == 0 ? 1 : der_len);
 	if (der == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
 	if (EVP_DigestSign(ctx, der, &der_len, msg, msg_len) != 1) {
@@ -372,7 +353,7 @@ static int sign_bytes(EVP_PKEY *pkey, jwt_alg alg, const unsigned char *msg, siz
 		ECDSA_SIG_get0(es, &r, &s);
 		raw = malloc(2 * half);
 		if (raw == NULL) {
-			set_err(errstr, errstr_size, "out of memory");
+			errstr_set(errstr, errstr_size, "out of memory");
 			goto fail;
 		}
 		if (BN_bn2binpad(r, raw, (int)half) != (int)half ||
@@ -412,12 +393,12 @@ jwt_signer *jwt_signer_new(const char *key_pem, char *errstr, size_t errstr_size
 	BIO *bio;
 
 	if (key_pem == NULL) {
-		set_err(errstr, errstr_size, "jwt_sign: missing key");
+		errstr_set(errstr, errstr_size, "jwt_sign: missing key");
 		return NULL;
 	}
 	s = calloc(1, sizeof *s);
 	if (s == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		return NULL;
 	}
 	bio = BIO_new_mem_buf(key_pem, -1);
@@ -460,18 +441,18 @@ char *jwt_signer_sign_raw(const jwt_signer *s, jwt_alg alg, const char *header_j
 
 	if (s == NULL || header_json == NULL || payload_json == NULL ||
 	    (unsigned)alg >= JWT_ALG__COUNT) {
-		set_err(errstr, errstr_size, "jwt_sign: missing argument or unknown algorithm");
+		errstr_set(errstr, errstr_size, "jwt_sign: missing argument or unknown algorithm");
 		goto fail;
 	}
 	if (!key_fits_alg(s->cls, alg)) {
-		set_err(errstr, errstr_size, "the private key's type does not fit %s",
-		        jwt_alg_name(alg));
+		errstr_set(errstr, errstr_size, "the private key's type does not fit %s",
+		           jwt_alg_name(alg));
 		goto fail;
 	}
 	h64 = jwt_base64url_encode(header_json, strlen(header_json));
 	p64 = jwt_base64url_encode(payload_json, strlen(payload_json));
 	if (h64 == NULL || p64 == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
 	h_len = strlen(h64);
@@ -479,7 +460,7 @@ char *jwt_signer_sign_raw(const jwt_signer *s, jwt_alg alg, const char *header_j
 	in_len = h_len + 1 + p_len;
 	input = malloc(in_len + 1);
 	if (input == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
 	memcpy(input, h64, h_len);
@@ -490,13 +471,13 @@ char *jwt_signer_sign_raw(const jwt_signer *s, jwt_alg alg, const char *header_j
 		goto fail;
 	s64 = jwt_base64url_encode(sig, sig_len);
 	if (s64 == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
 	s_len = strlen(s64);
 	token = malloc(in_len + 1 + s_len + 1);
 	if (token == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
 	memcpy(token, input, in_len);
@@ -520,7 +501,7 @@ char *jwt_sign_raw(const char *key_pem, jwt_alg alg, const char *header_json,
 
 	if (key_pem == NULL || header_json == NULL || payload_json == NULL ||
 	    (unsigned)alg >= JWT_ALG__COUNT) {
-		set_err(errstr, errstr_size, "jwt_sign: missing argument or unknown algorithm");
+		errstr_set(errstr, errstr_size, "jwt_sign: missing argument or unknown algorithm");
 		return NULL;
 	}
 	s = jwt_signer_new(key_pem, errstr, errstr_size);
@@ -538,23 +519,23 @@ char *jwt_sign(const char *key_pem, jwt_alg alg, const char *kid, const char *pa
 	char *header = NULL, *token = NULL;
 
 	if ((unsigned)alg >= JWT_ALG__COUNT) {
-		set_err(errstr, errstr_size, "jwt_sign: unknown algorithm");
+		errstr_set(errstr, errstr_size, "jwt_sign: unknown algorithm");
 		return NULL;
 	}
 	h = json_object();
 	if (h == NULL || json_object_set_new(h, "alg", json_string(alg_names[alg])) != 0 ||
 	    json_object_set_new(h, "typ", json_string("JWT")) != 0) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
 	if (kid != NULL && json_object_set_new(h, "kid", json_string(kid)) != 0) {
-		set_err(errstr, errstr_size, "kid is not valid UTF-8");
+		errstr_set(errstr, errstr_size, "kid is not valid UTF-8");
 		goto fail;
 	}
 	/* jansson keeps insertion order, so the header reads alg, typ, kid. */
 	header = json_dumps(h, JSON_COMPACT);
 	if (header == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
 	token = jwt_sign_raw(key_pem, alg, header, payload_json, errstr, errstr_size);
@@ -572,21 +553,22 @@ jwt_verifier *jwt_verifier_new(unsigned allow_mask, size_t max_token_bytes, char
 	jwt_verifier *v;
 
 	if (allow_mask == 0) {
-		set_err(errstr, errstr_size, "the algorithm allow-list is empty");
+		errstr_set(errstr, errstr_size, "the algorithm allow-list is empty");
 		return NULL;
 	}
 	if (max_token_bytes > JWT_MAX_TOKEN_LIMIT) {
-		set_err(errstr, errstr_size, "the token size limit is above %d bytes",
-		        JWT_MAX_TOKEN_LIMIT);
+		errstr_set(errstr, errstr_size, "the token size limit is above %d bytes",
+		           JWT_MAX_TOKEN_LIMIT);
 		return NULL;
 	}
 	if ((allow_mask >> JWT_ALG__COUNT) != 0) {
-		set_err(errstr, errstr_size, "the algorithm allow-list names an unknown algorithm");
+		errstr_set(errstr, errstr_size,
+		           "the algorithm allow-list names an unknown algorithm");
 		return NULL;
 	}
 	v = calloc(1, sizeof *v);
 	if (v == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		return NULL;
 	}
 	v->allow_mask = allow_mask;
@@ -635,11 +617,11 @@ int jwt_verifier_add_key_algs(jwt_verifier *v, const char *iss, const char *kid,
 	int rc = -1;
 
 	if (v == NULL || iss == NULL || iss[0] == '\0' || public_key_pem == NULL) {
-		set_err(errstr, errstr_size, "a trusted key needs an issuer and a public key");
+		errstr_set(errstr, errstr_size, "a trusted key needs an issuer and a public key");
 		goto fail;
 	}
 	if (kid != NULL && kid[0] == '\0') {
-		set_err(errstr, errstr_size, "a trusted key's kid may not be empty");
+		errstr_set(errstr, errstr_size, "a trusted key's kid may not be empty");
 		goto fail;
 	}
 	for (size_t i = 0; i < v->n_keys; i++) {
@@ -649,13 +631,13 @@ int jwt_verifier_add_key_algs(jwt_verifier *v, const char *iss, const char *kid,
 		if (kid == NULL || o->kid == NULL) {
 			/* A kid-less key is only ever chosen as its issuer's
 			 * only key, so a second key would make it dead. */
-			set_err(errstr, errstr_size,
-			        "issuer %s has several keys, so each needs a kid", iss);
+			errstr_set(errstr, errstr_size,
+			           "issuer %s has several keys, so each needs a kid", iss);
 			goto fail;
 		}
 		if (strcmp(o->kid, kid) == 0) {
-			set_err(errstr, errstr_size, "issuer %s already has a key with kid %s", iss,
-			        kid);
+			errstr_set(errstr, errstr_size, "issuer %s already has a key with kid %s",
+			           iss, kid);
 			goto fail;
 		}
 	}
@@ -671,10 +653,10 @@ int jwt_verifier_add_key_algs(jwt_verifier *v, const char *iss, const char *kid,
 	}
 	cls = classify_key(pkey);
 	if (cls == KEY_OTHER) {
-		set_err(errstr, errstr_size,
-		        "the public key is not EC P-256, EC P-384, RSA of at least %d bits or "
-		        "Ed25519",
-		        JWT_MIN_RSA_BITS);
+		errstr_set(errstr, errstr_size,
+		           "the public key is not EC P-256, EC P-384, RSA of at least %d bits or "
+		           "Ed25519",
+		           JWT_MIN_RSA_BITS);
 		goto fail;
 	}
 	if (algs != 0) {
@@ -683,8 +665,8 @@ int jwt_verifier_add_key_algs(jwt_verifier *v, const char *iss, const char *kid,
 			if ((algs & (1u << a)) != 0 && key_fits_alg(cls, (jwt_alg)a))
 				fit = 1;
 		if ((algs >> JWT_ALG__COUNT) != 0 || !fit) {
-			set_err(errstr, errstr_size,
-			        "the key's algorithm does not fit the key's type");
+			errstr_set(errstr, errstr_size,
+			           "the key's algorithm does not fit the key's type");
 			goto fail;
 		}
 	}
@@ -692,7 +674,7 @@ int jwt_verifier_add_key_algs(jwt_verifier *v, const char *iss, const char *kid,
 		size_t cap = v->cap_keys == 0 ? 4 : v->cap_keys * 2;
 		jwt_key *nk = realloc(v->keys, cap * sizeof *nk);
 		if (nk == NULL) {
-			set_err(errstr, errstr_size, "out of memory");
+			errstr_set(errstr, errstr_size, "out of memory");
 			goto fail;
 		}
 		v->keys = nk;
@@ -701,7 +683,7 @@ int jwt_verifier_add_key_algs(jwt_verifier *v, const char *iss, const char *kid,
 	k.iss = strdup(iss);
 	k.kid = kid != NULL ? strdup(kid) : NULL;
 	if (k.iss == NULL || (kid != NULL && k.kid == NULL)) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
 	k.pkey = pkey;
@@ -730,21 +712,21 @@ static int read_file(const char *path, size_t max, char **out, size_t *out_len, 
 
 	f = fopen(path, "rb");
 	if (f == NULL) {
-		set_err(errstr, errstr_size, "cannot open %s", path);
+		errstr_set(errstr, errstr_size, "cannot open %s", path);
 		goto fail;
 	}
 	buf = malloc(max + 2);
 	if (buf == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
 	n = fread(buf, 1, max + 1, f);
 	if (ferror(f)) {
-		set_err(errstr, errstr_size, "cannot read %s", path);
+		errstr_set(errstr, errstr_size, "cannot read %s", path);
 		goto fail;
 	}
 	if (n > max) {
-		set_err(errstr, errstr_size, "%s is larger than %zu bytes", path, max);
+		errstr_set(errstr, errstr_size, "%s is larger than %zu bytes", path, max);
 		goto fail;
 	}
 	buf[n] = '\0';
@@ -770,7 +752,7 @@ static int load_entry(jwt_verifier *v, json_t *e, const char *dir, size_t dir_le
 	int rc = -1;
 
 	if (!json_is_object(e)) {
-		set_err(errstr, errstr_size, "not a JSON object");
+		errstr_set(errstr, errstr_size, "not a JSON object");
 		goto fail;
 	}
 	json_object_foreach(e, name, val)
@@ -779,11 +761,11 @@ static int load_entry(jwt_verifier *v, json_t *e, const char *dir, size_t dir_le
 		 * silently a kid-less key. */
 		if (strcmp(name, "iss") != 0 && strcmp(name, "kid") != 0 &&
 		    strcmp(name, "public_key_file") != 0) {
-			set_err(errstr, errstr_size, "unknown member %s", name);
+			errstr_set(errstr, errstr_size, "unknown member %s", name);
 			goto fail;
 		}
 		if (!json_is_string(val)) {
-			set_err(errstr, errstr_size, "%s is not a string", name);
+			errstr_set(errstr, errstr_size, "%s is not a string", name);
 			goto fail;
 		}
 	}
@@ -792,7 +774,7 @@ static int load_entry(jwt_verifier *v, json_t *e, const char *dir, size_t dir_le
 	if (json_object_get(e, "kid") != NULL)
 		kid = json_string_value(json_object_get(e, "kid"));
 	if (iss == NULL || file == NULL || file[0] == '\0') {
-		set_err(errstr, errstr_size, "iss and public_key_file are required");
+		errstr_set(errstr, errstr_size, "iss and public_key_file are required");
 		goto fail;
 	}
 	if (file[0] == '/' || dir_len == 0) {
@@ -807,7 +789,7 @@ static int load_entry(jwt_verifier *v, json_t *e, const char *dir, size_t dir_le
 		}
 	}
 	if (full == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
 	if (read_file(full, JWT_MAX_PEM_FILE_BYTES, &pem, &pem_len, errstr, errstr_size) != 0)
@@ -832,7 +814,7 @@ int jwt_verifier_load_file(jwt_verifier *v, const char *path, char *errstr, size
 	int rc = -1;
 
 	if (v == NULL || path == NULL) {
-		set_err(errstr, errstr_size, "jwt_verifier_load_file: missing argument");
+		errstr_set(errstr, errstr_size, "jwt_verifier_load_file: missing argument");
 		return -1;
 	}
 	before = v->n_keys;
@@ -840,11 +822,11 @@ int jwt_verifier_load_file(jwt_verifier *v, const char *path, char *errstr, size
 		goto fail;
 	root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {
-		set_err(errstr, errstr_size, "%s: line %d: %s", path, jerr.line, jerr.text);
+		errstr_set(errstr, errstr_size, "%s: line %d: %s", path, jerr.line, jerr.text);
 		goto fail;
 	}
 	if (!json_is_array(root)) {
-		set_err(errstr, errstr_size, "%s: not a JSON array", path);
+		errstr_set(errstr, errstr_size, "%s: not a JSON array", path);
 		goto fail;
 	}
 	slash = strrchr(path, '/');
@@ -853,12 +835,12 @@ int jwt_verifier_load_file(jwt_verifier *v, const char *path, char *errstr, size
 	json_array_foreach(root, i, e)
 	{
 		if (load_entry(v, e, path, dir_len, why, sizeof why) != 0) {
-			set_err(errstr, errstr_size, "%s: entry %zu: %s", path, i + 1, why);
+			errstr_set(errstr, errstr_size, "%s: entry %zu: %s", path, i + 1, why);
 			goto fail;
 		}
 	}
 	if (v->n_keys - before > INT_MAX) {
-		set_err(errstr, errstr_size, "%s: too many keys", path);
+		errstr_set(errstr, errstr_size, "%s: too many keys", path);
 		goto fail;
 	}
 	rc = (int)(v->n_keys - before);
@@ -957,9 +939,9 @@ static int decode_part(const char *in, size_t in_len, const char *what, unsigned
 	int r = jwt_base64url_decode(in, in_len, out, out_len);
 
 	if (r == JWT_ERR_NOMEM)
-		set_err(errstr, errstr_size, "out of memory while decoding the token %s", what);
+		errstr_set(errstr, errstr_size, "out of memory while decoding the token %s", what);
 	else if (r != 0)
-		set_err(errstr, errstr_size, "token %s is not valid base64url", what);
+		errstr_set(errstr, errstr_size, "token %s is not valid base64url", what);
 	return r;
 }
 
@@ -982,18 +964,18 @@ static int parse_object(const unsigned char *raw, size_t raw_len, const char *wh
 		 * fails. (An allocation failure inside its lexer reads as bad
 		 * JSON and is refused as such: that one cannot be told.) */
 		if (jerr.text[0] == '\0' || json_error_code(&jerr) == json_error_out_of_memory) {
-			set_err(errstr, errstr_size, "out of memory while reading the token %s",
-			        what);
+			errstr_set(errstr, errstr_size, "out of memory while reading the token %s",
+			           what);
 			return JWT_ERR_NOMEM;
 		}
 		if (json_error_code(&jerr) == json_error_duplicate_key)
-			set_err(errstr, errstr_size, "token %s has a duplicate member", what);
+			errstr_set(errstr, errstr_size, "token %s has a duplicate member", what);
 		else
-			set_err(errstr, errstr_size, "token %s is not valid JSON", what);
+			errstr_set(errstr, errstr_size, "token %s is not valid JSON", what);
 		return -1;
 	}
 	if (!json_is_object(j)) {
-		set_err(errstr, errstr_size, "token %s is not a JSON object", what);
+		errstr_set(errstr, errstr_size, "token %s is not a JSON object", what);
 		json_decref(j);
 		return -1;
 	}
@@ -1079,11 +1061,11 @@ static int fill_claims(const json_t *pj, jwt_claims *c, char *errstr, size_t err
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
 		int r = get_string_claim(pj, names[i], slots[i]);
 		if (r == -1) {
-			set_err(errstr, errstr_size, "token claim %s is not a string", names[i]);
+			errstr_set(errstr, errstr_size, "token claim %s is not a string", names[i]);
 			return -1;
 		}
 		if (r == -2) {
-			set_err(errstr, errstr_size, "out of memory while copying the claims");
+			errstr_set(errstr, errstr_size, "out of memory while copying the claims");
 			return JWT_ERR_NOMEM;
 		}
 	}
@@ -1101,11 +1083,11 @@ static int check_exp(const jwt_claims *c, int64_t now_s, int64_t leeway, char *e
                      size_t errstr_size)
 {
 	if (!c->has_exp) {
-		set_err(errstr, errstr_size, "token has no exp claim");
+		errstr_set(errstr, errstr_size, "token has no exp claim");
 		return -1;
 	}
 	if (!le_with_leeway(now_s, c->exp, leeway)) {
-		set_err(errstr, errstr_size, "token has expired");
+		errstr_set(errstr, errstr_size, "token has expired");
 		return -1;
 	}
 	return 0;
@@ -1115,7 +1097,7 @@ static int check_nbf(const jwt_claims *c, int64_t now_s, int64_t leeway, char *e
                      size_t errstr_size)
 {
 	if (c->has_nbf && !le_with_leeway(c->nbf, now_s, leeway)) {
-		set_err(errstr, errstr_size, "token is not valid yet (nbf)");
+		errstr_set(errstr, errstr_size, "token is not valid yet (nbf)");
 		return -1;
 	}
 	return 0;
@@ -1125,7 +1107,7 @@ static int check_iat(const jwt_claims *c, int64_t now_s, int64_t leeway, char *e
                      size_t errstr_size)
 {
 	if (c->has_iat && !le_with_leeway(c->iat, now_s, leeway)) {
-		set_err(errstr, errstr_size, "token was issued in the future (iat)");
+		errstr_set(errstr, errstr_size, "token was issued in the future (iat)");
 		return -1;
 	}
 	return 0;
@@ -1144,7 +1126,7 @@ int jwt_check_times(const jwt_claims *claims, int64_t now_s, int64_t leeway_s, c
 	if (errstr != NULL && errstr_size > 0)
 		errstr[0] = '\0';
 	if (claims == NULL) {
-		set_err(errstr, errstr_size, "jwt_check_times: missing argument");
+		errstr_set(errstr, errstr_size, "jwt_check_times: missing argument");
 		return -1;
 	}
 	leeway_s = clamp_leeway(leeway_s);
@@ -1177,11 +1159,11 @@ static int verify(const jwt_verifier *v, const char *token, const int64_t *now_s
 	if (errstr != NULL && errstr_size > 0)
 		errstr[0] = '\0';
 	if (v == NULL || claims == NULL) {
-		set_err(errstr, errstr_size, "jwt_verify: missing argument");
+		errstr_set(errstr, errstr_size, "jwt_verify: missing argument");
 		goto fail;
 	}
 	if (token == NULL || token[0] == '\0') {
-		set_err(errstr, errstr_size, "there is no token");
+		errstr_set(errstr, errstr_size, "there is no token");
 		goto fail;
 	}
 	leeway_s = clamp_leeway(leeway_s);
@@ -1189,20 +1171,21 @@ static int verify(const jwt_verifier *v, const char *token, const int64_t *now_s
 	/* Size first: nothing else runs on an oversized token. */
 	len = strnlen(token, v->max_token_bytes + 1);
 	if (len > v->max_token_bytes) {
-		set_err(errstr, errstr_size, "token is longer than %zu bytes", v->max_token_bytes);
+		errstr_set(errstr, errstr_size, "token is longer than %zu bytes",
+		           v->max_token_bytes);
 		goto fail;
 	}
 	dot1 = memchr(token, '.', len);
 	dot2 = dot1 != NULL ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
 	if (dot2 == NULL || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)) != NULL) {
-		set_err(errstr, errstr_size, "token is not three dot-separated parts");
+		errstr_set(errstr, errstr_size, "token is not three dot-separated parts");
 		goto fail;
 	}
 	h_len = (size_t)(dot1 - token);
 	p_len = (size_t)(dot2 - dot1 - 1);
 	s_len = len - (size_t)(dot2 + 1 - token);
 	if (h_len == 0 || p_len == 0 || s_len == 0) {
-		set_err(errstr, errstr_size, "token has an empty part");
+		errstr_set(errstr, errstr_size, "token has an empty part");
 		goto fail;
 	}
 	/* All three parts are checked as base64url before any is read, so a
@@ -1224,30 +1207,30 @@ static int verify(const jwt_verifier *v, const char *token, const int64_t *now_s
 	}
 	ja = json_object_get(hj, "alg");
 	if (!json_is_string(ja)) {
-		set_err(errstr, errstr_size, "token header has no alg string");
+		errstr_set(errstr, errstr_size, "token header has no alg string");
 		goto fail;
 	}
 	alg_s = json_string_value(ja);
 	if (strcasecmp(alg_s, "none") == 0) {
-		set_err(errstr, errstr_size, "algorithm none is not allowed");
+		errstr_set(errstr, errstr_size, "algorithm none is not allowed");
 		goto fail;
 	}
 	if (strncasecmp(alg_s, "HS", 2) == 0) {
-		set_err(errstr, errstr_size, "HMAC algorithms are not allowed");
+		errstr_set(errstr, errstr_size, "HMAC algorithms are not allowed");
 		goto fail;
 	}
 	if (jwt_alg_parse(alg_s, &alg) != 0) {
-		set_err(errstr, errstr_size, "token algorithm is not supported");
+		errstr_set(errstr, errstr_size, "token algorithm is not supported");
 		goto fail;
 	}
 	if ((v->allow_mask & (1u << alg)) == 0) {
-		set_err(errstr, errstr_size, "token algorithm is not in the allow-list");
+		errstr_set(errstr, errstr_size, "token algorithm is not in the allow-list");
 		goto fail;
 	}
 	jk = json_object_get(hj, "kid");
 	if (jk != NULL) {
 		if (!json_is_string(jk)) {
-			set_err(errstr, errstr_size, "token header kid is not a string");
+			errstr_set(errstr, errstr_size, "token header kid is not a string");
 			goto fail;
 		}
 		kid = json_string_value(jk);
@@ -1255,7 +1238,7 @@ static int verify(const jwt_verifier *v, const char *token, const int64_t *now_s
 	/* RFC 7515 section 4.1.11: extensions listed in "crit" must be
 	 * understood; we understand none. */
 	if (json_object_get(hj, "crit") != NULL) {
-		set_err(errstr, errstr_size, "token header lists critical extensions");
+		errstr_set(errstr, errstr_size, "token header lists critical extensions");
 		goto fail;
 	}
 
@@ -1266,11 +1249,11 @@ static int verify(const jwt_verifier *v, const char *token, const int64_t *now_s
 	}
 	ji = json_object_get(pj, "iss");
 	if (ji == NULL) {
-		set_err(errstr, errstr_size, "token has no iss claim");
+		errstr_set(errstr, errstr_size, "token has no iss claim");
 		goto fail;
 	}
 	if (!json_is_string(ji)) {
-		set_err(errstr, errstr_size, "token claim iss is not a string");
+		errstr_set(errstr, errstr_size, "token claim iss is not a string");
 		goto fail;
 	}
 	iss = json_string_value(ji);
@@ -1284,52 +1267,53 @@ static int verify(const jwt_verifier *v, const char *token, const int64_t *now_s
 			key = &v->keys[i];
 	}
 	if (n_iss == 0) {
-		set_err(errstr, errstr_size, "token issuer is not trusted");
+		errstr_set(errstr, errstr_size, "token issuer is not trusted");
 		goto fail;
 	}
 	if (kid != NULL && key == NULL) {
-		set_err(errstr, errstr_size, "token kid names no key trusted for its issuer");
+		errstr_set(errstr, errstr_size, "token kid names no key trusted for its issuer");
 		goto fail;
 	}
 	if (kid == NULL && n_iss != 1) {
-		set_err(errstr, errstr_size, "token has no kid and its issuer has several keys");
+		errstr_set(errstr, errstr_size, "token has no kid and its issuer has several keys");
 		goto fail;
 	}
 	if (!key_fits_alg(key->cls, alg)) {
-		set_err(errstr, errstr_size, "the trusted key's type does not fit the algorithm");
+		errstr_set(errstr, errstr_size,
+		           "the trusted key's type does not fit the algorithm");
 		goto fail;
 	}
 	/* A key published for one algorithm (a JWK's "alg") verifies no
 	 * other, even one of its type. */
 	if (key->algs != 0 && (key->algs & (1u << alg)) == 0) {
-		set_err(errstr, errstr_size, "the trusted key is not for the token's algorithm");
+		errstr_set(errstr, errstr_size, "the trusted key is not for the token's algorithm");
 		goto fail;
 	}
 	r = verify_bytes(key->pkey, alg, (const unsigned char *)token, (size_t)(dot2 - token), sig,
 	                 sig_len);
 	if (r == JWT_ERR_NOMEM) {
-		set_err(errstr, errstr_size, "out of memory while checking the token signature");
+		errstr_set(errstr, errstr_size, "out of memory while checking the token signature");
 		rc = JWT_ERR_NOMEM;
 		goto fail;
 	}
 	if (r == -1) {
-		set_err(errstr, errstr_size,
-		        "token signature has the wrong length for its algorithm");
+		errstr_set(errstr, errstr_size,
+		           "token signature has the wrong length for its algorithm");
 		goto fail;
 	}
 	if (r != 1) {
-		set_err(errstr, errstr_size, "token signature does not verify");
+		errstr_set(errstr, errstr_size, "token signature does not verify");
 		goto fail;
 	}
 
 	/* Only now is the payload trusted enough to be read as claims. */
 	r = get_numeric_date(pj, "exp", 0, &c.exp);
 	if (r == 0) {
-		set_err(errstr, errstr_size, "token has no exp claim");
+		errstr_set(errstr, errstr_size, "token has no exp claim");
 		goto fail;
 	}
 	if (r < 0) {
-		set_err(errstr, errstr_size, "token claim exp is not a number");
+		errstr_set(errstr, errstr_size, "token claim exp is not a number");
 		goto fail;
 	}
 	c.has_exp = 1;
@@ -1337,7 +1321,7 @@ static int verify(const jwt_verifier *v, const char *token, const int64_t *now_s
 		goto fail;
 	r = get_numeric_date(pj, "nbf", 1, &c.nbf);
 	if (r < 0) {
-		set_err(errstr, errstr_size, "token claim nbf is not a number");
+		errstr_set(errstr, errstr_size, "token claim nbf is not a number");
 		goto fail;
 	}
 	c.has_nbf = r;
@@ -1345,7 +1329,7 @@ static int verify(const jwt_verifier *v, const char *token, const int64_t *now_s
 		goto fail;
 	r = get_numeric_date(pj, "iat", 1, &c.iat);
 	if (r < 0) {
-		set_err(errstr, errstr_size, "token claim iat is not a number");
+		errstr_set(errstr, errstr_size, "token claim iat is not a number");
 		goto fail;
 	}
 	c.has_iat = r;

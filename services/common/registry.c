@@ -11,16 +11,16 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
-#define MAX_BODY          (1024 * 1024) /* a schema of 256 KiB, escaped in JSON */
-#define CACHE_ENTRIES     1024
-#define CONTENT_TYPE      "application/vnd.schemaregistry.v1+json"
+#include "errstr.h"
+
+#define MAX_BODY      (1024 * 1024) /* a schema of 256 KiB, escaped in JSON */
+#define CACHE_ENTRIES 1024
+#define CONTENT_TYPE  "application/vnd.schemaregistry.v1+json"
 
 typedef struct {
 	uint32_t id;
@@ -38,19 +38,6 @@ struct registry {
 	int offline;
 	char curl_err[CURL_ERROR_SIZE];
 };
-
-static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...) PRINTF_LIKE(3, 4);
-
-static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
-{
-	va_list ap;
-	if (errstr == NULL || errstr_size == 0)
-		return;
-	va_start(ap, fmt);
-	/* A message cut short is still a message. */
-	(void)vsnprintf(errstr, errstr_size, fmt, ap);
-	va_end(ap);
-}
 
 const char *registry_status_name(registry_status s)
 {
@@ -78,14 +65,14 @@ registry *registry_new(const char *url, const codec *c, long timeout_ms, char *e
 	size_t n;
 
 	if (url == NULL || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)) {
-		set_err(errstr, errstr_size,
-		        "the registry URL must begin with http:// or https://");
+		errstr_set(errstr, errstr_size,
+		           "the registry URL must begin with http:// or https://");
 		return NULL;
 	}
 	/* curl_global_init() is not thread-safe in libcurl 7.88; it runs here,
 	 * at start-up, before any other thread would use libcurl. */
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		set_err(errstr, errstr_size, "libcurl could not start");
+		errstr_set(errstr, errstr_size, "libcurl could not start");
 		return NULL;
 	}
 	r = calloc(1, sizeof *r);
@@ -115,7 +102,7 @@ registry *registry_new(const char *url, const codec *c, long timeout_ms, char *e
 oom:
 	registry_destroy(r);
 	curl_global_cleanup();
-	set_err(errstr, errstr_size, "out of memory");
+	errstr_set(errstr, errstr_size, "out of memory");
 	return NULL;
 }
 
@@ -190,13 +177,13 @@ static registry_status http(registry *r, const char *method, const char *path, c
 
 	*answer = NULL;
 	if (r->offline) {
-		set_err(errstr, errstr_size, "registry %s: not asked again yet after an outage",
-		        r->base);
+		errstr_set(errstr, errstr_size, "registry %s: not asked again yet after an outage",
+		           r->base);
 		return REGISTRY_UNAVAILABLE;
 	}
 	n = snprintf(url, sizeof url, "%s%s", r->base, path);
 	if (n < 0 || (size_t)n >= sizeof url) {
-		set_err(errstr, errstr_size, "the registry URL is too long");
+		errstr_set(errstr, errstr_size, "the registry URL is too long");
 		return REGISTRY_BAD_ANSWER;
 	}
 	curl_easy_reset(r->curl);
@@ -214,25 +201,25 @@ static registry_status http(registry *r, const char *method, const char *path, c
 	    curl_easy_setopt(r->curl, CURLOPT_CUSTOMREQUEST, method) != CURLE_OK ||
 	    (request != NULL &&
 	     curl_easy_setopt(r->curl, CURLOPT_POSTFIELDS, request) != CURLE_OK)) {
-		set_err(errstr, errstr_size, "libcurl refused an option");
+		errstr_set(errstr, errstr_size, "libcurl refused an option");
 		return REGISTRY_NOMEM;
 	}
 	rc = curl_easy_perform(r->curl);
 	if (b.nomem) {
 		st = REGISTRY_NOMEM;
-		set_err(errstr, errstr_size, "out of memory reading the registry's answer");
+		errstr_set(errstr, errstr_size, "out of memory reading the registry's answer");
 		goto done;
 	}
 	if (b.too_big) {
 		st = REGISTRY_BAD_ANSWER;
-		set_err(errstr, errstr_size, "the registry's answer to %s %s is over %d bytes",
-		        method, path, MAX_BODY);
+		errstr_set(errstr, errstr_size, "the registry's answer to %s %s is over %d bytes",
+		           method, path, MAX_BODY);
 		goto done;
 	}
 	if (rc != CURLE_OK) {
 		st = REGISTRY_UNAVAILABLE;
-		set_err(errstr, errstr_size, "registry %s: %s", r->base,
-		        r->curl_err[0] ? r->curl_err : curl_easy_strerror(rc));
+		errstr_set(errstr, errstr_size, "registry %s: %s", r->base,
+		           r->curl_err[0] ? r->curl_err : curl_easy_strerror(rc));
 		goto done;
 	}
 	(void)curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &code);
@@ -241,8 +228,8 @@ static registry_status http(registry *r, const char *method, const char *path, c
 		*answer = b.buf ? json_loadb(b.buf, b.len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
 		if (*answer == NULL) {
 			st = REGISTRY_BAD_ANSWER;
-			set_err(errstr, errstr_size, "the registry's answer to %s %s is not JSON",
-			        method, path);
+			errstr_set(errstr, errstr_size,
+			           "the registry's answer to %s %s is not JSON", method, path);
 			goto done;
 		}
 		st = REGISTRY_OK;
@@ -257,7 +244,8 @@ static registry_status http(registry *r, const char *method, const char *path, c
 		/* 5xx, 429, and the ones a configuration causes (401, 403):
 		 * nothing is known of the schema; wait, as for an outage. */
 		st = REGISTRY_UNAVAILABLE;
-	set_err(errstr, errstr_size, "registry answered %ld to %s %s: %s", code, method, path, msg);
+	errstr_set(errstr, errstr_size, "registry answered %ld to %s %s: %s", code, method, path,
+	           msg);
 done:
 	free(b.buf);
 	return st;
@@ -321,8 +309,8 @@ registry_status registry_writer(registry *r, uint32_t id, const codec_writer **w
 	text = json_string_value(json_object_get(answer, "schema"));
 	if (text == NULL) {
 		json_decref(answer);
-		set_err(errstr, errstr_size, "the registry's answer for id %lu has no schema",
-		        (unsigned long)id);
+		errstr_set(errstr, errstr_size, "the registry's answer for id %lu has no schema",
+		           (unsigned long)id);
 		return REGISTRY_BAD_ANSWER;
 	}
 	/* A schema of another type (PROTOBUF, JSON) is no Avro schema: the
@@ -357,12 +345,12 @@ registry_status registry_schema_id(registry *r, const char *subject, const char 
 	if (registered != NULL)
 		*registered = 0;
 	if (req == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		return REGISTRY_NOMEM;
 	}
 	if (subject_path(r, "/subjects/", subject, "", path, sizeof path) != 0) {
 		free(req);
-		set_err(errstr, errstr_size, "the subject is too long");
+		errstr_set(errstr, errstr_size, "the subject is too long");
 		return REGISTRY_BAD_ANSWER;
 	}
 	st = http(r, "POST", path, req, &answer, errstr, errstr_size);
@@ -377,7 +365,8 @@ registry_status registry_schema_id(registry *r, const char *subject, const char 
 		return st;
 	if (id_of(answer, id) != 0) {
 		json_decref(answer);
-		set_err(errstr, errstr_size, "the registry's answer for %.200s has no id", subject);
+		errstr_set(errstr, errstr_size, "the registry's answer for %.200s has no id",
+		           subject);
 		return REGISTRY_BAD_ANSWER;
 	}
 	json_decref(answer);
@@ -394,12 +383,12 @@ registry_status registry_set_compatibility(registry *r, const char *subject, con
 
 	json_decref(j);
 	if (req == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		return REGISTRY_NOMEM;
 	}
 	if (subject_path(r, "/config/", subject, "", path, sizeof path) != 0) {
 		free(req);
-		set_err(errstr, errstr_size, "the subject is too long");
+		errstr_set(errstr, errstr_size, "the subject is too long");
 		return REGISTRY_BAD_ANSWER;
 	}
 	st = http(r, "PUT", path, req, &answer, errstr, errstr_size);

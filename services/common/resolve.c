@@ -26,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errstr.h"
+
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
 #define MAX_FIXED_SIZE    (1024 * 1024)
 #define MAX_PLANS         65536
@@ -87,19 +89,6 @@ struct resolve_schema {
 	rnode *top;
 };
 
-static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...) PRINTF_LIKE(3, 4);
-
-static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
-{
-	va_list ap;
-	if (errstr == NULL || errstr_size == 0)
-		return;
-	va_start(ap, fmt);
-	/* A message cut short is still a message. */
-	(void)vsnprintf(errstr, errstr_size, fmt, ap);
-	va_end(ap);
-}
-
 /* ---- Parsing ---- */
 
 typedef struct {
@@ -108,34 +97,6 @@ typedef struct {
 	char *errstr;
 	size_t errstr_size;
 } pctx;
-
-static bool name_part_ok(const char *s, size_t n)
-{
-	if (n == 0)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		bool alpha = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
-		if (!alpha && (i == 0 || c < '0' || c > '9'))
-			return false;
-	}
-	return true;
-}
-
-static bool dotted_ok(const char *s, bool allow_empty)
-{
-	if (*s == '\0')
-		return allow_empty;
-	for (;;) {
-		const char *dot = strchr(s, '.');
-		size_t n = dot ? (size_t)(dot - s) : strlen(s);
-		if (!name_part_ok(s, n))
-			return false;
-		if (dot == NULL)
-			return true;
-		s = dot + 1;
-	}
-}
 
 static char *join(const char *ns, const char *name)
 {
@@ -172,7 +133,7 @@ static const char *jname(json_t *j)
 static int nomem(pctx *px)
 {
 	px->nomem = true;
-	set_err(px->errstr, px->errstr_size, "out of memory");
+	errstr_set(px->errstr, px->errstr_size, "out of memory");
 	return -1;
 }
 
@@ -180,8 +141,8 @@ static rnode *new_node(pctx *px, rtype t)
 {
 	resolve_schema *s = px->s;
 	if (s->n >= RESOLVE_MAX_NODES) {
-		set_err(px->errstr, px->errstr_size, "the schema has more than %d types",
-		        RESOLVE_MAX_NODES);
+		errstr_set(px->errstr, px->errstr_size, "the schema has more than %d types",
+		           RESOLVE_MAX_NODES);
 		return NULL;
 	}
 	if (s->n == s->cap) {
@@ -232,8 +193,8 @@ static rnode *reference(pctx *px, const char *name, const char *ns)
 	rtype t;
 	if (primitive_of(name, &t) == 0)
 		return new_node(px, t);
-	if (!dotted_ok(name, false)) {
-		set_err(px->errstr, px->errstr_size, "invalid type name \"%.64s\"", name);
+	if (!codec_dotted_name_ok(name, false)) {
+		errstr_set(px->errstr, px->errstr_size, "invalid type name \"%.64s\"", name);
 		return NULL;
 	}
 	if (strchr(name, '.') == NULL && ns != NULL && *ns != '\0') {
@@ -249,7 +210,7 @@ static rnode *reference(pctx *px, const char *name, const char *ns)
 	}
 	rnode *n = find_named(px->s, name);
 	if (n == NULL)
-		set_err(px->errstr, px->errstr_size, "unknown type name \"%.64s\"", name);
+		errstr_set(px->errstr, px->errstr_size, "unknown type name \"%.64s\"", name);
 	return n;
 }
 
@@ -264,7 +225,7 @@ static int parse_aliases(pctx *px, json_t *obj, const char *ns, bool full_names,
 	if (a == NULL)
 		return 0;
 	if (!json_is_array(a) || json_array_size(a) > 256) {
-		set_err(px->errstr, px->errstr_size, "aliases must be an array of names");
+		errstr_set(px->errstr, px->errstr_size, "aliases must be an array of names");
 		return -1;
 	}
 	if (json_array_size(a) == 0)
@@ -274,8 +235,9 @@ static int parse_aliases(pctx *px, json_t *obj, const char *ns, bool full_names,
 		return nomem(px);
 	for (size_t i = 0; i < json_array_size(a); i++) {
 		const char *n = jname(json_array_get(a, i));
-		if (n == NULL || !(full_names ? dotted_ok(n, false) : name_part_ok(n, strlen(n)))) {
-			set_err(px->errstr, px->errstr_size, "invalid alias");
+		if (n == NULL || !(full_names ? codec_dotted_name_ok(n, false)
+		                              : codec_name_part_ok(n, strlen(n)))) {
+			errstr_set(px->errstr, px->errstr_size, "invalid alias");
 			return -1;
 		}
 		(*out)[i] = full_names ? full_name(n, ns) : strdup(n);
@@ -290,7 +252,7 @@ static int parse_record(pctx *px, rnode *n, json_t *j, const char *own_ns, int d
 {
 	json_t *fields = json_object_get(j, "fields");
 	if (!json_is_array(fields)) {
-		set_err(px->errstr, px->errstr_size, "record %s without fields", n->full);
+		errstr_set(px->errstr, px->errstr_size, "record %s without fields", n->full);
 		return -1;
 	}
 	size_t nf = json_array_size(fields);
@@ -303,15 +265,15 @@ static int parse_record(pctx *px, rnode *n, json_t *j, const char *own_ns, int d
 		json_t *f = json_array_get(fields, i);
 		const char *fname = jname(json_object_get(f, "name"));
 		json_t *ftype = json_object_get(f, "type");
-		if (fname == NULL || !name_part_ok(fname, strlen(fname)) || ftype == NULL) {
-			set_err(px->errstr, px->errstr_size,
-			        "record %s has a field without a valid name and type", n->full);
+		if (fname == NULL || !codec_name_part_ok(fname, strlen(fname)) || ftype == NULL) {
+			errstr_set(px->errstr, px->errstr_size,
+			           "record %s has a field without a valid name and type", n->full);
 			return -1;
 		}
 		for (size_t k = 0; k < i; k++) {
 			if (strcmp(n->fields[k].name, fname) == 0) {
-				set_err(px->errstr, px->errstr_size,
-				        "record %s has the field %s twice", n->full, fname);
+				errstr_set(px->errstr, px->errstr_size,
+				           "record %s has the field %s twice", n->full, fname);
 				return -1;
 			}
 		}
@@ -335,7 +297,7 @@ static int parse_enum(pctx *px, rnode *n, json_t *j)
 	json_t *symbols = json_object_get(j, "symbols");
 	if (!json_is_array(symbols) || json_array_size(symbols) == 0 ||
 	    json_array_size(symbols) > RESOLVE_MAX_NODES) {
-		set_err(px->errstr, px->errstr_size, "enum %s without valid symbols", n->full);
+		errstr_set(px->errstr, px->errstr_size, "enum %s without valid symbols", n->full);
 		return -1;
 	}
 	n->symbols = calloc(json_array_size(symbols), sizeof *n->symbols);
@@ -343,15 +305,15 @@ static int parse_enum(pctx *px, rnode *n, json_t *j)
 		return nomem(px);
 	for (size_t i = 0; i < json_array_size(symbols); i++) {
 		const char *sym = jname(json_array_get(symbols, i));
-		if (sym == NULL || !name_part_ok(sym, strlen(sym))) {
-			set_err(px->errstr, px->errstr_size, "enum %s has an invalid symbol",
-			        n->full);
+		if (sym == NULL || !codec_name_part_ok(sym, strlen(sym))) {
+			errstr_set(px->errstr, px->errstr_size, "enum %s has an invalid symbol",
+			           n->full);
 			return -1;
 		}
 		for (size_t k = 0; k < i; k++) {
 			if (strcmp(n->symbols[k], sym) == 0) {
-				set_err(px->errstr, px->errstr_size,
-				        "enum %s has the symbol %s twice", n->full, sym);
+				errstr_set(px->errstr, px->errstr_size,
+				           "enum %s has the symbol %s twice", n->full, sym);
 				return -1;
 			}
 		}
@@ -368,8 +330,8 @@ static int parse_enum(pctx *px, rnode *n, json_t *j)
 				n->enum_default = (long)i;
 		}
 		if (n->enum_default < 0) {
-			set_err(px->errstr, px->errstr_size,
-			        "enum %s has a default that is not one of its symbols", n->full);
+			errstr_set(px->errstr, px->errstr_size,
+			           "enum %s has a default that is not one of its symbols", n->full);
 			return -1;
 		}
 	}
@@ -383,15 +345,15 @@ static rnode *parse_named(pctx *px, json_t *j, rtype t, const char *ns, int dept
 	char *own_ns = NULL;
 	rnode *n = NULL;
 
-	if (name == NULL || !dotted_ok(name, false)) {
-		set_err(px->errstr, px->errstr_size, "%s without a valid name", type_names[t]);
+	if (name == NULL || !codec_dotted_name_ok(name, false)) {
+		errstr_set(px->errstr, px->errstr_size, "%s without a valid name", type_names[t]);
 		return NULL;
 	}
 	if (strchr(name, '.') == NULL && jns != NULL) {
 		ns = jname(jns);
-		if (ns == NULL || !dotted_ok(ns, true)) {
-			set_err(px->errstr, px->errstr_size, "%s %.64s has an invalid namespace",
-			        type_names[t], name);
+		if (ns == NULL || !codec_dotted_name_ok(ns, true)) {
+			errstr_set(px->errstr, px->errstr_size, "%s %.64s has an invalid namespace",
+			           type_names[t], name);
 			return NULL;
 		}
 	}
@@ -408,8 +370,8 @@ static rnode *parse_named(pctx *px, json_t *j, rtype t, const char *ns, int dept
 	 * error: the reference would be ambiguous. */
 	for (size_t i = 0; i + 1 < px->s->n; i++) {
 		if (px->s->nodes[i]->full != NULL && strcmp(px->s->nodes[i]->full, n->full) == 0) {
-			set_err(px->errstr, px->errstr_size, "type %.64s is defined twice",
-			        n->full);
+			errstr_set(px->errstr, px->errstr_size, "type %.64s is defined twice",
+			           n->full);
 			return NULL;
 		}
 	}
@@ -430,8 +392,8 @@ static rnode *parse_named(pctx *px, json_t *j, rtype t, const char *ns, int dept
 			json_t *size = json_object_get(j, "size");
 			if (!json_is_integer(size) || json_integer_value(size) < 0 ||
 			    json_integer_value(size) > MAX_FIXED_SIZE) {
-				set_err(px->errstr, px->errstr_size,
-				        "fixed %.64s without a valid size", n->full);
+				errstr_set(px->errstr, px->errstr_size,
+				           "fixed %.64s without a valid size", n->full);
 				rc = -1;
 			} else {
 				n->size = (size_t)json_integer_value(size);
@@ -455,7 +417,7 @@ static rnode *parse_union(pctx *px, json_t *j, const char *ns, int depth)
 {
 	size_t nb = json_array_size(j);
 	if (nb == 0) {
-		set_err(px->errstr, px->errstr_size, "a union without branches");
+		errstr_set(px->errstr, px->errstr_size, "a union without branches");
 		return NULL;
 	}
 	rnode *n = new_node(px, T_UNION);
@@ -471,14 +433,14 @@ static rnode *parse_union(pctx *px, json_t *j, const char *ns, int depth)
 		if (b == NULL)
 			return NULL;
 		if (b->t == T_UNION) {
-			set_err(px->errstr, px->errstr_size, "a union holds a union");
+			errstr_set(px->errstr, px->errstr_size, "a union holds a union");
 			return NULL;
 		}
 		for (size_t k = 0; k < i; k++) {
 			if (same_branch_kind(n->branches[k], b)) {
-				set_err(px->errstr, px->errstr_size,
-				        "a union holds the type %s twice",
-				        b->full ? b->full : type_names[b->t]);
+				errstr_set(px->errstr, px->errstr_size,
+				           "a union holds the type %s twice",
+				           b->full ? b->full : type_names[b->t]);
 				return NULL;
 			}
 		}
@@ -491,8 +453,8 @@ static rnode *parse_union(pctx *px, json_t *j, const char *ns, int depth)
 static rnode *parse_node(pctx *px, json_t *j, const char *ns, int depth)
 {
 	if (depth > RESOLVE_MAX_DEPTH) {
-		set_err(px->errstr, px->errstr_size, "schema nested deeper than %d",
-		        RESOLVE_MAX_DEPTH);
+		errstr_set(px->errstr, px->errstr_size, "schema nested deeper than %d",
+		           RESOLVE_MAX_DEPTH);
 		return NULL;
 	}
 	if (json_is_string(j))
@@ -500,13 +462,14 @@ static rnode *parse_node(pctx *px, json_t *j, const char *ns, int depth)
 	if (json_is_array(j))
 		return parse_union(px, j, ns, depth);
 	if (!json_is_object(j)) {
-		set_err(px->errstr, px->errstr_size, "a schema is a string, an array or an object");
+		errstr_set(px->errstr, px->errstr_size,
+		           "a schema is a string, an array or an object");
 		return NULL;
 	}
 	const char *type = jname(json_object_get(j, "type"));
 	rtype t;
 	if (type == NULL) {
-		set_err(px->errstr, px->errstr_size, "schema object without a type name");
+		errstr_set(px->errstr, px->errstr_size, "schema object without a type name");
 		return NULL;
 	}
 	if (primitive_of(type, &t) == 0)
@@ -521,8 +484,8 @@ static rnode *parse_node(pctx *px, json_t *j, const char *ns, int depth)
 		bool array = type[0] == 'a';
 		json_t *inner = json_object_get(j, array ? "items" : "values");
 		if (inner == NULL) {
-			set_err(px->errstr, px->errstr_size, "%s without %s", type,
-			        array ? "items" : "values");
+			errstr_set(px->errstr, px->errstr_size, "%s without %s", type,
+			           array ? "items" : "values");
 			return NULL;
 		}
 		rnode *n = new_node(px, array ? T_ARRAY : T_MAP);
@@ -707,13 +670,13 @@ resolve_schema *resolve_schema_parse(const char *json, size_t len, int *nomem_ou
 	if (nomem_out != NULL)
 		*nomem_out = 0;
 	if (json == NULL || len > RESOLVE_MAX_SCHEMA_BYTES) {
-		set_err(errstr, errstr_size, "the schema is empty or over %d bytes",
-		        RESOLVE_MAX_SCHEMA_BYTES);
+		errstr_set(errstr, errstr_size, "the schema is empty or over %d bytes",
+		           RESOLVE_MAX_SCHEMA_BYTES);
 		return NULL;
 	}
 	s = calloc(1, sizeof *s);
 	if (s == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		if (nomem_out != NULL)
 			*nomem_out = 1;
 		return NULL;
@@ -732,7 +695,7 @@ resolve_schema *resolve_schema_parse(const char *json, size_t len, int *nomem_ou
 		     json_syntax_ok(json, len)))
 			nomem(&px);
 		else
-			set_err(errstr, errstr_size, "the schema is not JSON: %s", jerr.text);
+			errstr_set(errstr, errstr_size, "the schema is not JSON: %s", jerr.text);
 		goto fail;
 	}
 	/* jansson 2.14 drops a byte of a string when its buffer cannot grow,
@@ -1498,7 +1461,7 @@ resolve_plan *resolve_plan_new(const resolve_schema *writer, const resolve_schem
 	rp->top = build(&bx, writer->top, reader->top);
 	if (rp->top == NULL) {
 		if (cx.too_many)
-			set_err(errstr, errstr_size, "the schemas are too complex to resolve");
+			errstr_set(errstr, errstr_size, "the schemas are too complex to resolve");
 		else
 			cx.nomem = true;
 		goto fail;
@@ -1507,7 +1470,7 @@ resolve_plan *resolve_plan_new(const resolve_schema *writer, const resolve_schem
 	return rp;
 fail:
 	if (cx.nomem) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		if (nomem_out != NULL)
 			*nomem_out = 1;
 	}
@@ -1558,8 +1521,8 @@ static int run_fail(run_ctx *x, codec_status st, const char *field, const char *
 	(void)vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	x->status = st;
-	set_err(x->errstr, x->errstr_size, "field %s, byte %zu: %s", field ? field : "(datum)",
-	        x->mark + x->base, msg);
+	errstr_set(x->errstr, x->errstr_size, "field %s, byte %zu: %s", field ? field : "(datum)",
+	           x->mark + x->base, msg);
 	return -1;
 }
 
@@ -1983,14 +1946,15 @@ codec_status resolve_datum(const resolve_plan *rp, const resolve_limits *lim, co
 	}
 	if (x.pos != x.len) {
 		free(x.out.buf);
-		set_err(errstr, errstr_size, "%zu trailing bytes after the datum", x.len - x.pos);
+		errstr_set(errstr, errstr_size, "%zu trailing bytes after the datum",
+		           x.len - x.pos);
 		return CODEC_ERR_DATUM;
 	}
 	if (x.out.buf == NULL) {
 		/* an empty datum (a null, an empty record) is still a buffer */
 		x.out.buf = malloc(1);
 		if (x.out.buf == NULL) {
-			set_err(errstr, errstr_size, "out of memory");
+			errstr_set(errstr, errstr_size, "out of memory");
 			return CODEC_ERR_NOMEM;
 		}
 	}

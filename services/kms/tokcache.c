@@ -19,6 +19,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "errstr.h"
+
 #define DIGEST_LEN 32
 /* Bounds the bucket array (8 bytes a bucket) far below what size_t holds;
  * the configuration allows much less. */
@@ -41,19 +43,13 @@ struct tokcache {
 	tokcache_stats stats;
 };
 
-static void set_err(char *errstr, size_t errstr_size, const char *msg)
-{
-	if (errstr != NULL && errstr_size > 0)
-		(void)snprintf(errstr, errstr_size, "%s", msg);
-}
-
 tokcache *tokcache_new(size_t capacity, char *errstr, size_t errstr_size)
 {
 	tokcache *c;
 	size_t n = 1;
 
 	if (capacity > MAX_CAPACITY) {
-		set_err(errstr, errstr_size, "token cache capacity is above 16777216 entries");
+		errstr_set(errstr, errstr_size, "token cache capacity is above 16777216 entries");
 		return NULL;
 	}
 	c = calloc(1, sizeof *c);
@@ -72,7 +68,7 @@ tokcache *tokcache_new(size_t capacity, char *errstr, size_t errstr_size)
 	return c;
 oom:
 	free(c);
-	set_err(errstr, errstr_size, "out of memory");
+	errstr_set(errstr, errstr_size, "out of memory");
 	return NULL;
 }
 

@@ -19,7 +19,6 @@
 
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +27,7 @@
 
 #include <jansson.h>
 
+#include "errstr.h"
 #include "fetch.h"
 #include "jwks.h"
 #include "log.h"
@@ -38,12 +38,6 @@
 /* A failed fetch is tried again this soon, or at the refresh interval when
  * that is shorter. */
 #define RETRY_MS INT64_C(30000)
-
-#if defined(__GNUC__)
-#define TRUST_PRINTF(f, a) __attribute__((format(printf, f, a)))
-#else
-#define TRUST_PRINTF(f, a)
-#endif
 
 /* A JWKS URI and what is known of it. The fields under "guarded" are read
  * and written under trust.mu; the rest is the owner thread's. */
@@ -109,20 +103,6 @@ struct trust {
 	int running;
 };
 
-static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...) TRUST_PRINTF(3, 4);
-
-static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errstr == NULL || errstr_size == 0)
-		return;
-	va_start(ap, fmt);
-	/* A cut line still names the file and the entry first. */
-	(void)vsnprintf(errstr, errstr_size, fmt, ap);
-	va_end(ap);
-}
-
 static int64_t mono_ms(void)
 {
 	struct timespec ts;
@@ -180,21 +160,21 @@ static int read_file(const char *path, size_t max, char **out, size_t *out_len, 
 
 	*out = NULL;
 	if (f == NULL) {
-		set_err(errstr, errstr_size, "cannot open %s", path);
+		errstr_set(errstr, errstr_size, "cannot open %s", path);
 		return -1;
 	}
 	buf = malloc(max + 2);
 	if (buf == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		goto done;
 	}
 	n = fread(buf, 1, max + 1, f);
 	if (ferror(f)) {
-		set_err(errstr, errstr_size, "cannot read %s", path);
+		errstr_set(errstr, errstr_size, "cannot read %s", path);
 		goto done;
 	}
 	if (n > max) {
-		set_err(errstr, errstr_size, "%s is larger than %zu bytes", path, max);
+		errstr_set(errstr, errstr_size, "%s is larger than %zu bytes", path, max);
 		goto done;
 	}
 	buf[n] = '\0';
@@ -302,8 +282,8 @@ static int int_member(const json_t *e, const char *name, int64_t lo, int64_t hi,
 	if (j == NULL)
 		return 0;
 	if (!json_is_integer(j) || json_integer_value(j) < lo || json_integer_value(j) > hi) {
-		set_err(why, why_size, "%s must be a whole number from %lld to %lld", name,
-		        (long long)lo, (long long)hi);
+		errstr_set(why, why_size, "%s must be a whole number from %lld to %lld", name,
+		           (long long)lo, (long long)hi);
 		return -1;
 	}
 	*out = (int64_t)json_integer_value(j);
@@ -318,22 +298,23 @@ static int read_binding(const json_t *j, issuer *is, char *why, size_t why_size)
 
 	if (json_is_string(j)) {
 		if (strcmp(json_string_value(j), "*") != 0) {
-			set_err(why, why_size, "vsp_ids must be an array of names or \"*\"");
+			errstr_set(why, why_size, "vsp_ids must be an array of names or \"*\"");
 			return -1;
 		}
 		is->any = 1;
 		return 0;
 	}
 	if (!json_is_array(j) || json_array_size(j) == 0) {
-		set_err(why, why_size,
-		        "vsp_ids must be a non-empty array of names or \"*\" (an issuer that may "
-		        "speak for no provider is left out instead)");
+		errstr_set(
+		    why, why_size,
+		    "vsp_ids must be a non-empty array of names or \"*\" (an issuer that may "
+		    "speak for no provider is left out instead)");
 		return -1;
 	}
 	n = json_array_size(j);
 	is->vsp_ids = calloc(n, sizeof *is->vsp_ids);
 	if (is->vsp_ids == NULL) {
-		set_err(why, why_size, "out of memory");
+		errstr_set(why, why_size, "out of memory");
 		return -1;
 	}
 	json_array_foreach(j, i, v)
@@ -341,19 +322,19 @@ static int read_binding(const json_t *j, issuer *is, char *why, size_t why_size)
 		const char *s = json_string_value(v);
 		if (s == NULL || s[0] == '\0' || strlen(s) > MAX_NAME_BYTES ||
 		    strcmp(s, "*") == 0) {
-			set_err(why, why_size,
-			        "vsp_ids holds something that is not a provider's name (\"*\" "
-			        "stands alone, not in the array)");
+			errstr_set(why, why_size,
+			           "vsp_ids holds something that is not a provider's name (\"*\" "
+			           "stands alone, not in the array)");
 			return -1;
 		}
 		for (size_t k = 0; k < is->n_vsp; k++)
 			if (strcmp(is->vsp_ids[k], s) == 0) {
-				set_err(why, why_size, "vsp_ids names %.64s twice", s);
+				errstr_set(why, why_size, "vsp_ids names %.64s twice", s);
 				return -1;
 			}
 		is->vsp_ids[is->n_vsp] = strdup(s);
 		if (is->vsp_ids[is->n_vsp] == NULL) {
-			set_err(why, why_size, "out of memory");
+			errstr_set(why, why_size, "out of memory");
 			return -1;
 		}
 		is->n_vsp++;
@@ -387,7 +368,7 @@ static int read_entry(const json_t *e, const char *dir, size_t dir_len, issuer *
 	int sources, rc = -1;
 
 	if (!json_is_object(e)) {
-		set_err(why, why_size, "not a JSON object");
+		errstr_set(why, why_size, "not a JSON object");
 		return -1;
 	}
 	json_object_foreach((json_t *)e, name, val)
@@ -397,25 +378,25 @@ static int read_entry(const json_t *e, const char *dir, size_t dir_len, issuer *
 			i++;
 		/* A misspelt member must not silently become a default. */
 		if (i == N_MEMBERS) {
-			set_err(why, why_size, "unknown member %.64s", name);
+			errstr_set(why, why_size, "unknown member %.64s", name);
 			return -1;
 		}
 		/* numbers and vsp_ids are read (and checked) below */
 		if (members[i].type == M_STRING &&
 		    (!json_is_string(val) || json_string_length(val) == 0 ||
 		     strlen(json_string_value(val)) != json_string_length(val))) {
-			set_err(why, why_size, "%s is not a non-empty string", name);
+			errstr_set(why, why_size, "%s is not a non-empty string", name);
 			return -1;
 		}
 	}
 	iss = json_string_value(json_object_get(e, "iss"));
 	if (iss == NULL) {
-		set_err(why, why_size, "iss is required");
+		errstr_set(why, why_size, "iss is required");
 		return -1;
 	}
 	is->iss = strdup(iss);
 	if (is->iss == NULL) {
-		set_err(why, why_size, "out of memory");
+		errstr_set(why, why_size, "out of memory");
 		return -1;
 	}
 	val = json_object_get(e, "vsp_ids");
@@ -431,20 +412,20 @@ static int read_entry(const json_t *e, const char *dir, size_t dir_len, issuer *
 	kid = json_string_value(json_object_get(e, "kid"));
 	sources = (pem_file != NULL) + (jwks_file != NULL) + (uri != NULL);
 	if (sources != 1) {
-		set_err(why, why_size,
-		        "exactly one of public_key_file, jwks_file and jwks_uri is "
-		        "needed");
+		errstr_set(why, why_size,
+		           "exactly one of public_key_file, jwks_file and jwks_uri is "
+		           "needed");
 		return -1;
 	}
 	if (kid != NULL && pem_file == NULL) {
-		set_err(why, why_size, "kid goes with public_key_file only (a JWK has its own)");
+		errstr_set(why, why_size, "kid goes with public_key_file only (a JWK has its own)");
 		return -1;
 	}
 	if (uri == NULL) {
 		for (size_t i = URI_MEMBERS; i < N_MEMBERS; i++)
 			if (json_object_get(e, members[i].name) != NULL) {
-				set_err(why, why_size, "%s goes with jwks_uri only",
-				        members[i].name);
+				errstr_set(why, why_size, "%s goes with jwks_uri only",
+				           members[i].name);
 				return -1;
 			}
 	}
@@ -453,7 +434,7 @@ static int read_entry(const json_t *e, const char *dir, size_t dir_len, issuer *
 		is->kind = SRC_PEM;
 		path = resolve(dir, dir_len, pem_file);
 		if (path == NULL) {
-			set_err(why, why_size, "out of memory");
+			errstr_set(why, why_size, "out of memory");
 			goto done;
 		}
 		if (read_file(path, MAX_PEM_FILE_BYTES, &text, NULL, why, why_size) != 0)
@@ -461,7 +442,7 @@ static int read_entry(const json_t *e, const char *dir, size_t dir_len, issuer *
 		is->keys.keys = calloc(1, sizeof *is->keys.keys);
 		if (is->keys.keys == NULL ||
 		    (kid != NULL && (is->keys.keys[0].kid = strdup(kid)) == NULL)) {
-			set_err(why, why_size, "out of memory");
+			errstr_set(why, why_size, "out of memory");
 			goto done;
 		}
 		is->keys.keys[0].pem = text;
@@ -474,7 +455,7 @@ static int read_entry(const json_t *e, const char *dir, size_t dir_len, issuer *
 		is->kind = SRC_JWKS_FILE;
 		path = resolve(dir, dir_len, jwks_file);
 		if (path == NULL) {
-			set_err(why, why_size, "out of memory");
+			errstr_set(why, why_size, "out of memory");
 			goto done;
 		}
 		if (read_file(path, JWKS_MAX_BYTES, &text, &text_len, why, why_size) != 0)
@@ -485,7 +466,7 @@ static int read_entry(const json_t *e, const char *dir, size_t dir_len, issuer *
 
 		log_skips(&sc); /* read at a load or a reload only: always news */
 		if (r != 0) {
-			set_err(why, why_size, "%s: %s", path, perr);
+			errstr_set(why, why_size, "%s: %s", path, perr);
 			goto done;
 		}
 	} else {
@@ -493,7 +474,7 @@ static int read_entry(const json_t *e, const char *dir, size_t dir_len, issuer *
 
 		is->kind = SRC_JWKS_URI;
 		if (fetch_url_check(uri, uerr, sizeof uerr) != 0) {
-			set_err(why, why_size, "jwks_uri: %s", uerr);
+			errstr_set(why, why_size, "jwks_uri: %s", uerr);
 			goto done;
 		}
 		if (int_member(e, "jwks_refresh_s", 1, 86400, 300, &is->refresh_ms, why,
@@ -506,9 +487,10 @@ static int read_entry(const json_t *e, const char *dir, size_t dir_len, issuer *
 		               why_size) != 0)
 			goto done;
 		if (is->max_stale_ms < is->refresh_ms) {
-			set_err(why, why_size,
-			        "jwks_max_stale_s must be at least jwks_refresh_s (or the keys are "
-			        "stale between two refreshes)");
+			errstr_set(
+			    why, why_size,
+			    "jwks_max_stale_s must be at least jwks_refresh_s (or the keys are "
+			    "stale between two refreshes)");
 			goto done;
 		}
 		is->refresh_ms *= 1000;
@@ -517,7 +499,7 @@ static int read_entry(const json_t *e, const char *dir, size_t dir_len, issuer *
 		is->url = strdup(uri);
 		is->ca_file = ca != NULL ? resolve(dir, dir_len, ca) : NULL;
 		if (is->url == NULL || (ca != NULL && is->ca_file == NULL)) {
-			set_err(why, why_size, "out of memory");
+			errstr_set(why, why_size, "out of memory");
 			goto done;
 		}
 	}
@@ -534,18 +516,19 @@ static int merge_entry(issuer *into, issuer *is, char *why, size_t why_size)
 	jwks_key *k;
 
 	if (into->kind != SRC_PEM || is->kind != SRC_PEM) {
-		set_err(why, why_size,
-		        "issuer %.200s has a JWKS source, which must be the issuer's only entry",
-		        is->iss);
+		errstr_set(why, why_size,
+		           "issuer %.200s has a JWKS source, which must be the issuer's only entry",
+		           is->iss);
 		return -1;
 	}
 	if (!same_binding(into, is)) {
-		set_err(why, why_size, "entries of issuer %.200s do not agree on vsp_ids", is->iss);
+		errstr_set(why, why_size, "entries of issuer %.200s do not agree on vsp_ids",
+		           is->iss);
 		return -1;
 	}
 	k = realloc(into->keys.keys, (into->keys.n + 1) * sizeof *k);
 	if (k == NULL) {
-		set_err(why, why_size, "out of memory");
+		errstr_set(why, why_size, "out of memory");
 		return -1;
 	}
 	into->keys.keys = k;
@@ -569,16 +552,16 @@ static config *read_config(const char *path, char *errstr, size_t errstr_size)
 		return NULL;
 	root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {
-		set_err(errstr, errstr_size, "%s: line %d: %s", path, jerr.line, jerr.text);
+		errstr_set(errstr, errstr_size, "%s: line %d: %s", path, jerr.line, jerr.text);
 		goto fail;
 	}
 	if (!json_is_array(root)) {
-		set_err(errstr, errstr_size, "%s: not a JSON array", path);
+		errstr_set(errstr, errstr_size, "%s: not a JSON array", path);
 		goto fail;
 	}
 	c = calloc(1, sizeof *c);
 	if (c == NULL || (c->v = calloc(json_array_size(root) + 1, sizeof *c->v)) == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
 	slash = strrchr(path, '/');
@@ -592,7 +575,7 @@ static config *read_config(const char *path, char *errstr, size_t errstr_size)
 		memset(&is, 0, sizeof is);
 		if (read_entry(e, path, dir_len, &is, why, sizeof why) != 0) {
 			issuer_clear(&is);
-			set_err(errstr, errstr_size, "%s: entry %zu: %s", path, i + 1, why);
+			errstr_set(errstr, errstr_size, "%s: entry %zu: %s", path, i + 1, why);
 			goto fail;
 		}
 		for (k = 0; k < c->n && strcmp(c->v[k].iss, is.iss) != 0; k++)
@@ -601,7 +584,8 @@ static config *read_config(const char *path, char *errstr, size_t errstr_size)
 			int r = merge_entry(&c->v[k], &is, why, sizeof why);
 			issuer_clear(&is);
 			if (r != 0) {
-				set_err(errstr, errstr_size, "%s: entry %zu: %s", path, i + 1, why);
+				errstr_set(errstr, errstr_size, "%s: entry %zu: %s", path, i + 1,
+				           why);
 				goto fail;
 			}
 			continue;
@@ -612,10 +596,11 @@ static config *read_config(const char *path, char *errstr, size_t errstr_size)
 		if (c->v[i].has_binding)
 			continue;
 		if (c->n > 1) {
-			set_err(errstr, errstr_size,
-			        "%s: issuer %.200s has no vsp_ids: with several issuers, each must "
-			        "list the VAL service providers it may speak for (or \"*\")",
-			        path, c->v[i].iss);
+			errstr_set(
+			    errstr, errstr_size,
+			    "%s: issuer %.200s has no vsp_ids: with several issuers, each must "
+			    "list the VAL service providers it may speak for (or \"*\")",
+			    path, c->v[i].iss);
 			goto fail;
 		}
 		c->v[i].any = 1;
@@ -623,7 +608,7 @@ static config *read_config(const char *path, char *errstr, size_t errstr_size)
 	}
 	c->bind = calloc(c->n + 1, sizeof *c->bind);
 	if (c->bind == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
 	for (i = 0; i < c->n; i++) {
@@ -668,8 +653,9 @@ static jwt_verifier *build(const trust *t, const config *c, size_t *n_keys, char
 			const jwks_key *key = &ks->keys[k];
 			if (jwt_verifier_add_key_algs(v, is->iss, key->kid, key->pem, key->algs,
 			                              why, sizeof why) != 0) {
-				set_err(errstr, errstr_size, "issuer %.200s, key %.64s: %s",
-				        is->iss, key->kid != NULL ? key->kid : "without kid", why);
+				errstr_set(errstr, errstr_size, "issuer %.200s, key %.64s: %s",
+				           is->iss, key->kid != NULL ? key->kid : "without kid",
+				           why);
 				jwt_verifier_destroy(v);
 				return NULL;
 			}
@@ -718,7 +704,7 @@ static int attach_sources(trust *t, config *c, char *errstr, size_t errstr_size)
 		if (u == NULL || (u->iss = strdup(is->iss)) == NULL ||
 		    (u->url = strdup(is->url)) == NULL) {
 			uri_free(u);
-			set_err(errstr, errstr_size, "out of memory");
+			errstr_set(errstr, errstr_size, "out of memory");
 			return -1;
 		}
 		u->id = ++t->next_id;
@@ -969,18 +955,18 @@ trust *trust_new(const trust_settings *settings, char *errstr, size_t errstr_siz
 	pthread_condattr_t ca;
 
 	if (settings == NULL) {
-		set_err(errstr, errstr_size, "trust_new: missing settings");
+		errstr_set(errstr, errstr_size, "trust_new: missing settings");
 		return NULL;
 	}
 	t = calloc(1, sizeof *t);
 	if (t == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		errstr_set(errstr, errstr_size, "out of memory");
 		return NULL;
 	}
 	t->set = *settings;
 	if (pthread_mutex_init(&t->mu, NULL) != 0) {
 		free(t);
-		set_err(errstr, errstr_size, "cannot make a mutex");
+		errstr_set(errstr, errstr_size, "cannot make a mutex");
 		return NULL;
 	}
 	/* waits are measured on the monotonic clock, like everything else */
@@ -989,7 +975,7 @@ trust *trust_new(const trust_settings *settings, char *errstr, size_t errstr_siz
 	    pthread_cond_init(&t->cv, &ca) != 0) {
 		pthread_mutex_destroy(&t->mu);
 		free(t);
-		set_err(errstr, errstr_size, "cannot make a condition variable");
+		errstr_set(errstr, errstr_size, "cannot make a condition variable");
 		return NULL;
 	}
 	pthread_condattr_destroy(&ca);
@@ -1042,7 +1028,7 @@ int trust_load(trust *t, const char *path, char *errstr, size_t errstr_size)
 	size_t n_keys = 0;
 
 	if (t == NULL || path == NULL || path[0] == '\0') {
-		set_err(errstr, errstr_size, "trust_load: no issuers file");
+		errstr_set(errstr, errstr_size, "trust_load: no issuers file");
 		return -1;
 	}
 	c = read_config(path, errstr, errstr_size);
@@ -1053,9 +1039,9 @@ int trust_load(trust *t, const char *path, char *errstr, size_t errstr_size)
 		char why[512];
 		v = build(t, c, &n_keys, why, sizeof why);
 		if (v == NULL)
-			set_err(errstr, errstr_size, "%s: %s", path, why);
+			errstr_set(errstr, errstr_size, "%s: %s", path, why);
 		else if (commit_sources(t, c) != 0) {
-			set_err(errstr, errstr_size, "out of memory");
+			errstr_set(errstr, errstr_size, "out of memory");
 			jwt_verifier_destroy(v);
 			v = NULL;
 		}
@@ -1097,7 +1083,7 @@ int trust_start(trust *t, int64_t wait_ms, char *errstr, size_t errstr_size)
 	rc = pthread_create(&t->thread, NULL, refresher, t);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0) {
-		set_err(errstr, errstr_size, "cannot start the JWKS refresher thread");
+		errstr_set(errstr, errstr_size, "cannot start the JWKS refresher thread");
 		return -1;
 	}
 	t->running = 1;
