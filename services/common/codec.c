@@ -36,6 +36,7 @@
 
 #include "embedded.h"
 #include "errstr.h"
+#include "file.h"
 #include "resolve.h"
 
 #define HEADER_LEN  10 /* C3 01 and the 8-byte fingerprint */
@@ -2280,37 +2281,6 @@ static int avsc_filter(const struct dirent *d)
 	return d->d_name[0] != '.' && ends_with(d->d_name, ".avsc");
 }
 
-/* Read one schema file, bounded. */
-static char *read_file(const char *path, size_t *len, char *errstr, size_t errstr_size)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	size_t n;
-
-	if (f == NULL) {
-		errstr_set(errstr, errstr_size, "cannot open %s: %s", path, strerror(errno));
-		return NULL;
-	}
-	buf = malloc(RESOLVE_MAX_SCHEMA_BYTES + 1);
-	if (buf == NULL) {
-		errstr_set(errstr, errstr_size, "out of memory");
-		goto done;
-	}
-	n = fread(buf, 1, RESOLVE_MAX_SCHEMA_BYTES + 1, f);
-	if (ferror(f) || n > RESOLVE_MAX_SCHEMA_BYTES) {
-		errstr_set(errstr, errstr_size, "%s cannot be read or is over %d bytes", path,
-		           RESOLVE_MAX_SCHEMA_BYTES);
-		free(buf);
-		buf = NULL;
-		goto done;
-	}
-	buf[n] = '\0';
-	*len = n;
-done:
-	fclose(f);
-	return buf;
-}
-
 codec *codec_new_with_dir(const codec_limits *limits, const char *dir, char *errstr,
                           size_t errstr_size)
 {
@@ -2352,7 +2322,7 @@ codec *codec_new_with_dir(const codec_limits *limits, const char *dir, char *err
 			errstr_set(errstr, errstr_size, "a path in %s is too long", dir);
 			goto done;
 		}
-		char *data = read_file(path, &len, errstr, errstr_size);
+		char *data = file_read(path, RESOLVE_MAX_SCHEMA_BYTES, &len, errstr, errstr_size);
 		if (data == NULL)
 			goto done;
 		extra[nextra].data = data;

@@ -36,6 +36,7 @@
 #include <openssl/rsa.h>
 
 #include "errstr.h"
+#include "file.h"
 
 #define JWT_DEFAULT_MAX_TOKEN_BYTES 8192
 /* A sane upper bound for a configured limit: a token rides in one Kafka
@@ -701,46 +702,6 @@ fail:
 	return rc;
 }
 
-/* Read a whole file of at most max bytes, NUL-terminated; *out is malloc'd. */
-static int read_file(const char *path, size_t max, char **out, size_t *out_len, char *errstr,
-                     size_t errstr_size)
-{
-	FILE *f = NULL;
-	char *buf = NULL;
-	size_t n;
-	int rc = -1;
-
-	f = fopen(path, "rb");
-	if (f == NULL) {
-		errstr_set(errstr, errstr_size, "cannot open %s", path);
-		goto fail;
-	}
-	buf = malloc(max + 2);
-	if (buf == NULL) {
-		errstr_set(errstr, errstr_size, "out of memory");
-		goto fail;
-	}
-	n = fread(buf, 1, max + 1, f);
-	if (ferror(f)) {
-		errstr_set(errstr, errstr_size, "cannot read %s", path);
-		goto fail;
-	}
-	if (n > max) {
-		errstr_set(errstr, errstr_size, "%s is larger than %zu bytes", path, max);
-		goto fail;
-	}
-	buf[n] = '\0';
-	*out = buf;
-	*out_len = n;
-	buf = NULL;
-	rc = 0;
-fail:
-	free(buf);
-	if (f != NULL)
-		fclose(f);
-	return rc;
-}
-
 /* One entry of the trusted keys file; dir (dir_len bytes) is the file's folder. */
 static int load_entry(jwt_verifier *v, json_t *e, const char *dir, size_t dir_len, char *errstr,
                       size_t errstr_size)
@@ -792,7 +753,7 @@ static int load_entry(jwt_verifier *v, json_t *e, const char *dir, size_t dir_le
 		errstr_set(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
-	if (read_file(full, JWT_MAX_PEM_FILE_BYTES, &pem, &pem_len, errstr, errstr_size) != 0)
+	if ((pem = file_read(full, JWT_MAX_PEM_FILE_BYTES, &pem_len, errstr, errstr_size)) == NULL)
 		goto fail;
 	if (jwt_verifier_add_key(v, iss, kid, pem, errstr, errstr_size) != 0)
 		goto fail;
@@ -818,7 +779,7 @@ int jwt_verifier_load_file(jwt_verifier *v, const char *path, char *errstr, size
 		return -1;
 	}
 	before = v->n_keys;
-	if (read_file(path, JWT_MAX_KEYS_FILE_BYTES, &buf, &len, errstr, errstr_size) != 0)
+	if ((buf = file_read(path, JWT_MAX_KEYS_FILE_BYTES, &len, errstr, errstr_size)) == NULL)
 		goto fail;
 	root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {

@@ -1343,8 +1343,9 @@ static void apply_fallbacks(svc *s)
 	}
 }
 
-/* The offsets the transaction commits: past the last message of each
- * partition in the batch, those revoked left out. NULL when none is left. */
+/* The batch's offsets: past the last message of each of its partitions,
+ * those revoked left out (the transaction commits them; without one they are
+ * stored for the next commit). NULL when none is left. */
 static rd_kafka_topic_partition_list_t *batch_offsets(svc *s)
 {
 	rd_kafka_topic_partition_list_t *parts = NULL;
@@ -1628,17 +1629,9 @@ fail:
 
 static void store_offsets(svc *s)
 {
-	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new((int)s->nslots);
-	for (size_t i = 0; i < s->nslots; i++) {
-		rd_kafka_message_t *m = s->slots[i].msg;
-		rd_kafka_topic_partition_t *p = rd_kafka_topic_partition_list_find(
-		    parts, rd_kafka_topic_name(m->rkt), m->partition);
-		if (p == NULL)
-			p = rd_kafka_topic_partition_list_add(parts, rd_kafka_topic_name(m->rkt),
-			                                      m->partition);
-		if (m->offset + 1 > p->offset)
-			p->offset = m->offset + 1;
-	}
+	rd_kafka_topic_partition_list_t *parts = batch_offsets(s);
+	if (parts == NULL)
+		return;
 	rd_kafka_resp_err_t err = rd_kafka_offsets_store(s->consumer, parts);
 	/* a partition revoked meanwhile refuses: its next owner redelivers */
 	if (err && err != RD_KAFKA_RESP_ERR__STATE)

@@ -28,6 +28,7 @@
 #include <jansson.h>
 
 #include "errstr.h"
+#include "file.h"
 #include "fetch.h"
 #include "jwks.h"
 #include "log.h"
@@ -147,46 +148,6 @@ static void config_free(config *c)
 	free(c->v);
 	free(c->bind);
 	free(c);
-}
-
-/* Read a whole file of at most max bytes, NUL-terminated. */
-static int read_file(const char *path, size_t max, char **out, size_t *out_len, char *errstr,
-                     size_t errstr_size)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	size_t n;
-	int rc = -1;
-
-	*out = NULL;
-	if (f == NULL) {
-		errstr_set(errstr, errstr_size, "cannot open %s", path);
-		return -1;
-	}
-	buf = malloc(max + 2);
-	if (buf == NULL) {
-		errstr_set(errstr, errstr_size, "out of memory");
-		goto done;
-	}
-	n = fread(buf, 1, max + 1, f);
-	if (ferror(f)) {
-		errstr_set(errstr, errstr_size, "cannot read %s", path);
-		goto done;
-	}
-	if (n > max) {
-		errstr_set(errstr, errstr_size, "%s is larger than %zu bytes", path, max);
-		goto done;
-	}
-	buf[n] = '\0';
-	*out = buf;
-	if (out_len != NULL)
-		*out_len = n;
-	buf = NULL;
-	rc = 0;
-done:
-	free(buf);
-	fclose(f);
-	return rc;
 }
 
 /* path taken from dir (the issuers file's folder) unless absolute. */
@@ -437,7 +398,7 @@ static int read_entry(const json_t *e, const char *dir, size_t dir_len, issuer *
 			errstr_set(why, why_size, "out of memory");
 			goto done;
 		}
-		if (read_file(path, MAX_PEM_FILE_BYTES, &text, NULL, why, why_size) != 0)
+		if ((text = file_read(path, MAX_PEM_FILE_BYTES, NULL, why, why_size)) == NULL)
 			goto done;
 		is->keys.keys = calloc(1, sizeof *is->keys.keys);
 		if (is->keys.keys == NULL ||
@@ -458,7 +419,7 @@ static int read_entry(const json_t *e, const char *dir, size_t dir_len, issuer *
 			errstr_set(why, why_size, "out of memory");
 			goto done;
 		}
-		if (read_file(path, JWKS_MAX_BYTES, &text, &text_len, why, why_size) != 0)
+		if ((text = file_read(path, JWKS_MAX_BYTES, &text_len, why, why_size)) == NULL)
 			goto done;
 		sc.iss = iss;
 		sc.source = path;
@@ -548,7 +509,7 @@ static config *read_config(const char *path, char *errstr, size_t errstr_size)
 	const char *slash;
 	char why[512];
 
-	if (read_file(path, MAX_ISSUERS_FILE_BYTES, &buf, &len, errstr, errstr_size) != 0)
+	if ((buf = file_read(path, MAX_ISSUERS_FILE_BYTES, &len, errstr, errstr_size)) == NULL)
 		return NULL;
 	root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {

@@ -518,7 +518,7 @@ static int run(const valctl_common *c, const fleet_opts *o)
 	}
 
 	/* Everything that can fail before a request is sent, first. */
-	key_pem = valctl_read_file(o->key_file, KEY_FILE_MAX, NULL, errstr, sizeof errstr);
+	key_pem = file_read(o->key_file, KEY_FILE_MAX, NULL, errstr, sizeof errstr);
 	if (key_pem == NULL) {
 		valctl_err(sub, "%s", errstr);
 		goto done;

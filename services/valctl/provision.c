@@ -430,7 +430,7 @@ done:
 /* The token of --token-file: the file without its trailing white space. */
 static char *read_token_file(const char *path, char *errstr, size_t errstr_size)
 {
-	char *t = valctl_read_file(path, TOKEN_FILE_MAX, NULL, errstr, errstr_size);
+	char *t = file_read(path, TOKEN_FILE_MAX, NULL, errstr, errstr_size);
 	size_t n;
 
 	if (t == NULL)
@@ -865,8 +865,7 @@ int valctl_cmd_provision(int argc, char **argv)
 	}
 
 	if (o.raw_value_file != NULL) {
-		raw = valctl_read_file(o.raw_value_file, RAW_VALUE_MAX, &raw_len, errstr,
-		                       sizeof errstr);
+		raw = file_read(o.raw_value_file, RAW_VALUE_MAX, &raw_len, errstr, sizeof errstr);
 		if (raw == NULL) {
 			valctl_err(sub, "%s", errstr);
 			goto done;

@@ -59,7 +59,7 @@ valctl_resigner *valctl_resigner_new(const char *key_file, const char *iss, cons
 		snprintf(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
-	key_pem = valctl_read_file(key_file, KEY_FILE_MAX, NULL, errstr, errstr_size);
+	key_pem = file_read(key_file, KEY_FILE_MAX, NULL, errstr, errstr_size);
 	if (key_pem == NULL)
 		goto fail;
 	r->signer = jwt_signer_new(key_pem, errstr, errstr_size);

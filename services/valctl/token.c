@@ -253,7 +253,7 @@ int valctl_cmd_token(int argc, char **argv)
 		}
 	}
 
-	key_pem = valctl_read_file(key_file, KEY_FILE_MAX, NULL, errstr, sizeof errstr);
+	key_pem = file_read(key_file, KEY_FILE_MAX, NULL, errstr, sizeof errstr);
 	if (key_pem == NULL) {
 		valctl_err(sub, "%s", errstr);
 		goto done;

@@ -122,61 +122,6 @@ int valctl_utf8_ok(const void *data, size_t len)
 	return 1;
 }
 
-char *valctl_read_file(const char *path, size_t max_bytes, size_t *len, char *errstr,
-                       size_t errstr_size)
-{
-	FILE *f = NULL;
-	char *buf = NULL;
-	size_t cap = 4096, used = 0, n;
-
-	f = fopen(path, "rb");
-	if (f == NULL) {
-		snprintf(errstr, errstr_size, "cannot open %s: %s", path, strerror(errno));
-		goto fail;
-	}
-	buf = malloc(cap + 1);
-	if (buf == NULL)
-		goto oom;
-	for (;;) {
-		if (used == cap) {
-			char *grown;
-
-			if (cap >= max_bytes) {
-				snprintf(errstr, errstr_size, "%s is larger than %zu bytes", path,
-				         max_bytes);
-				goto fail;
-			}
-			cap = cap * 2 > max_bytes ? max_bytes : cap * 2;
-			grown = realloc(buf, cap + 1);
-			if (grown == NULL)
-				goto oom;
-			buf = grown;
-		}
-		n = fread(buf + used, 1, cap - used, f);
-		used += n;
-		if (n == 0) {
-			if (ferror(f)) {
-				snprintf(errstr, errstr_size, "cannot read %s: %s", path,
-				         strerror(errno));
-				goto fail;
-			}
-			break;
-		}
-	}
-	fclose(f);
-	buf[used] = '\0';
-	if (len != NULL)
-		*len = used;
-	return buf;
-oom:
-	snprintf(errstr, errstr_size, "out of memory reading %s", path);
-fail:
-	if (f != NULL)
-		fclose(f);
-	free(buf);
-	return NULL;
-}
-
 int valctl_write_file(const char *path, const void *data, size_t len, mode_t mode, char *errstr,
                       size_t errstr_size)
 {

@@ -17,6 +17,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "codec.h"
+#include "file.h"
 #include "jwt.h"
 #include "registry.h"
 
@@ -146,11 +147,6 @@ void valctl_hex(const void *data, size_t len, char *out);
 /* 1 if data is valid UTF-8 without NUL bytes. */
 int valctl_utf8_ok(const void *data, size_t len);
 
-/* Read a whole file (at most max_bytes) into a malloc'd buffer that is also
- * NUL-terminated; *len (when not NULL) gets its length. Caller frees. NULL
- * with errstr filled on failure. */
-char *valctl_read_file(const char *path, size_t max_bytes, size_t *len, char *errstr,
-                       size_t errstr_size);
 /* Create or truncate path with the given mode and write data; 0, or -1 with
  * errstr filled. */
 int valctl_write_file(const char *path, const void *data, size_t len, mode_t mode, char *errstr,
