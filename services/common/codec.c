@@ -38,6 +38,7 @@
 #include "errstr.h"
 #include "file.h"
 #include "resolve.h"
+#include "utf8.h"
 
 #define HEADER_LEN  10 /* C3 01 and the 8-byte fingerprint */
 #define CRC64_EMPTY 0xc15d213aa4d7a795ULL
@@ -200,79 +201,6 @@ uint64_t codec_crc64_avro(const void *data, size_t len)
 			fp = (fp >> 1) ^ (CRC64_EMPTY & (0 - (fp & 1)));
 	}
 	return fp;
-}
-
-/* ---- UTF-8 ---- */
-
-typedef codec_utf8 utf8_verdict;
-#define UTF8_OK  CODEC_UTF8_OK
-#define UTF8_NUL CODEC_UTF8_NUL
-#define UTF8_BAD CODEC_UTF8_BAD
-
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above
- * U+10FFFF. NUL is valid UTF-8 but refused, because every string ends up as a
- * C string and in PostgreSQL text, which cannot hold it. */
-static utf8_verdict utf8_check(const unsigned char *s, size_t n, size_t *at)
-{
-	size_t i = 0;
-
-	while (i < n) {
-		unsigned c = s[i];
-		unsigned lo = 0x80, hi = 0xBF;
-		size_t need;
-
-		if (c == 0) {
-			*at = i;
-			return UTF8_NUL;
-		}
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF) {
-			need = 1;
-		} else if (c == 0xE0) {
-			need = 2;
-			lo = 0xA0; /* below is overlong */
-		} else if (c == 0xED) {
-			need = 2;
-			hi = 0x9F; /* above are the surrogates */
-		} else if (c >= 0xE1 && c <= 0xEF) {
-			need = 2;
-		} else if (c == 0xF0) {
-			need = 3;
-			lo = 0x90; /* below is overlong */
-		} else if (c >= 0xF1 && c <= 0xF3) {
-			need = 3;
-		} else if (c == 0xF4) {
-			need = 3;
-			hi = 0x8F; /* above is past U+10FFFF */
-		} else {
-			*at = i;
-			return UTF8_BAD;
-		}
-		if (n - i - 1 < need || s[i + 1] < lo || s[i + 1] > hi) {
-			*at = i;
-			return UTF8_BAD;
-		}
-		for (size_t k = 2; k <= need; k++) {
-			if ((s[i + k] & 0xC0) != 0x80) {
-				*at = i;
-				return UTF8_BAD;
-			}
-		}
-		i += need + 1;
-	}
-	return UTF8_OK;
-}
-
-codec_utf8 codec_utf8_check(const void *s, size_t n, size_t *at)
-{
-	size_t where = 0;
-	codec_utf8 v = utf8_check(s, n, &where);
-	if (at != NULL)
-		*at = where;
-	return v;
 }
 
 /* ---- Parsing Canonical Form ---- */

@@ -208,11 +208,6 @@ typedef struct {
 	uint32_t schema_id;
 } codec_frame;
 
-/* Strict UTF-8 (no overlong forms, no surrogates, nothing past U+10FFFF);
- * *at is where the first fault is. */
-typedef enum { CODEC_UTF8_OK = 0, CODEC_UTF8_NUL, CODEC_UTF8_BAD } codec_utf8;
-codec_utf8 codec_utf8_check(const void *s, size_t n, size_t *at);
-
 /* Load every schema compiled in from schemas/ (limits NULL: the defaults).
  * Fails when a current schema is missing, lacks the fields and symbols this
  * module knows, or an older version cannot be resolved to it. Caller frees

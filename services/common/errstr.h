@@ -14,4 +14,10 @@
 void errstr_set(char *errstr, size_t errstr_size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* errstr = "what: why" (or "what" when why is NULL) on one line: the line
+ * breaks of a library's message (libpq ends its messages with one) become
+ * spaces, trailing spaces go, and a cut falls on a UTF-8 character boundary.
+ * errstr_size 0 writes nothing. */
+void errstr_line(char *errstr, size_t errstr_size, const char *what, const char *why);
+
 #endif

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "isotime.h"
+
 static log_level min_level = LOG_INFO;
 static const char *service_name = "kms";
 
@@ -44,12 +46,8 @@ void log_event(log_level level, const char *event, const char *fields, ...)
 
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	struct tm tm;
-	gmtime_r(&ts.tv_sec, &tm);
-	char secs[32], when[48];
-	if (strftime(secs, sizeof secs, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
-		secs[0] = '\0';
-	snprintf(when, sizeof when, "%.31s.%03dZ", secs, (int)(ts.tv_nsec / 1000000L));
+	char when[ISOTIME_SIZE];
+	isotime_format_ms((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000L, when, sizeof when);
 
 	json_t *line = NULL;
 	if (fields != NULL) {

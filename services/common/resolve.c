@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "errstr.h"
+#include "utf8.h"
 
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
 #define MAX_FIXED_SIZE    (1024 * 1024)
@@ -1610,10 +1611,10 @@ static int get_bytes(run_ctx *x, const char *field, bool is_string, const unsign
 	/* NUL is valid UTF-8 and valid Avro: refusing it is the reader's
 	 * decoder's business, not the resolution's. */
 	for (size_t from = 0; is_string && from < (size_t)len; from += at + 1) {
-		codec_utf8 v = codec_utf8_check(x->p + x->pos + from, (size_t)len - from, &at);
-		if (v == CODEC_UTF8_OK)
+		utf8_verdict v = utf8_check(x->p + x->pos + from, (size_t)len - from, &at);
+		if (v == UTF8_OK)
 			break;
-		if (v == CODEC_UTF8_BAD)
+		if (v == UTF8_BAD)
 			return run_fail(x, CODEC_ERR_DATUM, field,
 			                "invalid UTF-8 at offset %zu of a string", from + at);
 	}

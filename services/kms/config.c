@@ -19,6 +19,7 @@
 
 #include "dsn.h"
 #include "jwt.h"
+#include "num.h"
 
 typedef enum { OPT_STR, OPT_INT, OPT_BOOL } opt_type;
 
@@ -140,17 +141,6 @@ static int parse_bool(const char *s, int64_t *out)
 	return -1;
 }
 
-static int parse_int(const char *s, int64_t *out)
-{
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0')
-		return -1;
-	*out = v;
-	return 0;
-}
-
 static int set_opt(kms_config *cfg, const opt *o, const char *value, const char *source,
                    char *errstr, size_t errstr_size)
 {
@@ -174,7 +164,7 @@ static int set_opt(kms_config *cfg, const opt *o, const char *value, const char 
 		*int_field(cfg, o) = v;
 		return 0;
 	}
-	if (parse_int(value, &v) != 0 || v < o->min || v > o->max) {
+	if (num_parse_i64(value, o->min, o->max, &v) != 0) {
 		snprintf(errstr, errstr_size, "%s: %s must be a whole number from %lld to %lld",
 		         source, o->name, (long long)o->min, (long long)o->max);
 		return -1;

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
 #include "validate.h"
 
 static const char GENERIC_ERROR_DETAIL[] = "the KM-S could not record the request";
@@ -422,8 +423,8 @@ static void item_set(store_item *it, store_outcome o, codec_result result, codec
 	it->outcome = o;
 	it->result = result;
 	it->cause = result == CODEC_RESULT_SUCCESS ? CODEC_CAUSE_NONE : cause;
-	sla_utf8_copy(it->detail, sizeof it->detail, detail != NULL ? detail : "");
-	sla_utf8_copy(it->kms_id, sizeof it->kms_id, kms_id);
+	utf8_copy(it->detail, sizeof it->detail, detail != NULL ? detail : "");
+	utf8_copy(it->kms_id, sizeof it->kms_id, kms_id);
 	it->processed_at = now_ms;
 }
 
@@ -432,8 +433,8 @@ static void item_from(store_item *it, const decide_outcome *o)
 {
 	it->result = o->result;
 	it->cause = o->result == CODEC_RESULT_SUCCESS ? CODEC_CAUSE_NONE : o->cause;
-	sla_utf8_copy(it->detail, sizeof it->detail, o->detail != NULL ? o->detail : "");
-	sla_utf8_copy(it->kms_id, sizeof it->kms_id, o->kms_id != NULL ? o->kms_id : "");
+	utf8_copy(it->detail, sizeof it->detail, o->detail != NULL ? o->detail : "");
+	utf8_copy(it->kms_id, sizeof it->kms_id, o->kms_id != NULL ? o->kms_id : "");
 	it->processed_at = o->processed_at;
 }
 

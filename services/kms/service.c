@@ -44,6 +44,7 @@
 #include "authz.h"
 #include "codec.h"
 #include "health.h"
+#include "isotime.h"
 #include "jwt.h"
 #include "log.h"
 #include "metrics.h"
@@ -958,17 +959,6 @@ internal:
 
 /* ---- step 4: publishing ---- */
 
-static void format_time(int64_t ms, char *out, size_t size)
-{
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	char secs[32];
-	if (strftime(secs, sizeof secs, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
-		secs[0] = '\0';
-	snprintf(out, size, "%.31s.%03dZ", secs, (int)(ms % 1000));
-}
-
 /* ce_id: a UUID-shaped digest of the Result's bytes, so that identical
  * Results carry identical ids. */
 static void result_id(const unsigned char *value, size_t len, char out[37])
@@ -1019,9 +1009,9 @@ static int produce_result(svc *s, slot *sl, int use_default)
 		rd_kafka_header_add(h, "kafka_correlationId", -1, corr, (ssize_t)corr_len);
 	else
 		rd_kafka_header_add(h, "kafka_correlationId", -1, request_id, -1);
-	char ce_id[37], ce_time[64];
+	char ce_id[37], ce_time[ISOTIME_SIZE];
 	result_id(value, len, ce_id);
-	format_time(it->processed_at, ce_time, sizeof ce_time);
+	isotime_format_ms(it->processed_at, ce_time, sizeof ce_time);
 	rd_kafka_header_add(h, "ce_specversion", -1, "1.0", -1);
 	rd_kafka_header_add(h, "ce_id", -1, ce_id, -1);
 	rd_kafka_header_add(h, "ce_source", -1, it->kms_id, -1);

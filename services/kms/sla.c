@@ -16,32 +16,17 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "utf8.h"
+
 /* Names from a request are clipped in details so that the sentence fits. */
 #define NAME_CLIP 64
-
-size_t sla_utf8_copy(char *dst, size_t size, const char *src)
-{
-	if (size == 0)
-		return 0;
-	size_t n = strlen(src);
-	if (n >= size) {
-		n = size - 1;
-		/* back off over continuation bytes to the start of the cut
-		 * character, and drop that character too */
-		while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
-			n--;
-	}
-	memcpy(dst, src, n);
-	dst[n] = '\0';
-	return n;
-}
 
 /* A name for a detail: at most NAME_CLIP bytes, "..." marking a cut. */
 static void clip(char out[NAME_CLIP + 4], const char *name)
 {
 	if (name == NULL)
 		name = "";
-	size_t n = sla_utf8_copy(out, NAME_CLIP + 1, name);
+	size_t n = utf8_copy(out, NAME_CLIP + 1, name);
 	if (n < strlen(name))
 		memcpy(out + n, "...", 4);
 }
@@ -60,7 +45,7 @@ static void say(char *detail, size_t detail_size, const char *fmt, ...)
 	va_end(ap);
 	if (rc < 0)
 		line[0] = '\0';
-	sla_utf8_copy(detail, detail_size, line);
+	utf8_copy(detail, detail_size, line);
 }
 
 static int sla_active(const sla_terms *t, int64_t now_ms)

@@ -53,9 +53,4 @@ typedef struct {
 codec_cause sla_evaluate(const sla_context *ctx, const codec_val_service *services, size_t n,
                          char *detail, size_t detail_size);
 
-/* Copy src into dst (size bytes, always NUL-terminated when size > 0),
- * truncated at a UTF-8 character boundary so that the copy stays valid UTF-8
- * when src is. Returns the bytes copied. */
-size_t sla_utf8_copy(char *dst, size_t size, const char *src);
-
 #endif

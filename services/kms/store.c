@@ -11,46 +11,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dsn.h"
 #include "embedded.h"
+#include "errstr.h"
+#include "pgconn.h"
 #include "sla.h"
 #include "store_pg.h"
+#include "utf8.h"
 
 /* Lock key of store_migrate: any constant other programs are unlikely to use. */
 #define MIGRATE_LOCK_KEY "7306255117424651137"
 
 /* ---- small helpers ---- */
-
-void store_set_err(char *errstr, size_t errstr_size, const char *what, const char *why)
-{
-	if (errstr_size == 0)
-		return;
-	char line[512];
-	int rc = snprintf(line, sizeof line, "%s: %s", what, why != NULL ? why : "unknown error");
-	if (rc < 0)
-		line[0] = '\0';
-	/* libpq messages end with a newline; the caller wants one line */
-	for (char *p = line; *p; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
-	size_t n = strlen(line);
-	while (n > 0 && line[n - 1] == ' ')
-		line[--n] = '\0';
-	sla_utf8_copy(errstr, errstr_size, line);
-}
-
-int store_parse_i64(const char *s, int64_t *out)
-{
-	if (s == NULL || *s == '\0')
-		return -1;
-	char *end = NULL;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0')
-		return -1;
-	*out = (int64_t)v;
-	return 0;
-}
 
 int store_is_item_sqlstate(const char *state)
 {
@@ -63,34 +34,17 @@ int store_is_item_sqlstate(const char *state)
 
 /* ---- connection ---- */
 
-static void ignore_notice(void *arg, const char *message)
-{
-	(void)arg;
-	(void)message;
-}
-
 static int connect_now(store *s, char *errstr, size_t errstr_size)
 {
+	char why[512];
+
 	if (s->conn != NULL)
 		PQfinish(s->conn);
 	s->prepared = 0;
 	s->broken = 0;
-	s->conn = PQconnectdb(s->dsn);
+	s->conn = pgconn_open(s->dsn, why, sizeof why);
 	if (s->conn == NULL) {
-		store_set_err(errstr, errstr_size, "postgresql", "out of memory");
-		return -1;
-	}
-	if (PQstatus(s->conn) != CONNECTION_OK) {
-		store_set_err(errstr, errstr_size, "postgresql connect", PQerrorMessage(s->conn));
-		dsn_scrub(s->dsn, errstr, errstr_size);
-		return -1;
-	}
-	/* NOTICEs ("already exists, skipping") are not worth a line */
-	PQsetNoticeProcessor(s->conn, ignore_notice, NULL);
-	/* every string the store sends or reads is UTF-8 */
-	if (PQsetClientEncoding(s->conn, "UTF8") != 0) {
-		store_set_err(errstr, errstr_size, "postgresql client encoding",
-		              PQerrorMessage(s->conn));
+		errstr_line(errstr, errstr_size, "postgresql connect", why);
 		return -1;
 	}
 	return 0;
@@ -108,12 +62,12 @@ store *store_new(const char *dsn, char *errstr, size_t errstr_size)
 {
 	store *s = calloc(1, sizeof *s);
 	if (s == NULL) {
-		store_set_err(errstr, errstr_size, "store", "out of memory");
+		errstr_line(errstr, errstr_size, "store", "out of memory");
 		return NULL;
 	}
 	s->dsn = strdup(dsn != NULL ? dsn : "");
 	if (s->dsn == NULL) {
-		store_set_err(errstr, errstr_size, "store", "out of memory");
+		errstr_line(errstr, errstr_size, "store", "out of memory");
 		goto fail;
 	}
 	if (connect_now(s, errstr, errstr_size) != 0)
@@ -158,7 +112,7 @@ int store_exec_ok(PGconn *conn, PGresult *r, const char *what, char *errstr, siz
 	ExecStatusType st = PQresultStatus(r);
 	if (r != NULL && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK))
 		return 0;
-	store_set_err(errstr, errstr_size, what,
+	errstr_line(errstr, errstr_size, what,
 	              r != NULL ? PQresultErrorMessage(r) : PQerrorMessage(conn));
 	return -1;
 }
@@ -229,7 +183,7 @@ static int migration_apply(store *s, const embedded_file *f, int version, char *
 	char what[160];
 	snprintf(what, sizeof what, "migration %.100s", f->name);
 	if (strlen(f->data) != f->len) {
-		store_set_err(errstr, errstr_size, what, "contains a NUL byte");
+		errstr_line(errstr, errstr_size, what, "contains a NUL byte");
 		return -1;
 	}
 	if (exec_simple(s, "BEGIN", what, errstr, errstr_size) != 0)
@@ -267,14 +221,14 @@ int store_migrate(store *s, char *errstr, size_t errstr_size)
 	versions = calloc(n + 1, sizeof *versions);
 	order = calloc(n + 1, sizeof *order);
 	if (versions == NULL || order == NULL) {
-		store_set_err(errstr, errstr_size, "migrate", "out of memory");
+		errstr_line(errstr, errstr_size, "migrate", "out of memory");
 		goto fail;
 	}
 	/* order by version; a name without one, or a repeated one, is a build
 	 * mistake that must not half-apply */
 	for (size_t i = 0; i < n; i++) {
 		if (migration_version(embedded_migrations[i].name, &versions[i]) != 0) {
-			store_set_err(errstr, errstr_size, embedded_migrations[i].name,
+			errstr_line(errstr, errstr_size, embedded_migrations[i].name,
 			              "migration name is not NNN_name.sql");
 			goto fail;
 		}
@@ -287,7 +241,7 @@ int store_migrate(store *s, char *errstr, size_t errstr_size)
 	}
 	for (size_t i = 1; i < n; i++)
 		if (versions[order[i]] == versions[order[i - 1]]) {
-			store_set_err(errstr, errstr_size, embedded_migrations[order[i]].name,
+			errstr_line(errstr, errstr_size, embedded_migrations[order[i]].name,
 			              "two migrations share a version");
 			goto fail;
 		}

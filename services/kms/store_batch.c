@@ -31,7 +31,9 @@
 
 #include "decide.h"
 #include "embedded.h"
+#include "errstr.h"
 #include "log.h"
+#include "num.h"
 #include "store.h"
 #include "store_pg.h"
 
@@ -219,7 +221,7 @@ static int exchange(store *s, query *const *qs, size_t n, char *errstr, size_t e
 	s->exchanges++;
 	return 0;
 lost:
-	store_set_err(errstr, errstr_size, "postgresql", PQerrorMessage(c));
+	errstr_line(errstr, errstr_size, "postgresql", PQerrorMessage(c));
 	s->broken = 1;
 	return -1;
 }
@@ -240,7 +242,7 @@ static q_verdict verdict(query *const *qs, size_t n, const char **sqlstate, char
 		/* the primary message only: the DETAIL may quote the message's
 		 * values */
 		const char *msg = PQresultErrorField(qs[i]->res, PG_DIAG_MESSAGE_PRIMARY);
-		store_set_err(errstr, errstr_size, "postgresql",
+		errstr_line(errstr, errstr_size, "postgresql",
 		              msg != NULL ? msg : PQresultErrorMessage(qs[i]->res));
 		return st == PGRES_FATAL_ERROR && store_is_item_sqlstate(state) ? Q_DATA : Q_BATCH;
 	}
@@ -355,7 +357,7 @@ static int outcome_from_row(decide_outcome *o, const PGresult *r, int row, int c
 		o->cause = CODEC_CAUSE_INTERNAL_ERROR; /* a cause this build does not know */
 	o->detail = detail != NULL ? detail : "";
 	o->kms_id = PQgetvalue(r, row, col + 3);
-	return store_parse_i64(PQgetvalue(r, row, col + 4), &o->processed_at);
+	return num_parse_i64(PQgetvalue(r, row, col + 4), INT64_MIN, INT64_MAX, &o->processed_at);
 }
 
 static int hex_digit(char c)
@@ -390,8 +392,8 @@ static int load_sla(decide_state *st, const PGresult *r, int row)
 	const char **names = NULL;
 	int rc = -1;
 	if (!json_is_array(svc) || !json_is_array(formats) ||
-	    store_parse_i64(PQgetvalue(r, row, 3), &t.sla_id) != 0 ||
-	    store_parse_i64(PQgetvalue(r, row, 6), &t.max_val_servers) != 0)
+	    num_parse_i64(PQgetvalue(r, row, 3), INT64_MIN, INT64_MAX, &t.sla_id) != 0 ||
+	    num_parse_i64(PQgetvalue(r, row, 6), INT64_MIN, INT64_MAX, &t.max_val_servers) != 0)
 		goto done;
 	t.service_count = json_array_size(svc);
 	names = calloc(t.service_count + 1, sizeof *names);
@@ -429,8 +431,8 @@ static int load_state(decide_state *st, query q[R__N], char *errstr, size_t errs
 		int32_t part = 0;
 		int64_t v = 0, offset = 0;
 		decide_outcome o;
-		if (store_parse_i64(PQgetvalue(r, i, 1), &v) != 0 ||
-		    store_parse_i64(PQgetvalue(r, i, 2), &offset) != 0 ||
+		if (num_parse_i64(PQgetvalue(r, i, 1), INT64_MIN, INT64_MAX, &v) != 0 ||
+		    num_parse_i64(PQgetvalue(r, i, 2), INT64_MIN, INT64_MAX, &offset) != 0 ||
 		    outcome_from_row(&o, r, i, 4) != 0)
 			goto unreadable;
 		part = (int32_t)v;
@@ -457,7 +459,7 @@ static int load_state(decide_state *st, query q[R__N], char *errstr, size_t errs
 	r = q[R_KEY_FORMATS].res;
 	for (int i = 0; i < PQntuples(r); i++) {
 		int64_t version = 0;
-		if (store_parse_i64(PQgetvalue(r, i, 2), &version) != 0)
+		if (num_parse_i64(PQgetvalue(r, i, 2), INT64_MIN, INT64_MAX, &version) != 0)
 			goto unreadable;
 		if (decide_state_add_key_format(st, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
 		                                version, PQgetvalue(r, i, 3), cell(r, i, 4),
@@ -469,7 +471,7 @@ static int load_state(decide_state *st, query q[R__N], char *errstr, size_t errs
 		const char *vsp = PQgetvalue(r, i, 0);
 		if (i == 0 || strcmp(vsp, PQgetvalue(r, i - 1, 0)) != 0) {
 			int64_t count = 0;
-			if (store_parse_i64(PQgetvalue(r, i, 2), &count) != 0)
+			if (num_parse_i64(PQgetvalue(r, i, 2), INT64_MIN, INT64_MAX, &count) != 0)
 				goto unreadable;
 			if (decide_state_add_provider(
 			        st, vsp, strcmp(PQgetvalue(r, i, 1), "t") == 0, count) != 0)
@@ -480,10 +482,10 @@ static int load_state(decide_state *st, query q[R__N], char *errstr, size_t errs
 	}
 	return 0;
 unreadable:
-	store_set_err(errstr, errstr_size, "store", "a stored row could not be read");
+	errstr_line(errstr, errstr_size, "store", "a stored row could not be read");
 	return -1;
 nomem:
-	store_set_err(errstr, errstr_size, "store", "out of memory");
+	errstr_line(errstr, errstr_size, "store", "out of memory");
 	return -1;
 }
 
@@ -619,7 +621,7 @@ static part_rc rollback(store *s, part_rc rc, char *errstr, size_t errstr_size)
 {
 	char scratch[256]; /* errstr keeps why the part failed */
 	if (!s->broken && run_plain(s, "ROLLBACK", scratch, sizeof scratch) != 0) {
-		store_set_err(errstr, errstr_size, "postgresql rollback", scratch);
+		errstr_line(errstr, errstr_size, "postgresql rollback", scratch);
 		return PART_FAILED;
 	}
 	return s->broken ? PART_FAILED : rc;
@@ -638,13 +640,13 @@ static part_rc decide_part(store *s, store_item *items, size_t n, const char *km
 	size_t nl = 0;
 
 	if (rq == NULL || wq == NULL || st == NULL) {
-		store_set_err(errstr, errstr_size, "store", "out of memory");
+		errstr_line(errstr, errstr_size, "store", "out of memory");
 		goto done;
 	}
 	build_reads(rq, items, n, now_ms);
 	for (size_t k = 0; k < R__N; k++) {
 		if (q_failed(&rq[k])) {
-			store_set_err(errstr, errstr_size, "store", "out of memory");
+			errstr_line(errstr, errstr_size, "store", "out of memory");
 			goto done;
 		}
 		list[k] = &rq[k];
@@ -661,7 +663,7 @@ static part_rc decide_part(store *s, store_item *items, size_t n, const char *km
 	if (load_state(st, rq, errstr, errstr_size) != 0 ||
 	    decide_batch(st, items, n, kms_id, now_ms, &plan) != 0) {
 		if (errstr_size > 0 && errstr[0] == '\0')
-			store_set_err(errstr, errstr_size, "store", "out of memory");
+			errstr_line(errstr, errstr_size, "store", "out of memory");
 		rc = rollback(s, PART_FAILED, errstr, errstr_size);
 		goto done;
 	}
@@ -678,7 +680,7 @@ static part_rc decide_part(store *s, store_item *items, size_t n, const char *km
 	                     plan.nkey_formats, plan.nproviders, 1};
 	for (size_t k = 0; k < W__N; k++) {
 		if (q_failed(&wq[k])) {
-			store_set_err(errstr, errstr_size, "store", "out of memory");
+			errstr_line(errstr, errstr_size, "store", "out of memory");
 			rc = rollback(s, PART_FAILED, errstr, errstr_size);
 			goto done;
 		}
@@ -733,7 +735,7 @@ static part_rc audit_error(store *s, store_item *it, const char *kms_id, int64_t
 			return PART_FAILED;
 		log_part_error(it, 1, sqlstate, errstr);
 	}
-	store_set_err(errstr, errstr_size, "store", "an item could not even be audited");
+	errstr_line(errstr, errstr_size, "store", "an item could not even be audited");
 	return PART_FAILED;
 }
 
@@ -779,7 +781,7 @@ int store_decide_batch(store *s, store_item *items, size_t n, const char *kms_id
 		    prepare_all(s, errstr, errstr_size) != 0)
 			break;
 		if (PQenterPipelineMode(s->conn) != 1) {
-			store_set_err(errstr, errstr_size, "postgresql pipeline",
+			errstr_line(errstr, errstr_size, "postgresql pipeline",
 			              PQerrorMessage(s->conn));
 			break;
 		}

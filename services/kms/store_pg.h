@@ -20,12 +20,6 @@ struct store {
 	int exchanges; /* exchanges that went through in the current batch */
 };
 
-/* errstr = "what: why", on one line, cut at a UTF-8 character boundary. */
-void store_set_err(char *errstr, size_t errstr_size, const char *what, const char *why);
-
-/* A decimal int64 with nothing around it. Returns 0, or -1. */
-int store_parse_i64(const char *s, int64_t *out) __attribute__((warn_unused_result));
-
 /* Is this SQLSTATE caused by one message's data (a data exception, an
  * integrity constraint, a program limit such as a too-long index entry)
  * rather than by the database's state? */

@@ -61,10 +61,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "dsn.h"
+#include "errstr.h"
 #include "codec.h"
 #include "store.h"
+#include "isotime.h"
+#include "num.h"
+#include "pgconn.h"
 #include "table.h"
+#include "utf8.h"
 
 enum {
 	EXIT_OK = 0,
@@ -160,127 +164,12 @@ static int misuse(const char *what)
 static int fail_line(int code, const char *what, const char *message)
 {
 	char line[512];
-	snprintf(line, sizeof line, "%s%s%s", what, message != NULL ? ": " : "",
-	         message != NULL ? message : "");
-	for (char *p = line; *p; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
-	size_t n = strlen(line);
-	while (n > 0 && line[n - 1] == ' ')
-		line[--n] = '\0';
+	errstr_line(line, sizeof line, what, message);
 	fprintf(stderr, "kmsctl: %s\n", line);
 	return code;
 }
 
 /* ---- checked input ---- */
-
-static int utf8_valid(const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	while (*p) {
-		size_t n = table_utf8_char(p);
-		if (n == 0)
-			return 0;
-		p += n;
-	}
-	return 1;
-}
-
-/* A decimal integer in [min, max], nothing else. */
-static int parse_int(const char *s, long long min, long long max, long long *out)
-{
-	if (s == NULL || *s == '\0' || *s == '+' || *s == ' ')
-		return -1;
-	char *end = NULL;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (errno != 0 || *end != '\0' || v < min || v > max)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-/* n digits at s into *out; returns 0 or -1. */
-static int digits(const char *s, int n, int *out)
-{
-	int v = 0;
-	for (int i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	*out = v;
-	return 0;
-}
-
-/* Days from 1970-01-01 to the given proleptic Gregorian date. */
-static int64_t days_from_civil(int y, int m, int d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	int64_t yoe = y - era * 400;
-	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-/* ISO 8601: YYYY-MM-DD, or YYYY-MM-DDTHH:MM[:SS[.fff]] with an optional Z or
- * +HH:MM / -HH:MM (UTC when absent). Milliseconds since the epoch in *out. */
-static int parse_time(const char *s, int64_t *out)
-{
-	static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-	int y, mo, d, h = 0, mi = 0, sec = 0, ms = 0, off = 0;
-	if (strlen(s) < 10 || digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) ||
-	    s[7] != '-' || digits(s + 8, 2, &d))
-		return -1;
-	if (y < 1900 || mo < 1 || mo > 12 || d < 1)
-		return -1;
-	int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-	if (d > mdays[mo - 1] + (mo == 2 && leap))
-		return -1;
-	const char *p = s + 10;
-	if (*p == 'T' || *p == 't') {
-		if (digits(p + 1, 2, &h) || p[3] != ':' || digits(p + 4, 2, &mi))
-			return -1;
-		p += 6;
-		if (*p == ':') {
-			if (digits(p + 1, 2, &sec))
-				return -1;
-			p += 3;
-			if (*p == '.') {
-				int nd = 0;
-				p++;
-				while (*p >= '0' && *p <= '9') {
-					if (nd < 3)
-						ms = ms * 10 + (*p - '0');
-					nd++;
-					p++;
-				}
-				if (nd == 0)
-					return -1;
-				for (; nd < 3; nd++)
-					ms *= 10;
-			}
-		}
-		if (h > 23 || mi > 59 || sec > 59)
-			return -1;
-		if (*p == 'Z' || *p == 'z') {
-			p++;
-		} else if (*p == '+' || *p == '-') {
-			int oh, om;
-			if (digits(p + 1, 2, &oh) || p[3] != ':' || digits(p + 4, 2, &om) ||
-			    oh > 23 || om > 59)
-				return -1;
-			off = (oh * 60 + om) * (*p == '-' ? -1 : 1);
-			p += 6;
-		}
-	}
-	if (*p != '\0')
-		return -1;
-	int64_t days = days_from_civil(y, mo, d);
-	*out = ((days * 24 + h) * 60 + mi - off) * 60000 + (int64_t)sec * 1000 + ms;
-	return 0;
-}
 
 /* A comma-separated list as a JSON array text (duplicates dropped). Every
  * item must be non-empty. Returns a malloc'd text, or NULL (errs says why). */
@@ -337,29 +226,12 @@ done:
 
 /* ---- database ---- */
 
-static void ignore_notice(void *arg, const char *message)
-{
-	(void)arg;
-	(void)message;
-}
-
 static PGconn *db_connect(const char *dsn)
 {
-	PGconn *c = PQconnectdb(dsn);
-	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
-		char why[512];
-		snprintf(why, sizeof why, "%s", c != NULL ? PQerrorMessage(c) : "out of memory");
-		dsn_scrub(dsn, why, sizeof why);
+	char why[512];
+	PGconn *c = pgconn_open(dsn, why, sizeof why);
+	if (c == NULL)
 		fail_line(0, "cannot connect to PostgreSQL", why);
-		PQfinish(c);
-		return NULL;
-	}
-	PQsetNoticeProcessor(c, ignore_notice, NULL);
-	if (PQsetClientEncoding(c, "UTF8") != 0) {
-		fail_line(0, "cannot set the client encoding", PQerrorMessage(c));
-		PQfinish(c);
-		return NULL;
-	}
 	return c;
 }
 
@@ -493,8 +365,8 @@ static json_t *jstr(const char *s)
 
 static json_t *jint(const char *s)
 {
-	long long v;
-	if (s == NULL || parse_int(s, INT64_MIN, INT64_MAX, &v) != 0)
+	int64_t v;
+	if (s == NULL || num_parse_i64(s, INT64_MIN, INT64_MAX, &v) != 0)
 		return json_null();
 	return json_integer(v);
 }
@@ -689,7 +561,7 @@ done:
 
 /* The checked inputs of sla add. */
 typedef struct {
-	long long max;
+	int64_t max;
 	int64_t from, until; /* ms; meaningful when given */
 	char *services;      /* JSON arrays, owned */
 	char *formats;
@@ -710,11 +582,11 @@ static int sla_input_parse(const cli *o, sla_input *in)
 	if ((o->given & need) != need)
 		return misuse(
 		    "sla add needs --provider, --services, --key-formats and --max-val-servers");
-	if (parse_int(o->max, 1, INT32_MAX, &in->max) != 0)
+	if (num_parse_i64(o->max, 1, INT32_MAX, &in->max) != 0)
 		return misuse("--max-val-servers must be a whole number from 1 to 2147483647");
-	if (o->valid_from != NULL && parse_time(o->valid_from, &in->from) != 0)
+	if (o->valid_from != NULL && isotime_parse_ms(o->valid_from, &in->from) != 0)
 		return misuse("--valid-from is not an ISO 8601 time like 2030-01-31T12:00:00Z");
-	if (o->valid_until != NULL && parse_time(o->valid_until, &in->until) != 0)
+	if (o->valid_until != NULL && isotime_parse_ms(o->valid_until, &in->until) != 0)
 		return misuse("--valid-until is not an ISO 8601 time like 2030-01-31T12:00:00Z");
 	if (o->valid_from != NULL && o->valid_until != NULL && in->until <= in->from)
 		return misuse("--valid-until must be later than --valid-from");
@@ -740,8 +612,8 @@ static int check_sla_add(const cli *o)
 
 static int check_sla_revoke(const cli *o)
 {
-	long long id;
-	if (parse_int(o->args[0], 1, INT64_MAX, &id) != 0)
+	int64_t id;
+	if (num_parse_i64(o->args[0], 1, INT64_MAX, &id) != 0)
 		return misuse("SLA_ID must be a positive whole number");
 	return 0;
 }
@@ -1183,8 +1055,9 @@ static long long counts(json_t *obj, table *t, const char *prefix, const PGresul
 {
 	long long total = 0;
 	for (int i = 0; i < PQntuples(r); i++) {
-		long long n = 0;
-		parse_int(PQgetvalue(r, i, col + 1), 0, INT64_MAX, &n);
+		int64_t n = 0;
+		if (num_parse_i64(PQgetvalue(r, i, col + 1), 0, INT64_MAX, &n) != 0)
+			n = 0; /* a count is never anything else */
 		const char *key = PQgetisnull(r, i, col) ? "none" : PQgetvalue(r, i, col);
 		total += n;
 		if (obj != NULL)

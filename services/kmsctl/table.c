@@ -7,38 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 struct table {
 	size_t ncols;
 	char **headers;
 	char **cells; /* rows * ncols */
 	size_t rows, cap;
 };
-
-size_t table_utf8_char(const unsigned char *s)
-{
-	unsigned c = s[0];
-	if (c < 0x80)
-		return 1;
-	size_t n;
-	unsigned min, cp;
-	if ((c & 0xE0) == 0xC0) {
-		n = 2, min = 0x80, cp = c & 0x1F;
-	} else if ((c & 0xF0) == 0xE0) {
-		n = 3, min = 0x800, cp = c & 0x0F;
-	} else if ((c & 0xF8) == 0xF0) {
-		n = 4, min = 0x10000, cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3F);
-	}
-	if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-		return 0;
-	return n;
-}
 
 char *table_escape(const char *s)
 {
@@ -51,7 +27,7 @@ char *table_escape(const char *s)
 		return NULL;
 	size_t o = 0;
 	while (*p) {
-		size_t n = table_utf8_char(p);
+		size_t n = utf8_char_len(p);
 		/* C1 controls are U+0080..U+009F: C2 80..C2 9F */
 		int escape = n == 0 || (n == 1 && (*p < 0x20 || *p == 0x7F || *p == '\\')) ||
 		             (n == 2 && p[0] == 0xC2 && p[1] < 0xA0);

@@ -14,11 +14,6 @@
  * of memory. */
 char *table_escape(const char *s);
 
-/* Length of the UTF-8 character at s (1 to 4), or 0 when s does not start a
- * well-formed one (overlong forms, surrogates and values past U+10FFFF
- * included). */
-size_t table_utf8_char(const unsigned char *s);
-
 typedef struct table table;
 
 /* A table of ncols columns with these headers (borrowed, copied). Caller

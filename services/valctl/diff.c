@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
 #include "valctl.h"
 
 static const char diff_help[] =
@@ -80,7 +81,7 @@ static json_t *bytes_value(const unsigned char *p, size_t len, int is_null)
 
 	if (is_null)
 		return json_null();
-	if (valctl_utf8_ok(p, len))
+	if (utf8_check(p, len, NULL) == UTF8_OK)
 		return json_stringn((const char *)p, len);
 	b64 = valctl_base64_encode(p, len);
 	if (b64 == NULL)

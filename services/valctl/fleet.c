@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "num.h"
 #include "valctl.h"
 
 #define MAX_SERVERS      100000
@@ -780,7 +781,7 @@ int valctl_cmd_fleet(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, ":h" VALCTL_COMMON_SHORTOPTS, opts, NULL)) != -1) {
 		switch (opt) {
 		case OPT_SERVERS:
-			if (valctl_parse_int64(optarg, 1, MAX_SERVERS, &v) != 0) {
+			if (num_parse_i64(optarg, 1, MAX_SERVERS, &v) != 0) {
 				rc = valctl_usage(sub, "--servers needs 1..%d, got '%s'",
 				                  MAX_SERVERS, optarg);
 				goto done;
@@ -788,7 +789,7 @@ int valctl_cmd_fleet(int argc, char **argv)
 			o.servers = (size_t)v;
 			break;
 		case OPT_REQUESTS:
-			if (valctl_parse_int64(optarg, 1, MAX_REQUESTS, &v) != 0) {
+			if (num_parse_i64(optarg, 1, MAX_REQUESTS, &v) != 0) {
 				rc = valctl_usage(sub, "--requests needs 1..%d, got '%s'",
 				                  MAX_REQUESTS, optarg);
 				goto done;
@@ -823,7 +824,7 @@ int valctl_cmd_fleet(int argc, char **argv)
 			o.prefix = optarg;
 			break;
 		case OPT_RATE:
-			if (valctl_parse_double(optarg, 0, 1e7, &o.rate) != 0) {
+			if (num_parse_double(optarg, 0, 1e7, &o.rate) != 0) {
 				rc = valctl_usage(sub,
 				                  "--rate needs requests per second >= 0, "
 				                  "got '%s'",
@@ -832,7 +833,7 @@ int valctl_cmd_fleet(int argc, char **argv)
 			}
 			break;
 		case OPT_TIMEOUT:
-			if (valctl_parse_double(optarg, 0.001, 1e6, &o.timeout_s) != 0) {
+			if (num_parse_double(optarg, 0.001, 1e6, &o.timeout_s) != 0) {
 				rc = valctl_usage(sub, "--timeout needs seconds > 0, got '%s'",
 				                  optarg);
 				goto done;

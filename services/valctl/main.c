@@ -181,37 +181,6 @@ int valctl_common_option(valctl_common *c, const char *sub, int opt, const char 
 	}
 }
 
-int valctl_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
-{
-	char *end = NULL;
-	long long v;
-
-	if (s == NULL || s[0] == '\0')
-		return -1;
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-		return -1;
-	*out = (int64_t)v;
-	return 0;
-}
-
-int valctl_parse_double(const char *s, double min, double max, double *out)
-{
-	char *end = NULL;
-	double v;
-
-	if (s == NULL || s[0] == '\0')
-		return -1;
-	errno = 0;
-	v = strtod(s, &end);
-	/* v != v rejects NaN; the range check rejects the infinities. */
-	if (errno != 0 || end == s || *end != '\0' || v != v || v < min || v > max)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+#include "num.h"
 #include "valctl.h"
 
 #define RAW_VALUE_MAX   (64 * 1024 * 1024)
@@ -466,7 +468,7 @@ static json_t *headers_json(const rd_kafka_message_t *m)
 		if (value == NULL) {
 			v = json_null();
 		} else if (strcmp(name, "kafka_correlationId") != 0 &&
-		           valctl_utf8_ok(value, size)) {
+		           utf8_check(value, size, NULL) == UTF8_OK) {
 			v = json_stringn(value, size);
 		} else {
 			/* Opaque bytes (the correlation id, or anything not
@@ -812,7 +814,7 @@ int valctl_cmd_provision(int argc, char **argv)
 			o.correlation_id = optarg;
 			break;
 		case OPT_REPLY_PARTITION:
-			if (valctl_parse_int64(optarg, 0, INT32_MAX, &o.reply_partition) != 0) {
+			if (num_parse_i64(optarg, 0, INT32_MAX, &o.reply_partition) != 0) {
 				rc = valctl_usage(sub,
 				                  "--reply-partition needs a partition number "
 				                  "0..2147483647, got '%s'",
@@ -824,7 +826,7 @@ int valctl_cmd_provision(int argc, char **argv)
 			o.raw_value_file = optarg;
 			break;
 		case OPT_TIMEOUT:
-			if (valctl_parse_double(optarg, 0.001, 1e6, &o.timeout_s) != 0) {
+			if (num_parse_double(optarg, 0.001, 1e6, &o.timeout_s) != 0) {
 				rc = valctl_usage(sub, "--timeout needs seconds > 0, got '%s'",
 				                  optarg);
 				goto done;

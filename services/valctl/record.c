@@ -29,6 +29,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "num.h"
 #include "valctl.h"
 
 #define READ_BATCH 256
@@ -270,14 +271,14 @@ int valctl_cmd_record(int argc, char **argv)
 			from_beginning = 1;
 			break;
 		case OPT_COUNT:
-			if (valctl_parse_int64(optarg, 1, INT64_MAX, &count) != 0) {
+			if (num_parse_i64(optarg, 1, INT64_MAX, &count) != 0) {
 				rc = valctl_usage(sub, "--count needs a number >= 1, got '%s'",
 				                  optarg);
 				goto done;
 			}
 			break;
 		case OPT_IDLE_EXIT:
-			if (valctl_parse_double(optarg, 0.001, 1e6, &idle_s) != 0) {
+			if (num_parse_double(optarg, 0.001, 1e6, &idle_s) != 0) {
 				rc = valctl_usage(sub, "--idle-exit needs seconds > 0, got '%s'",
 				                  optarg);
 				goto done;

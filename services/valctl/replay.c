@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "num.h"
 #include "valctl.h"
 
 /* Bad lines named one by one before only their count is given. */
@@ -762,7 +763,7 @@ int valctl_cmd_replay(int argc, char **argv)
 			o.topic = optarg;
 			break;
 		case OPT_TIMEOUT:
-			if (valctl_parse_double(optarg, 0.001, 1e6, &o.timeout_s) != 0) {
+			if (num_parse_double(optarg, 0.001, 1e6, &o.timeout_s) != 0) {
 				rc = valctl_usage(sub, "--timeout needs seconds > 0, got '%s'",
 				                  optarg);
 				goto done;
@@ -775,14 +776,14 @@ int valctl_cmd_replay(int argc, char **argv)
 			o.keep_partitions = 1;
 			break;
 		case OPT_RATE:
-			if (valctl_parse_double(optarg, 0.001, 1e7, &o.rate) != 0) {
+			if (num_parse_double(optarg, 0.001, 1e7, &o.rate) != 0) {
 				rc = valctl_usage(
 				    sub, "--rate needs messages per second > 0, got '%s'", optarg);
 				goto done;
 			}
 			break;
 		case OPT_SPEED:
-			if (valctl_parse_double(optarg, 0.001, 1e6, &o.speed) != 0) {
+			if (num_parse_double(optarg, 0.001, 1e6, &o.speed) != 0) {
 				rc = valctl_usage(sub, "--speed needs a factor > 0, got '%s'",
 				                  optarg);
 				goto done;

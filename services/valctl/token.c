@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include "num.h"
 #include "valctl.h"
 
 #define KEY_FILE_MAX (1024 * 1024)
@@ -183,7 +184,7 @@ int valctl_cmd_token(int argc, char **argv)
 			tc.scope = optarg;
 			break;
 		case OPT_TTL:
-			if (valctl_parse_int64(optarg, -(INT64_C(1) << 40), INT64_C(1) << 40,
+			if (num_parse_i64(optarg, -(INT64_C(1) << 40), INT64_C(1) << 40,
 			                       &tc.ttl_s) != 0) {
 				rc = valctl_usage(sub, "--ttl needs a number of seconds, got '%s'",
 				                  optarg);

@@ -83,45 +83,6 @@ void valctl_hex(const void *data, size_t len, char *out)
 	out[2 * len] = '\0';
 }
 
-int valctl_utf8_ok(const void *data, size_t len)
-{
-	const unsigned char *p = data;
-	size_t i = 0, n, k;
-	uint32_t cp, min;
-
-	while (i < len) {
-		unsigned char c = p[i];
-
-		if (c == 0)
-			return 0;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if ((c & 0xe0) == 0xc0) {
-			n = 1, cp = c & 0x1f, min = 0x80;
-		} else if ((c & 0xf0) == 0xe0) {
-			n = 2, cp = c & 0x0f, min = 0x800;
-		} else if ((c & 0xf8) == 0xf0) {
-			n = 3, cp = c & 0x07, min = 0x10000;
-		} else {
-			return 0;
-		}
-		if (len - i - 1 < n)
-			return 0;
-		for (k = 1; k <= n; k++) {
-			if ((p[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (p[i + k] & 0x3f);
-		}
-		/* Overlong forms, surrogates and values past Unicode are not UTF-8. */
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return 0;
-		i += n + 1;
-	}
-	return 1;
-}
-
 int valctl_write_file(const char *path, const void *data, size_t len, mode_t mode, char *errstr,
                       size_t errstr_size)
 {

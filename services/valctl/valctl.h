@@ -128,12 +128,6 @@ int valctl_getopt_error(const char *sub, int opt, char *const argv[]);
 /* Print "valctl SUB: MESSAGE" on stderr. */
 void valctl_err(const char *sub, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Checked parsers: 0 and *out, or -1 when s is not entirely a number in the
- * range. */
-int valctl_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
-/* A finite decimal number >= min and <= max. */
-int valctl_parse_double(const char *s, double min, double max, double *out);
-
 /* ---- utilities ---- */
 
 int64_t valctl_now_ms(void);  /* wall clock, ms since the epoch */
@@ -144,8 +138,6 @@ int valctl_random(void *buf, size_t len, char *errstr, size_t errstr_size);
 int valctl_uuid_v4(char out[37], char *errstr, size_t errstr_size);
 /* Lower-case hex of data into out (2 * len + 1 bytes). */
 void valctl_hex(const void *data, size_t len, char *out);
-/* 1 if data is valid UTF-8 without NUL bytes. */
-int valctl_utf8_ok(const void *data, size_t len);
 
 /* Create or truncate path with the given mode and write data; 0, or -1 with
  * errstr filled. */

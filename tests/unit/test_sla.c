@@ -252,21 +252,6 @@ static int test_long_names_clipped_utf8(void)
 	return 0;
 }
 
-static int test_utf8_copy(void)
-{
-	char out[6];
-	CHECK_INT(sla_utf8_copy(out, sizeof out, "abc"), 3);
-	CHECK_STR(out, "abc");
-	/* "ab" + U+1F600 (4 bytes) does not fit in 5: the emoji is dropped */
-	CHECK_INT(sla_utf8_copy(out, sizeof out, "ab\xF0\x9F\x98\x80"), 2);
-	CHECK_STR(out, "ab");
-	CHECK_INT(sla_utf8_copy(out, sizeof out, "a\xF0\x9F\x98\x80"), 5);
-	CHECK_STR(out, "a\xF0\x9F\x98\x80");
-	CHECK_INT(sla_utf8_copy(out, 1, "abc"), 0);
-	CHECK_STR(out, "");
-	return 0;
-}
-
 static const check_case cases[] = {
     {"allowed", test_allowed},
     {"unknown_provider", test_unknown_provider},
@@ -282,7 +267,6 @@ static const check_case cases[] = {
     {"key_format_not_allowed", test_key_format_not_allowed},
     {"format_from_another_covering_sla", test_format_from_another_covering_sla},
     {"long_names_clipped_utf8", test_long_names_clipped_utf8},
-    {"utf8_copy", test_utf8_copy},
 };
 
 CHECK_MAIN("sla", cases)
