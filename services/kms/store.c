@@ -113,7 +113,7 @@ int store_exec_ok(PGconn *conn, PGresult *r, const char *what, char *errstr, siz
 	if (r != NULL && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK))
 		return 0;
 	errstr_line(errstr, errstr_size, what,
-	              r != NULL ? PQresultErrorMessage(r) : PQerrorMessage(conn));
+	            r != NULL ? PQresultErrorMessage(r) : PQerrorMessage(conn));
 	return -1;
 }
 
@@ -229,7 +229,7 @@ int store_migrate(store *s, char *errstr, size_t errstr_size)
 	for (size_t i = 0; i < n; i++) {
 		if (migration_version(embedded_migrations[i].name, &versions[i]) != 0) {
 			errstr_line(errstr, errstr_size, embedded_migrations[i].name,
-			              "migration name is not NNN_name.sql");
+			            "migration name is not NNN_name.sql");
 			goto fail;
 		}
 		size_t j = i;
@@ -242,7 +242,7 @@ int store_migrate(store *s, char *errstr, size_t errstr_size)
 	for (size_t i = 1; i < n; i++)
 		if (versions[order[i]] == versions[order[i - 1]]) {
 			errstr_line(errstr, errstr_size, embedded_migrations[order[i]].name,
-			              "two migrations share a version");
+			            "two migrations share a version");
 			goto fail;
 		}
 

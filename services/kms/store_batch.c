@@ -243,7 +243,7 @@ static q_verdict verdict(query *const *qs, size_t n, const char **sqlstate, char
 		 * values */
 		const char *msg = PQresultErrorField(qs[i]->res, PG_DIAG_MESSAGE_PRIMARY);
 		errstr_line(errstr, errstr_size, "postgresql",
-		              msg != NULL ? msg : PQresultErrorMessage(qs[i]->res));
+		            msg != NULL ? msg : PQresultErrorMessage(qs[i]->res));
 		return st == PGRES_FATAL_ERROR && store_is_item_sqlstate(state) ? Q_DATA : Q_BATCH;
 	}
 	return Q_OK;
@@ -782,7 +782,7 @@ int store_decide_batch(store *s, store_item *items, size_t n, const char *kms_id
 			break;
 		if (PQenterPipelineMode(s->conn) != 1) {
 			errstr_line(errstr, errstr_size, "postgresql pipeline",
-			              PQerrorMessage(s->conn));
+			            PQerrorMessage(s->conn));
 			break;
 		}
 		rc = decide_range(s, items, n, kms_id, now_ms, errstr, errstr_size);

@@ -185,7 +185,7 @@ int valctl_cmd_token(int argc, char **argv)
 			break;
 		case OPT_TTL:
 			if (num_parse_i64(optarg, -(INT64_C(1) << 40), INT64_C(1) << 40,
-			                       &tc.ttl_s) != 0) {
+			                  &tc.ttl_s) != 0) {
 				rc = valctl_usage(sub, "--ttl needs a number of seconds, got '%s'",
 				                  optarg);
 				goto done;
