@@ -18,8 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
+#include "cli.h"
+#include "codec.h"
+#include "commands.h"
+#include "recording.h"
 #include "utf8.h"
-#include "valctl.h"
+#include "util.h"
 
 static const char diff_help[] =
     "Usage: valctl diff [OPTIONS] A.jsonl B.jsonl\n"
@@ -60,6 +66,7 @@ typedef struct {
 	const char **ignored;
 	size_t ignored_count;
 	int partition;
+	int json; /* --json: the report as JSON */
 } diff_opts;
 
 static int is_ignored(const diff_opts *o, const char *name)
@@ -469,6 +476,31 @@ static int print_table(const json_t *report)
 	return bad ? -1 : 0;
 }
 
+static int diff_option(void *ctx, const char *sub, int opt, const char *arg)
+{
+	diff_opts *o = ctx;
+
+	switch (opt) {
+	case OPT_JSON:
+		o->json = 1;
+		break;
+	case OPT_IGNORE_CE_ID:
+		o->ignored[o->ignored_count++] = "ce_id";
+		break;
+	case OPT_IGNORE:
+		if (arg[0] == '\0')
+			return valctl_usage(sub, "--ignore needs a field or header name");
+		o->ignored[o->ignored_count++] = arg;
+		break;
+	case OPT_PARTITION:
+		o->partition = 1;
+		break;
+	default:
+		return VALCTL_NOT_MINE;
+	}
+	return VALCTL_GO_ON;
+}
+
 int valctl_cmd_diff(int argc, char **argv)
 {
 	static const struct option opts[] = {{"json", no_argument, NULL, OPT_JSON},
@@ -484,7 +516,7 @@ int valctl_cmd_diff(int argc, char **argv)
 	json_t *report = NULL;
 	char errstr[512];
 	size_t i;
-	int opt, json_out = 0, r, rc = VALCTL_EXIT_USAGE;
+	int r, rc = VALCTL_EXIT_USAGE;
 
 	memset(&o, 0, sizeof o);
 	/* The defaults, then every --ignore: at most argc more. */
@@ -495,32 +527,10 @@ int valctl_cmd_diff(int argc, char **argv)
 	}
 	for (i = 0; i < sizeof default_ignored / sizeof default_ignored[0]; i++)
 		o.ignored[o.ignored_count++] = default_ignored[i];
-	while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-		switch (opt) {
-		case OPT_JSON:
-			json_out = 1;
-			break;
-		case OPT_IGNORE_CE_ID:
-			o.ignored[o.ignored_count++] = "ce_id";
-			break;
-		case OPT_IGNORE:
-			if (optarg[0] == '\0') {
-				rc = valctl_usage(sub, "--ignore needs a field or header name");
-				goto done;
-			}
-			o.ignored[o.ignored_count++] = optarg;
-			break;
-		case OPT_PARTITION:
-			o.partition = 1;
-			break;
-		case 'h':
-			fputs(diff_help, stdout);
-			rc = VALCTL_EXIT_SUCCESS;
-			goto done;
-		default:
-			rc = valctl_getopt_error(sub, opt, argv);
-			goto done;
-		}
+	r = valctl_parse(NULL, sub, diff_help, opts, diff_option, &o, 1, argc, argv);
+	if (r != VALCTL_GO_ON) {
+		rc = r;
+		goto done;
 	}
 	if (argc - optind != 2) {
 		rc = valctl_usage(sub, "two recordings are needed, A and B");
@@ -544,7 +554,7 @@ int valctl_cmd_diff(int argc, char **argv)
 		rc = VALCTL_EXIT_RUNTIME;
 		goto done;
 	}
-	if (json_out ? valctl_print_json(stdout, report) : print_table(report)) {
+	if (o.json ? valctl_print_json(stdout, report) : print_table(report)) {
 		valctl_err(sub, "cannot write the report");
 		rc = VALCTL_EXIT_RUNTIME;
 		goto done;

@@ -27,8 +27,19 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+
+#include "cli.h"
+#include "codec.h"
+#include "commands.h"
+#include "file.h"
+#include "jwt.h"
+#include "kafka.h"
 #include "num.h"
-#include "valctl.h"
+#include "token.h"
+#include "util.h"
+#include "wire.h"
 
 #define MAX_SERVERS      100000
 #define MAX_REQUESTS     1000000
@@ -741,6 +752,70 @@ done:
 	return rc;
 }
 
+static int fleet_option(void *ctx, const char *sub, int opt, const char *arg)
+{
+	fleet_opts *o = ctx;
+	int64_t v;
+
+	switch (opt) {
+	case OPT_SERVERS:
+		if (num_parse_i64(arg, 1, MAX_SERVERS, &v) != 0)
+			return valctl_usage(sub, "--servers needs 1..%d, got '%s'", MAX_SERVERS,
+			                    arg);
+		o->servers = (size_t)v;
+		break;
+	case OPT_REQUESTS:
+		if (num_parse_i64(arg, 1, MAX_REQUESTS, &v) != 0)
+			return valctl_usage(sub, "--requests needs 1..%d, got '%s'", MAX_REQUESTS,
+			                    arg);
+		o->requests = (size_t)v;
+		break;
+	case OPT_KEY:
+		o->key_file = arg;
+		break;
+	case OPT_ISS:
+		o->iss = arg;
+		break;
+	case OPT_KID:
+		o->kid = arg;
+		break;
+	case OPT_ALG:
+		if (jwt_alg_parse(arg, &o->alg) != 0)
+			return valctl_usage(sub, "unknown --alg '%s'", arg);
+		break;
+	case OPT_VSP_ID:
+		o->vsp_ids[o->vsp_count++] = arg;
+		break;
+	case OPT_SERVICES:
+		o->services = arg;
+		break;
+	case OPT_FORMATS:
+		o->formats = arg;
+		break;
+	case OPT_PREFIX:
+		o->prefix = arg;
+		break;
+	case OPT_RATE:
+		if (num_parse_double(arg, 0, 1e7, &o->rate) != 0)
+			return valctl_usage(sub,
+			                    "--rate needs requests per second >= 0, "
+			                    "got '%s'",
+			                    arg);
+		break;
+	case OPT_TIMEOUT:
+		return valctl_parse_seconds(sub, "--timeout", arg, &o->timeout_s);
+	case OPT_ACKED:
+		o->acked_file = arg;
+		break;
+	case OPT_JSON:
+		o->json = 1;
+		break;
+	default:
+		return VALCTL_NOT_MINE;
+	}
+	return VALCTL_GO_ON;
+}
+
 int valctl_cmd_fleet(int argc, char **argv)
 {
 	static const struct option opts[] = {VALCTL_COMMON_LONGOPTS,
@@ -763,8 +838,7 @@ int valctl_cmd_fleet(int argc, char **argv)
 	const char *sub = "fleet";
 	valctl_common common;
 	fleet_opts o;
-	int64_t v;
-	int opt, r, rc;
+	int r, rc;
 
 	valctl_common_init(&common);
 	memset(&o, 0, sizeof o);
@@ -778,83 +852,9 @@ int valctl_cmd_fleet(int argc, char **argv)
 		valctl_err(sub, "out of memory");
 		return VALCTL_EXIT_RUNTIME;
 	}
-	while ((opt = getopt_long(argc, argv, ":h" VALCTL_COMMON_SHORTOPTS, opts, NULL)) != -1) {
-		switch (opt) {
-		case OPT_SERVERS:
-			if (num_parse_i64(optarg, 1, MAX_SERVERS, &v) != 0) {
-				rc = valctl_usage(sub, "--servers needs 1..%d, got '%s'",
-				                  MAX_SERVERS, optarg);
-				goto done;
-			}
-			o.servers = (size_t)v;
-			break;
-		case OPT_REQUESTS:
-			if (num_parse_i64(optarg, 1, MAX_REQUESTS, &v) != 0) {
-				rc = valctl_usage(sub, "--requests needs 1..%d, got '%s'",
-				                  MAX_REQUESTS, optarg);
-				goto done;
-			}
-			o.requests = (size_t)v;
-			break;
-		case OPT_KEY:
-			o.key_file = optarg;
-			break;
-		case OPT_ISS:
-			o.iss = optarg;
-			break;
-		case OPT_KID:
-			o.kid = optarg;
-			break;
-		case OPT_ALG:
-			if (jwt_alg_parse(optarg, &o.alg) != 0) {
-				rc = valctl_usage(sub, "unknown --alg '%s'", optarg);
-				goto done;
-			}
-			break;
-		case OPT_VSP_ID:
-			o.vsp_ids[o.vsp_count++] = optarg;
-			break;
-		case OPT_SERVICES:
-			o.services = optarg;
-			break;
-		case OPT_FORMATS:
-			o.formats = optarg;
-			break;
-		case OPT_PREFIX:
-			o.prefix = optarg;
-			break;
-		case OPT_RATE:
-			if (num_parse_double(optarg, 0, 1e7, &o.rate) != 0) {
-				rc = valctl_usage(sub,
-				                  "--rate needs requests per second >= 0, "
-				                  "got '%s'",
-				                  optarg);
-				goto done;
-			}
-			break;
-		case OPT_TIMEOUT:
-			if (num_parse_double(optarg, 0.001, 1e6, &o.timeout_s) != 0) {
-				rc = valctl_usage(sub, "--timeout needs seconds > 0, got '%s'",
-				                  optarg);
-				goto done;
-			}
-			break;
-		case OPT_ACKED:
-			o.acked_file = optarg;
-			break;
-		case OPT_JSON:
-			o.json = 1;
-			break;
-		default:
-			r = valctl_other_option(&common, sub, fleet_help, opt, optarg, argv);
-			if (r >= 0) {
-				rc = r;
-				goto done;
-			}
-		}
-	}
-	if (optind < argc) {
-		rc = valctl_usage(sub, "unexpected argument '%s'", argv[optind]);
+	r = valctl_parse(&common, sub, fleet_help, opts, fleet_option, &o, 0, argc, argv);
+	if (r != VALCTL_GO_ON) {
+		rc = r;
 		goto done;
 	}
 	if (o.servers == 0 || o.requests == 0 || o.key_file == NULL || o.iss == NULL ||

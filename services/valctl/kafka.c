@@ -12,7 +12,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "valctl.h"
+#include <librdkafka/rdkafka.h>
+
+#include "cli.h"
+#include "kafka.h"
+#include "util.h"
 
 struct valctl_tail {
 	rd_kafka_t *rk;

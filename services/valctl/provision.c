@@ -15,9 +15,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "utf8.h"
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+
+#include "cli.h"
+#include "codec.h"
+#include "commands.h"
+#include "file.h"
+#include "kafka.h"
 #include "num.h"
-#include "valctl.h"
+#include "utf8.h"
+#include "util.h"
+#include "wire.h"
 
 #define RAW_VALUE_MAX   (64 * 1024 * 1024)
 #define TOKEN_FILE_MAX  (1024 * 1024)
@@ -718,6 +727,72 @@ static void specs_free(spec *s, size_t n)
 	free(s);
 }
 
+static int provision_option(void *ctx, const char *sub, int opt, const char *arg)
+{
+	provision_opts *o = ctx;
+	char why[512];
+	int r;
+
+	switch (opt) {
+	case OPT_FILE:
+		o->file = arg;
+		break;
+	case OPT_REQUESTER:
+		o->requester = arg;
+		break;
+	case OPT_ENDPOINT:
+		o->endpoint = arg;
+		break;
+	case OPT_TOKEN:
+		o->token = arg;
+		break;
+	case OPT_TOKEN_FILE:
+		o->token_file = arg;
+		break;
+	case OPT_SERVICE:
+		r = parse_service(arg, &o->services[o->service_count], why, sizeof why);
+		o->service_count++; /* its buf is freed either way */
+		if (r != 0)
+			return valctl_usage(sub, "%s", why);
+		break;
+	case OPT_CONTENT:
+		r = parse_content(arg, &o->contents[o->content_count], why, sizeof why);
+		o->content_count++;
+		if (r != 0)
+			return valctl_usage(sub, "%s", why);
+		break;
+	case OPT_REQUEST_ID:
+		o->request_id = arg;
+		break;
+	case OPT_SUPP_FEAT:
+		o->supp_feat = arg;
+		break;
+	case OPT_CORRELATION_ID:
+		if (arg[0] == '\0')
+			return valctl_usage(sub, "--correlation-id must not be empty");
+		o->correlation_id = arg;
+		break;
+	case OPT_REPLY_PARTITION:
+		if (num_parse_i64(arg, 0, INT32_MAX, &o->reply_partition) != 0)
+			return valctl_usage(sub,
+			                    "--reply-partition needs a partition number "
+			                    "0..2147483647, got '%s'",
+			                    arg);
+		break;
+	case OPT_RAW_VALUE_FILE:
+		o->raw_value_file = arg;
+		break;
+	case OPT_TIMEOUT:
+		return valctl_parse_seconds(sub, "--timeout", arg, &o->timeout_s);
+	case OPT_JSON:
+		o->json = 1;
+		break;
+	default:
+		return VALCTL_NOT_MINE;
+	}
+	return VALCTL_GO_ON;
+}
+
 int valctl_cmd_provision(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -751,7 +826,7 @@ int valctl_cmd_provision(int argc, char **argv)
 	char request_id[REQUEST_ID_SIZE];
 	char errstr[512];
 	const char *rid;
-	int opt, r, rc = VALCTL_EXIT_RUNTIME;
+	int r, rc = VALCTL_EXIT_RUNTIME;
 
 	valctl_common_init(&common);
 	memset(&o, 0, sizeof o);
@@ -765,86 +840,9 @@ int valctl_cmd_provision(int argc, char **argv)
 		valctl_err(sub, "out of memory");
 		goto done;
 	}
-	while ((opt = getopt_long(argc, argv, ":h" VALCTL_COMMON_SHORTOPTS, opts, NULL)) != -1) {
-		switch (opt) {
-		case OPT_FILE:
-			o.file = optarg;
-			break;
-		case OPT_REQUESTER:
-			o.requester = optarg;
-			break;
-		case OPT_ENDPOINT:
-			o.endpoint = optarg;
-			break;
-		case OPT_TOKEN:
-			o.token = optarg;
-			break;
-		case OPT_TOKEN_FILE:
-			o.token_file = optarg;
-			break;
-		case OPT_SERVICE:
-			r = parse_service(optarg, &o.services[o.service_count], errstr,
-			                  sizeof errstr);
-			o.service_count++; /* its buf is freed either way */
-			if (r != 0) {
-				rc = valctl_usage(sub, "%s", errstr);
-				goto done;
-			}
-			break;
-		case OPT_CONTENT:
-			r = parse_content(optarg, &o.contents[o.content_count], errstr,
-			                  sizeof errstr);
-			o.content_count++;
-			if (r != 0) {
-				rc = valctl_usage(sub, "%s", errstr);
-				goto done;
-			}
-			break;
-		case OPT_REQUEST_ID:
-			o.request_id = optarg;
-			break;
-		case OPT_SUPP_FEAT:
-			o.supp_feat = optarg;
-			break;
-		case OPT_CORRELATION_ID:
-			if (optarg[0] == '\0') {
-				rc = valctl_usage(sub, "--correlation-id must not be empty");
-				goto done;
-			}
-			o.correlation_id = optarg;
-			break;
-		case OPT_REPLY_PARTITION:
-			if (num_parse_i64(optarg, 0, INT32_MAX, &o.reply_partition) != 0) {
-				rc = valctl_usage(sub,
-				                  "--reply-partition needs a partition number "
-				                  "0..2147483647, got '%s'",
-				                  optarg);
-				goto done;
-			}
-			break;
-		case OPT_RAW_VALUE_FILE:
-			o.raw_value_file = optarg;
-			break;
-		case OPT_TIMEOUT:
-			if (num_parse_double(optarg, 0.001, 1e6, &o.timeout_s) != 0) {
-				rc = valctl_usage(sub, "--timeout needs seconds > 0, got '%s'",
-				                  optarg);
-				goto done;
-			}
-			break;
-		case OPT_JSON:
-			o.json = 1;
-			break;
-		default:
-			r = valctl_other_option(&common, sub, provision_help, opt, optarg, argv);
-			if (r >= 0) {
-				rc = r;
-				goto done;
-			}
-		}
-	}
-	if (optind < argc) {
-		rc = valctl_usage(sub, "unexpected argument '%s'", argv[optind]);
+	r = valctl_parse(&common, sub, provision_help, opts, provision_option, &o, 0, argc, argv);
+	if (r != VALCTL_GO_ON) {
+		rc = r;
 		goto done;
 	}
 	if (o.token != NULL && o.token_file != NULL) {

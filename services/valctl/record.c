@@ -29,8 +29,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "kafka.h"
 #include "num.h"
-#include "valctl.h"
+#include "util.h"
 
 #define READ_BATCH 256
 
@@ -234,6 +240,39 @@ static pid_t guard_start(int fd, int *pipe_w, char *errstr, size_t errstr_size)
 	return pid;
 }
 
+typedef struct {
+	const char *topic, *out_path;
+	int from_beginning;
+	int64_t count; /* -1: no limit */
+	double idle_s; /* 0: no limit */
+} record_opts;
+
+static int record_option(void *ctx, const char *sub, int opt, const char *arg)
+{
+	record_opts *o = ctx;
+
+	switch (opt) {
+	case OPT_TOPIC:
+		o->topic = arg;
+		break;
+	case OPT_OUT:
+		o->out_path = arg;
+		break;
+	case OPT_FROM_BEGINNING:
+		o->from_beginning = 1;
+		break;
+	case OPT_COUNT:
+		if (num_parse_i64(arg, 1, INT64_MAX, &o->count) != 0)
+			return valctl_usage(sub, "--count needs a number >= 1, got '%s'", arg);
+		break;
+	case OPT_IDLE_EXIT:
+		return valctl_parse_seconds(sub, "--idle-exit", arg, &o->idle_s);
+	default:
+		return VALCTL_NOT_MINE;
+	}
+	return VALCTL_GO_ON;
+}
+
 int valctl_cmd_record(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -246,67 +285,34 @@ int valctl_cmd_record(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0}};
 	const char *sub = "record";
-	const char *topic = NULL, *out_path = NULL;
+	record_opts o = {NULL, NULL, 0, -1, 0};
 	valctl_common common;
 	valctl_tail *tail = NULL;
 	rd_kafka_message_t *msgs[READ_BATCH];
 	linebuf lines = {NULL, 0, 0};
-	int64_t count = -1, written = 0, pending = 0, last_us;
-	double idle_s = 0;
+	int64_t written = 0, pending = 0, last_us;
 	size_t n, i;
 	char errstr[512];
-	int fd = -1, guard_w = -1, from_beginning = 0, opt, r, oom = 0, rc = VALCTL_EXIT_RUNTIME;
+	int fd = -1, guard_w = -1, r, oom = 0, rc = VALCTL_EXIT_RUNTIME;
 	pid_t guard = -1;
 
 	valctl_common_init(&common);
-	while ((opt = getopt_long(argc, argv, ":h" VALCTL_COMMON_SHORTOPTS, opts, NULL)) != -1) {
-		switch (opt) {
-		case OPT_TOPIC:
-			topic = optarg;
-			break;
-		case OPT_OUT:
-			out_path = optarg;
-			break;
-		case OPT_FROM_BEGINNING:
-			from_beginning = 1;
-			break;
-		case OPT_COUNT:
-			if (num_parse_i64(optarg, 1, INT64_MAX, &count) != 0) {
-				rc = valctl_usage(sub, "--count needs a number >= 1, got '%s'",
-				                  optarg);
-				goto done;
-			}
-			break;
-		case OPT_IDLE_EXIT:
-			if (num_parse_double(optarg, 0.001, 1e6, &idle_s) != 0) {
-				rc = valctl_usage(sub, "--idle-exit needs seconds > 0, got '%s'",
-				                  optarg);
-				goto done;
-			}
-			break;
-		default:
-			r = valctl_other_option(&common, sub, record_help, opt, optarg, argv);
-			if (r >= 0) {
-				rc = r;
-				goto done;
-			}
-		}
-	}
-	if (optind < argc) {
-		rc = valctl_usage(sub, "unexpected argument '%s'", argv[optind]);
+	r = valctl_parse(&common, sub, record_help, opts, record_option, &o, 0, argc, argv);
+	if (r != VALCTL_GO_ON) {
+		rc = r;
 		goto done;
 	}
-	if (topic == NULL || out_path == NULL) {
+	if (o.topic == NULL || o.out_path == NULL) {
 		rc = valctl_usage(sub, "--topic and --out are required");
 		goto done;
 	}
 
 	/* Read and write: the guard reads the file's end. */
-	fd = strcmp(out_path, "-") == 0
+	fd = strcmp(o.out_path, "-") == 0
 	         ? STDOUT_FILENO
-	         : open(out_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	         : open(o.out_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
-		valctl_err(sub, "cannot create %s: %s", out_path, strerror(errno));
+		valctl_err(sub, "cannot create %s: %s", o.out_path, strerror(errno));
 		goto done;
 	}
 	/* Before librdkafka starts its threads: the guard is a plain copy. A
@@ -315,25 +321,25 @@ int valctl_cmd_record(int argc, char **argv)
 		valctl_err(sub, "%s", errstr);
 		goto done;
 	}
-	tail = valctl_tail_new(&common, topic, from_beginning, 30000, errstr, sizeof errstr);
+	tail = valctl_tail_new(&common, o.topic, o.from_beginning, 30000, errstr, sizeof errstr);
 	if (tail == NULL) {
 		valctl_err(sub, "%s", errstr);
 		goto done;
 	}
 	/* From here on nothing produced to the topic is missed: say so, for
 	 * whoever waits to produce until the recording runs. */
-	fprintf(stderr, "valctl record: reading %s (%d partitions) from the %s\n", topic,
-	        valctl_tail_partition_count(tail), from_beginning ? "beginning" : "end");
+	fprintf(stderr, "valctl record: reading %s (%d partitions) from the %s\n", o.topic,
+	        valctl_tail_partition_count(tail), o.from_beginning ? "beginning" : "end");
 	last_us = valctl_mono_us();
-	while (valctl_run && (count < 0 || written < count)) {
+	while (valctl_run && (o.count < 0 || written < o.count)) {
 		n = valctl_tail_poll(tail, 100, msgs, READ_BATCH);
 		lines.len = 0;
 		pending = 0;
 		for (i = 0; i < n; i++) {
 			if (msgs[i]->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-				valctl_err(sub, "reading %s: %s", topic,
+				valctl_err(sub, "reading %s: %s", o.topic,
 				           rd_kafka_message_errstr(msgs[i]));
-			} else if (!oom && (count < 0 || written + pending < count)) {
+			} else if (!oom && (o.count < 0 || written + pending < o.count)) {
 				if (linebuf_add(&lines, msgs[i]) != 0)
 					oom = 1;
 				else
@@ -347,20 +353,20 @@ int valctl_cmd_record(int argc, char **argv)
 			goto done;
 		}
 		if (lines.len > 0 && write_all(fd, lines.data, lines.len) != 0) {
-			valctl_err(sub, "cannot write %s: %s", out_path, strerror(errno));
+			valctl_err(sub, "cannot write %s: %s", o.out_path, strerror(errno));
 			goto done;
 		}
 		written += pending;
-		if (idle_s > 0 && valctl_mono_us() - last_us >= (int64_t)(idle_s * 1e6))
+		if (o.idle_s > 0 && valctl_mono_us() - last_us >= (int64_t)(o.idle_s * 1e6))
 			break;
 	}
 	fprintf(stderr, "valctl record: %lld messages of %s written to %s\n", (long long)written,
-	        topic, out_path);
+	        o.topic, o.out_path);
 	rc = VALCTL_EXIT_SUCCESS;
 done:
 	valctl_tail_destroy(tail);
 	if (fd >= 0 && fd != STDOUT_FILENO && close(fd) != 0 && rc == VALCTL_EXIT_SUCCESS) {
-		valctl_err(sub, "cannot write %s: %s", out_path, strerror(errno));
+		valctl_err(sub, "cannot write %s: %s", o.out_path, strerror(errno));
 		rc = VALCTL_EXIT_RUNTIME;
 	}
 	/* The file ends with a whole line: the guard has nothing to cut, and

@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "valctl.h"
+#include <jansson.h>
+
+#include "recording.h"
+#include "util.h"
 
 struct valctl_lines {
 	FILE *f;

@@ -22,8 +22,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <librdkafka/rdkafka.h>
+
+#include "cli.h"
+#include "codec.h"
+#include "commands.h"
+#include "kafka.h"
 #include "num.h"
-#include "valctl.h"
+#include "recording.h"
+#include "resign.h"
+#include "util.h"
+#include "wire.h"
 
 /* Bad lines named one by one before only their count is given. */
 #define BAD_LINES_SHOWN 10
@@ -716,6 +725,65 @@ done:
 	return rc;
 }
 
+static int replay_option(void *ctx, const char *sub, int opt, const char *arg)
+{
+	replay_opts *o = ctx;
+
+	switch (opt) {
+	case OPT_IN:
+		o->in_path = arg;
+		break;
+	case OPT_TOPIC:
+		if (arg[0] == '\0')
+			return valctl_usage(sub, "--topic must not be empty");
+		o->topic = arg;
+		break;
+	case OPT_TIMEOUT:
+		return valctl_parse_seconds(sub, "--timeout", arg, &o->timeout_s);
+	case OPT_KEEP_TIMESTAMPS:
+		o->keep_timestamps = 1;
+		break;
+	case OPT_KEEP_PARTITIONS:
+		o->keep_partitions = 1;
+		break;
+	case OPT_RATE:
+		if (num_parse_double(arg, 0.001, 1e7, &o->rate) != 0)
+			return valctl_usage(sub, "--rate needs messages per second > 0, got '%s'",
+			                    arg);
+		break;
+	case OPT_SPEED:
+		if (num_parse_double(arg, 0.001, 1e6, &o->speed) != 0)
+			return valctl_usage(sub, "--speed needs a factor > 0, got '%s'", arg);
+		break;
+	case OPT_KEY:
+		o->keys[o->key_count++] = arg;
+		break;
+	case OPT_GREP:
+		o->grep = arg;
+		break;
+	case OPT_SKIP_BAD:
+		o->skip_bad = 1;
+		break;
+	case OPT_RESIGN:
+		o->resign_key = arg;
+		break;
+	case OPT_ISS:
+		if (arg[0] == '\0')
+			return valctl_usage(sub, "--iss must not be empty");
+		o->iss = arg;
+		break;
+	case OPT_KID:
+		o->kid = arg;
+		break;
+	case OPT_VERIFY_ISSUERS:
+		o->verify_issuers = arg;
+		break;
+	default:
+		return VALCTL_NOT_MINE;
+	}
+	return VALCTL_GO_ON;
+}
+
 int valctl_cmd_replay(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -739,7 +807,7 @@ int valctl_cmd_replay(int argc, char **argv)
 	const char *sub = "replay";
 	valctl_common common;
 	replay_opts o;
-	int opt, r, rc = VALCTL_EXIT_USAGE;
+	int r, rc = VALCTL_EXIT_USAGE;
 
 	valctl_common_init(&common);
 	memset(&o, 0, sizeof o);
@@ -750,80 +818,9 @@ int valctl_cmd_replay(int argc, char **argv)
 		valctl_err(sub, "out of memory");
 		return VALCTL_EXIT_RUNTIME;
 	}
-	while ((opt = getopt_long(argc, argv, ":h" VALCTL_COMMON_SHORTOPTS, opts, NULL)) != -1) {
-		switch (opt) {
-		case OPT_IN:
-			o.in_path = optarg;
-			break;
-		case OPT_TOPIC:
-			if (optarg[0] == '\0') {
-				rc = valctl_usage(sub, "--topic must not be empty");
-				goto done;
-			}
-			o.topic = optarg;
-			break;
-		case OPT_TIMEOUT:
-			if (num_parse_double(optarg, 0.001, 1e6, &o.timeout_s) != 0) {
-				rc = valctl_usage(sub, "--timeout needs seconds > 0, got '%s'",
-				                  optarg);
-				goto done;
-			}
-			break;
-		case OPT_KEEP_TIMESTAMPS:
-			o.keep_timestamps = 1;
-			break;
-		case OPT_KEEP_PARTITIONS:
-			o.keep_partitions = 1;
-			break;
-		case OPT_RATE:
-			if (num_parse_double(optarg, 0.001, 1e7, &o.rate) != 0) {
-				rc = valctl_usage(
-				    sub, "--rate needs messages per second > 0, got '%s'", optarg);
-				goto done;
-			}
-			break;
-		case OPT_SPEED:
-			if (num_parse_double(optarg, 0.001, 1e6, &o.speed) != 0) {
-				rc = valctl_usage(sub, "--speed needs a factor > 0, got '%s'",
-				                  optarg);
-				goto done;
-			}
-			break;
-		case OPT_KEY:
-			o.keys[o.key_count++] = optarg;
-			break;
-		case OPT_GREP:
-			o.grep = optarg;
-			break;
-		case OPT_SKIP_BAD:
-			o.skip_bad = 1;
-			break;
-		case OPT_RESIGN:
-			o.resign_key = optarg;
-			break;
-		case OPT_ISS:
-			if (optarg[0] == '\0') {
-				rc = valctl_usage(sub, "--iss must not be empty");
-				goto done;
-			}
-			o.iss = optarg;
-			break;
-		case OPT_KID:
-			o.kid = optarg;
-			break;
-		case OPT_VERIFY_ISSUERS:
-			o.verify_issuers = optarg;
-			break;
-		default:
-			r = valctl_other_option(&common, sub, replay_help, opt, optarg, argv);
-			if (r >= 0) {
-				rc = r;
-				goto done;
-			}
-		}
-	}
-	if (optind < argc) {
-		rc = valctl_usage(sub, "unexpected argument '%s'", argv[optind]);
+	r = valctl_parse(&common, sub, replay_help, opts, replay_option, &o, 0, argc, argv);
+	if (r != VALCTL_GO_ON) {
+		rc = r;
 		goto done;
 	}
 	if (o.in_path == NULL) {

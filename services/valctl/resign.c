@@ -22,9 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <openssl/crypto.h>
 
-#include "valctl.h"
+#include "codec.h"
+#include "file.h"
+#include "jwt.h"
+#include "resign.h"
 
 #define KEY_FILE_MAX (1024 * 1024)
 

@@ -10,12 +10,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include "cli.h"
+#include "commands.h"
+#include "file.h"
+#include "jwt.h"
 #include "num.h"
-#include "valctl.h"
+#include "token.h"
+#include "util.h"
 
 #define KEY_FILE_MAX (1024 * 1024)
 
@@ -124,6 +130,60 @@ typedef struct {
 	int unset;
 } claim_edit;
 
+typedef struct {
+	const char *key_file, *kid;
+	valctl_token_claims tc;
+	jwt_alg alg;
+	claim_edit *edits; /* every --claim and --unset-claim, in order */
+	size_t edit_count;
+} token_opts;
+
+static int token_option(void *ctx, const char *sub, int opt, const char *arg)
+{
+	token_opts *o = ctx;
+
+	switch (opt) {
+	case OPT_KEY:
+		o->key_file = arg;
+		break;
+	case OPT_ISS:
+		o->tc.iss = arg;
+		break;
+	case OPT_CLIENT_ID:
+		o->tc.client_id = arg;
+		break;
+	case OPT_VSP_ID:
+		o->tc.vsp_id = arg;
+		break;
+	case OPT_KID:
+		o->kid = arg;
+		break;
+	case OPT_ALG:
+		if (jwt_alg_parse(arg, &o->alg) != 0)
+			return valctl_usage(sub, "unknown --alg '%s'", arg);
+		break;
+	case OPT_SCOPE:
+		o->tc.scope = arg;
+		break;
+	case OPT_TTL:
+		if (num_parse_i64(arg, -(INT64_C(1) << 40), INT64_C(1) << 40, &o->tc.ttl_s) != 0)
+			return valctl_usage(sub, "--ttl needs a number of seconds, got '%s'", arg);
+		break;
+	case OPT_NO_SKEYPROV:
+		o->tc.skeyprov = 0;
+		break;
+	case OPT_CLAIM:
+	case OPT_UNSET_CLAIM:
+		o->edits[o->edit_count].arg = arg;
+		o->edits[o->edit_count].unset = opt == OPT_UNSET_CLAIM;
+		o->edit_count++;
+		break;
+	default:
+		return VALCTL_NOT_MINE;
+	}
+	return VALCTL_GO_ON;
+}
+
 int valctl_cmd_token(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -141,104 +201,51 @@ int valctl_cmd_token(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0}};
 	const char *sub = "token";
-	const char *key_file = NULL, *kid = NULL;
-	valctl_token_claims tc = {NULL, NULL, NULL, "ss-kpp", 3600, 1};
-	jwt_alg alg = JWT_ALG_ES256;
-	claim_edit *edits = NULL;
-	size_t edit_count = 0, i;
+	token_opts o = {NULL, NULL, {NULL, NULL, NULL, "ss-kpp", 3600, 1}, JWT_ALG_ES256, NULL, 0};
+	size_t i;
 	json_t *payload = NULL;
 	char *key_pem = NULL, *token = NULL;
 	char errstr[512];
-	int opt, rc = VALCTL_EXIT_RUNTIME;
+	int r, rc = VALCTL_EXIT_RUNTIME;
 
 	/* Every --claim fits in argc slots. */
-	edits = calloc((size_t)argc + 1, sizeof *edits);
-	if (edits == NULL) {
+	o.edits = calloc((size_t)argc + 1, sizeof *o.edits);
+	if (o.edits == NULL) {
 		valctl_err(sub, "out of memory");
 		return VALCTL_EXIT_RUNTIME;
 	}
-	while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-		switch (opt) {
-		case OPT_KEY:
-			key_file = optarg;
-			break;
-		case OPT_ISS:
-			tc.iss = optarg;
-			break;
-		case OPT_CLIENT_ID:
-			tc.client_id = optarg;
-			break;
-		case OPT_VSP_ID:
-			tc.vsp_id = optarg;
-			break;
-		case OPT_KID:
-			kid = optarg;
-			break;
-		case OPT_ALG:
-			if (jwt_alg_parse(optarg, &alg) != 0) {
-				rc = valctl_usage(sub, "unknown --alg '%s'", optarg);
-				goto done;
-			}
-			break;
-		case OPT_SCOPE:
-			tc.scope = optarg;
-			break;
-		case OPT_TTL:
-			if (num_parse_i64(optarg, -(INT64_C(1) << 40), INT64_C(1) << 40,
-			                  &tc.ttl_s) != 0) {
-				rc = valctl_usage(sub, "--ttl needs a number of seconds, got '%s'",
-				                  optarg);
-				goto done;
-			}
-			break;
-		case OPT_NO_SKEYPROV:
-			tc.skeyprov = 0;
-			break;
-		case OPT_CLAIM:
-		case OPT_UNSET_CLAIM:
-			edits[edit_count].arg = optarg;
-			edits[edit_count].unset = opt == OPT_UNSET_CLAIM;
-			edit_count++;
-			break;
-		case 'h':
-			fputs(token_help, stdout);
-			rc = VALCTL_EXIT_SUCCESS;
-			goto done;
-		default:
-			rc = valctl_getopt_error(sub, opt, argv);
-			goto done;
-		}
-	}
-	if (optind < argc) {
-		rc = valctl_usage(sub, "unexpected argument '%s'", argv[optind]);
+	r = valctl_parse(NULL, sub, token_help, opts, token_option, &o, 0, argc, argv);
+	if (r != VALCTL_GO_ON) {
+		rc = r;
 		goto done;
 	}
-	if (key_file == NULL || tc.iss == NULL || tc.client_id == NULL || tc.vsp_id == NULL) {
+	if (o.key_file == NULL || o.tc.iss == NULL || o.tc.client_id == NULL ||
+	    o.tc.vsp_id == NULL) {
 		rc = valctl_usage(sub, "--key, --iss, --client-id and --vsp-id are required");
 		goto done;
 	}
 
-	payload = valctl_token_payload(&tc, errstr, sizeof errstr);
+	payload = valctl_token_payload(&o.tc, errstr, sizeof errstr);
 	if (payload == NULL) {
 		valctl_err(sub, "%s", errstr);
 		goto done;
 	}
-	for (i = 0; i < edit_count; i++) {
-		const char *arg = edits[i].arg;
+	for (i = 0; i < o.edit_count; i++) {
+		const char *arg = o.edits[i].arg;
 		const char *eq = strchr(arg, '=');
 		char name[256];
 		json_error_t jerr;
 		json_t *v;
 		size_t n = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
 
-		if (n == 0 || n >= sizeof name || (edits[i].unset ? eq != NULL : eq == NULL)) {
-			rc = valctl_usage(sub, edits[i].unset ? "--unset-claim needs NAME"
-			                                      : "--claim needs NAME=JSON");
+		if (n == 0 || n >= sizeof name || (o.edits[i].unset ? eq != NULL : eq == NULL)) {
+			rc = valctl_usage(sub, o.edits[i].unset ? "--unset-claim needs NAME"
+			                                        : "--claim needs NAME=JSON");
 			goto done;
 		}
 		memcpy(name, arg, n);
 		name[n] = '\0';
-		if (edits[i].unset) {
+		if (o.edits[i].unset) {
 			json_object_del(payload, name);
 			continue;
 		}
@@ -254,12 +261,12 @@ int valctl_cmd_token(int argc, char **argv)
 		}
 	}
 
-	key_pem = file_read(key_file, KEY_FILE_MAX, NULL, errstr, sizeof errstr);
+	key_pem = file_read(o.key_file, KEY_FILE_MAX, NULL, errstr, sizeof errstr);
 	if (key_pem == NULL) {
 		valctl_err(sub, "%s", errstr);
 		goto done;
 	}
-	token = valctl_token_sign(key_pem, alg, kid, payload, errstr, sizeof errstr);
+	token = valctl_token_sign(key_pem, o.alg, o.kid, payload, errstr, sizeof errstr);
 	if (token == NULL) {
 		valctl_err(sub, "cannot sign: %s", errstr);
 		goto done;
@@ -276,7 +283,7 @@ done:
 	}
 	free(token);
 	json_decref(payload);
-	free(edits);
+	free(o.edits);
 	return rc;
 }
 
@@ -331,6 +338,32 @@ static EVP_PKEY *generate(jwt_alg alg)
 	}
 }
 
+typedef struct {
+	const char *out_private, *out_public;
+	jwt_alg alg;
+} keygen_opts;
+
+static int keygen_option(void *ctx, const char *sub, int opt, const char *arg)
+{
+	keygen_opts *o = ctx;
+
+	switch (opt) {
+	case OPT_OUT_PRIVATE:
+		o->out_private = arg;
+		break;
+	case OPT_OUT_PUBLIC:
+		o->out_public = arg;
+		break;
+	case OPT_ALG:
+		if (jwt_alg_parse(arg, &o->alg) != 0)
+			return valctl_usage(sub, "unknown --alg '%s'", arg);
+		break;
+	default:
+		return VALCTL_NOT_MINE;
+	}
+	return VALCTL_GO_ON;
+}
+
 int valctl_cmd_keygen(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -340,43 +373,24 @@ int valctl_cmd_keygen(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0}};
 	const char *sub = "keygen";
-	const char *out_private = NULL, *out_public = NULL;
-	jwt_alg alg = JWT_ALG_ES256;
+	keygen_opts o = {NULL, NULL, JWT_ALG_ES256};
 	EVP_PKEY *pkey = NULL;
 	char *priv = NULL, *pub = NULL;
 	size_t priv_len = 0, pub_len = 0;
 	char errstr[512];
 	unsigned long e;
-	int opt, rc = VALCTL_EXIT_RUNTIME;
+	int r, rc = VALCTL_EXIT_RUNTIME;
 
-	while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-		switch (opt) {
-		case OPT_OUT_PRIVATE:
-			out_private = optarg;
-			break;
-		case OPT_OUT_PUBLIC:
-			out_public = optarg;
-			break;
-		case OPT_ALG:
-			if (jwt_alg_parse(optarg, &alg) != 0)
-				return valctl_usage(sub, "unknown --alg '%s'", optarg);
-			break;
-		case 'h':
-			fputs(keygen_help, stdout);
-			return VALCTL_EXIT_SUCCESS;
-		default:
-			return valctl_getopt_error(sub, opt, argv);
-		}
-	}
-	if (optind < argc)
-		return valctl_usage(sub, "unexpected argument '%s'", argv[optind]);
-	if (out_private == NULL || out_public == NULL)
+	r = valctl_parse(NULL, sub, keygen_help, opts, keygen_option, &o, 0, argc, argv);
+	if (r != VALCTL_GO_ON)
+		return r;
+	if (o.out_private == NULL || o.out_public == NULL)
 		return valctl_usage(sub, "--out-private and --out-public are required");
 
-	pkey = generate(alg);
+	pkey = generate(o.alg);
 	if (pkey == NULL) {
 		e = ERR_get_error();
-		valctl_err(sub, "cannot generate a %s key: %s", jwt_alg_name(alg),
+		valctl_err(sub, "cannot generate a %s key: %s", jwt_alg_name(o.alg),
 		           e != 0 ? ERR_reason_error_string(e) : "unsupported");
 		goto done;
 	}
@@ -386,8 +400,8 @@ int valctl_cmd_keygen(int argc, char **argv)
 		valctl_err(sub, "cannot write the key as PEM");
 		goto done;
 	}
-	if (valctl_write_file(out_private, priv, priv_len, 0600, errstr, sizeof errstr) != 0 ||
-	    valctl_write_file(out_public, pub, pub_len, 0644, errstr, sizeof errstr) != 0) {
+	if (valctl_write_file(o.out_private, priv, priv_len, 0600, errstr, sizeof errstr) != 0 ||
+	    valctl_write_file(o.out_public, pub, pub_len, 0644, errstr, sizeof errstr) != 0) {
 		valctl_err(sub, "%s", errstr);
 		goto done;
 	}

@@ -12,11 +12,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#include "valctl.h"
+#include "util.h"
 
 int64_t valctl_now_ms(void)
 {

@@ -6,10 +6,14 @@
  * are read in whichever framing they come, a Confluent one through the
  * registry.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "valctl.h"
+#include "cli.h"
+#include "codec.h"
+#include "registry.h"
+#include "wire.h"
 
 int valctl_wire_open(valctl_wire *w, const valctl_common *c, const codec *cod, const char *sub)
 {
