@@ -1,9 +1,9 @@
 /*
  * valctl provision: one VAL server provisioning request, end to end. The
  * request is built from a JSON file with the schema's field names and/or
- * from flags (flags win), encoded with the project's codec, and produced
- * keyed by requesterIdentity with the reply headers and the CloudEvents
- * binary-mode headers. Before producing, a reader is placed at the end of
+ * from flags (flags win; see request.c), encoded with the project's codec,
+ * and produced keyed by requesterIdentity with the reply headers and the
+ * CloudEvents binary-mode headers. Before producing, a reader is placed at the end of
  * every partition of the reply topic; the Result whose kafka_correlationId
  * and requestId are ours is printed, and the exit code tells SUCCESS (0),
  * FAILURE (1) or no answer in time (3).
@@ -24,12 +24,12 @@
 #include "file.h"
 #include "kafka.h"
 #include "num.h"
+#include "request.h"
 #include "utf8.h"
 #include "util.h"
 #include "wire.h"
 
 #define RAW_VALUE_MAX   (64 * 1024 * 1024)
-#define TOKEN_FILE_MAX  (1024 * 1024)
 #define POLL_BATCH      64
 #define REQUEST_ID_SIZE 37
 
@@ -81,20 +81,10 @@ enum {
 	OPT_JSON
 };
 
-/* A --service or --content flag, split; the pieces point into one malloc'd
- * copy of the argument (buf). */
-typedef struct {
-	char *buf;
-	const char *id;
-	codec_key_format_type format; /* --service */
-	const char *version;          /* --service; NULL when absent */
-	const char *key, *value;      /* --content */
-} spec;
-
 typedef struct {
 	const char *file, *requester, *endpoint, *token, *token_file, *request_id, *supp_feat;
 	const char *correlation_id, *raw_value_file;
-	spec *services, *contents;
+	request_spec *services, *contents;
 	size_t service_count, content_count;
 	int64_t reply_partition; /* -1: no header */
 	double timeout_s;
@@ -113,344 +103,6 @@ static void on_delivery(const rd_kafka_message_t *m, void *user)
 
 	d->done = 1;
 	d->err = m->err;
-}
-
-/* ---- building the request ---- */
-
-static void service_clear(codec_val_service *s)
-{
-	size_t i;
-
-	free(s->val_service_id);
-	free(s->format_version);
-	for (i = 0; i < s->content_count; i++) {
-		free(s->content[i].key);
-		free(s->content[i].value);
-	}
-	free(s->content);
-	memset(s, 0, sizeof *s);
-}
-
-/* Frees what this file put in r (every member was malloc'd here). */
-static void request_clear(codec_request *r)
-{
-	size_t i;
-
-	free(r->request_id);
-	free(r->requester_identity);
-	free(r->endpoint);
-	if (r->access_token != NULL)
-		memset(r->access_token, 0, strlen(r->access_token));
-	free(r->access_token);
-	for (i = 0; i < r->service_count; i++)
-		service_clear(&r->services[i]);
-	free(r->services);
-	free(r->supp_feat);
-	memset(r, 0, sizeof *r);
-}
-
-/* Replace *dst with a copy of src (NULL stays NULL); 0 or -1. */
-static int set_str(char **dst, const char *src)
-{
-	char *copy = NULL;
-
-	if (src != NULL) {
-		copy = strdup(src);
-		if (copy == NULL)
-			return -1;
-	}
-	free(*dst);
-	*dst = copy;
-	return 0;
-}
-
-static codec_val_service *find_service(codec_request *r, const char *id)
-{
-	size_t i;
-
-	for (i = 0; i < r->service_count; i++) {
-		if (strcmp(r->services[i].val_service_id, id) == 0)
-			return &r->services[i];
-	}
-	return NULL;
-}
-
-static codec_val_service *add_service(codec_request *r, const char *id,
-                                      codec_key_format_type format, const char *version)
-{
-	codec_val_service *grown, *s;
-
-	grown = realloc(r->services, (r->service_count + 1) * sizeof *grown);
-	if (grown == NULL)
-		return NULL;
-	r->services = grown;
-	s = &r->services[r->service_count];
-	memset(s, 0, sizeof *s);
-	s->format_type = format;
-	if (set_str(&s->val_service_id, id) != 0 || set_str(&s->format_version, version) != 0) {
-		service_clear(s);
-		return NULL;
-	}
-	r->service_count++;
-	return s;
-}
-
-/* Set a content entry: a map, so an existing key gets the new value. */
-static int set_content(codec_val_service *s, const char *key, const char *value)
-{
-	codec_kv *grown;
-	size_t i;
-
-	for (i = 0; i < s->content_count; i++) {
-		if (strcmp(s->content[i].key, key) == 0)
-			return set_str(&s->content[i].value, value);
-	}
-	grown = realloc(s->content, (s->content_count + 1) * sizeof *grown);
-	if (grown == NULL)
-		return -1;
-	s->content = grown;
-	s->content[s->content_count].key = NULL;
-	s->content[s->content_count].value = NULL;
-	if (set_str(&s->content[s->content_count].key, key) != 0 ||
-	    set_str(&s->content[s->content_count].value, value) != 0) {
-		free(s->content[s->content_count].key);
-		return -1;
-	}
-	s->content_count++;
-	return 0;
-}
-
-/* "ID:FORMAT[:VERSION]"; 0, or -1 with why filled. */
-static int parse_service(const char *arg, spec *out, char *why, size_t why_size)
-{
-	char *colon, *format;
-
-	memset(out, 0, sizeof *out);
-	out->buf = strdup(arg);
-	if (out->buf == NULL) {
-		snprintf(why, why_size, "out of memory");
-		return -1;
-	}
-	colon = strchr(out->buf, ':');
-	if (colon == NULL || colon == out->buf || colon[1] == '\0') {
-		snprintf(why, why_size, "--service needs ID:FORMAT[:VERSION], got '%s'", arg);
-		return -1;
-	}
-	*colon = '\0';
-	out->id = out->buf;
-	format = colon + 1;
-	colon = strchr(format, ':');
-	if (colon != NULL) {
-		*colon = '\0';
-		out->version = colon + 1;
-	}
-	if (codec_key_format_type_parse(format, &out->format) != 0) {
-		snprintf(why, why_size, "--service %s: unknown key format '%s'", out->id, format);
-		return -1;
-	}
-	return 0;
-}
-
-/* "ID:KEY=VALUE"; 0, or -1 with why filled. */
-static int parse_content(const char *arg, spec *out, char *why, size_t why_size)
-{
-	char *colon, *eq;
-
-	memset(out, 0, sizeof *out);
-	out->buf = strdup(arg);
-	if (out->buf == NULL) {
-		snprintf(why, why_size, "out of memory");
-		return -1;
-	}
-	colon = strchr(out->buf, ':');
-	eq = colon != NULL ? strchr(colon + 1, '=') : NULL;
-	if (colon == NULL || colon == out->buf || eq == NULL || eq == colon + 1) {
-		snprintf(why, why_size, "--content needs ID:KEY=VALUE, got '%s'", arg);
-		return -1;
-	}
-	*colon = '\0';
-	*eq = '\0';
-	out->id = out->buf;
-	out->key = colon + 1;
-	out->value = eq + 1;
-	return 0;
-}
-
-/* A string member of a JSON object into *out: NULL when absent or JSON null;
- * -1 when it is something else. */
-static int json_str_member(const json_t *obj, const char *name, const char **out)
-{
-	const json_t *v = json_object_get(obj, name);
-
-	*out = NULL;
-	if (v == NULL || json_is_null(v))
-		return 0;
-	if (!json_is_string(v))
-		return -1;
-	*out = json_string_value(v);
-	return 0;
-}
-
-static int check_members(const json_t *obj, const char *const *allowed, const char *where,
-                         char *errstr, size_t errstr_size)
-{
-	const char *key;
-	json_t *v;
-	size_t i;
-
-	json_object_foreach((json_t *)(uintptr_t)obj, key, v)
-	{
-		for (i = 0; allowed[i] != NULL; i++) {
-			if (strcmp(key, allowed[i]) == 0)
-				break;
-		}
-		if (allowed[i] == NULL) {
-			snprintf(errstr, errstr_size, "unknown field '%s' in %s", key, where);
-			return -1;
-		}
-	}
-	return 0;
-}
-
-static int load_service(codec_request *r, const json_t *js, size_t index, char *errstr,
-                        size_t errstr_size)
-{
-	static const char *const service_fields[] = {"valServiceId", "keyFormat", NULL};
-	static const char *const format_fields[] = {"formatType", "formatVersion", "content", NULL};
-	const char *id, *type, *version, *key;
-	codec_key_format_type format;
-	const json_t *kf, *content;
-	codec_val_service *s;
-	json_t *v;
-
-	if (!json_is_object(js) ||
-	    check_members(js, service_fields, "valServices[]", errstr, errstr_size) != 0)
-		goto bad;
-	kf = json_object_get(js, "keyFormat");
-	if (json_str_member(js, "valServiceId", &id) != 0 || id == NULL || !json_is_object(kf) ||
-	    check_members(kf, format_fields, "keyFormat", errstr, errstr_size) != 0 ||
-	    json_str_member(kf, "formatType", &type) != 0 || type == NULL ||
-	    json_str_member(kf, "formatVersion", &version) != 0)
-		goto bad;
-	if (codec_key_format_type_parse(type, &format) != 0) {
-		snprintf(errstr, errstr_size, "valServices[%zu]: unknown formatType '%s'", index,
-		         type);
-		return -1;
-	}
-	s = add_service(r, id, format, version);
-	if (s == NULL)
-		goto oom;
-	content = json_object_get(kf, "content");
-	if (content != NULL && !json_is_object(content))
-		goto bad;
-	json_object_foreach((json_t *)(uintptr_t)content, key, v)
-	{
-		if (!json_is_string(v))
-			goto bad;
-		if (set_content(s, key, json_string_value(v)) != 0)
-			goto oom;
-	}
-	return 0;
-bad:
-	if (errstr[0] == '\0')
-		snprintf(errstr, errstr_size,
-		         "valServices[%zu] needs valServiceId and keyFormat {formatType, "
-		         "formatVersion, content} of strings",
-		         index);
-	return -1;
-oom:
-	snprintf(errstr, errstr_size, "out of memory");
-	return -1;
-}
-
-/* Fill r from the JSON file; 0, or -1 with errstr filled. */
-static int load_file(codec_request *r, const char *path, char *errstr, size_t errstr_size)
-{
-	static const char *const fields[] = {
-	    "requestId", "requesterIdentity", "endpoint", "credentials", "valServices",
-	    "sentAt",    "suppFeat",          NULL};
-	static const char *const cred_fields[] = {"accessToken", NULL};
-	const char *request_id, *requester, *endpoint, *token = NULL, *supp_feat;
-	const json_t *cred, *services, *sent_at;
-	char why[400] = "";
-	json_error_t jerr;
-	json_t *root;
-	size_t i;
-	int rc = -1;
-
-	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-	if (root == NULL) {
-		snprintf(errstr, errstr_size, "%s: %s (line %d)", path, jerr.text, jerr.line);
-		return -1;
-	}
-	if (!json_is_object(root)) {
-		snprintf(why, sizeof why, "not a JSON object");
-		goto done;
-	}
-	if (check_members(root, fields, "the request", why, sizeof why) != 0)
-		goto done;
-	cred = json_object_get(root, "credentials");
-	services = json_object_get(root, "valServices");
-	sent_at = json_object_get(root, "sentAt");
-	if (json_str_member(root, "requestId", &request_id) != 0 ||
-	    json_str_member(root, "requesterIdentity", &requester) != 0 ||
-	    json_str_member(root, "endpoint", &endpoint) != 0 ||
-	    json_str_member(root, "suppFeat", &supp_feat) != 0) {
-		snprintf(why, sizeof why,
-		         "requestId, requesterIdentity, endpoint and suppFeat "
-		         "must be strings");
-		goto done;
-	}
-	if (cred != NULL &&
-	    (!json_is_object(cred) ||
-	     check_members(cred, cred_fields, "credentials", why, sizeof why) != 0 ||
-	     json_str_member(cred, "accessToken", &token) != 0)) {
-		if (why[0] == '\0')
-			snprintf(why, sizeof why, "credentials must be {\"accessToken\": string}");
-		goto done;
-	}
-	if (sent_at != NULL && !json_is_integer(sent_at)) {
-		snprintf(why, sizeof why, "sentAt must be an integer (ms since the epoch)");
-		goto done;
-	}
-	if (services != NULL && !json_is_array(services)) {
-		snprintf(why, sizeof why, "valServices must be an array");
-		goto done;
-	}
-	if (set_str(&r->request_id, request_id) != 0 ||
-	    set_str(&r->requester_identity, requester) != 0 ||
-	    set_str(&r->endpoint, endpoint) != 0 || set_str(&r->access_token, token) != 0 ||
-	    set_str(&r->supp_feat, supp_feat) != 0) {
-		snprintf(why, sizeof why, "out of memory");
-		goto done;
-	}
-	if (sent_at != NULL)
-		r->sent_at = (int64_t)json_integer_value(sent_at);
-	for (i = 0; services != NULL && i < json_array_size(services); i++) {
-		if (load_service(r, json_array_get(services, i), i, why, sizeof why) != 0)
-			goto done;
-	}
-	rc = 0;
-done:
-	if (rc != 0)
-		snprintf(errstr, errstr_size, "%s: %s", path, why);
-	json_decref(root);
-	return rc;
-}
-
-/* The token of --token-file: the file without its trailing white space. */
-static char *read_token_file(const char *path, char *errstr, size_t errstr_size)
-{
-	char *t = file_read(path, TOKEN_FILE_MAX, NULL, errstr, errstr_size);
-	size_t n;
-
-	if (t == NULL)
-		return NULL;
-	n = strlen(t);
-	while (n > 0 &&
-	       (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' ' || t[n - 1] == '\t'))
-		t[--n] = '\0';
-	return t;
 }
 
 /* ---- printing the Result ---- */
@@ -718,15 +370,6 @@ done:
 	return rc;
 }
 
-static void specs_free(spec *s, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		free(s[i].buf);
-	free(s);
-}
-
 static int provision_option(void *ctx, const char *sub, int opt, const char *arg)
 {
 	provision_opts *o = ctx;
@@ -750,13 +393,13 @@ static int provision_option(void *ctx, const char *sub, int opt, const char *arg
 		o->token_file = arg;
 		break;
 	case OPT_SERVICE:
-		r = parse_service(arg, &o->services[o->service_count], why, sizeof why);
+		r = request_spec_service(arg, &o->services[o->service_count], why, sizeof why);
 		o->service_count++; /* its buf is freed either way */
 		if (r != 0)
 			return valctl_usage(sub, "%s", why);
 		break;
 	case OPT_CONTENT:
-		r = parse_content(arg, &o->contents[o->content_count], why, sizeof why);
+		r = request_spec_content(arg, &o->contents[o->content_count], why, sizeof why);
 		o->content_count++;
 		if (r != 0)
 			return valctl_usage(sub, "%s", why);
@@ -817,12 +460,13 @@ int valctl_cmd_provision(int argc, char **argv)
 	valctl_common common;
 	provision_opts o;
 	codec_request req;
+	request_flags flags;
 	codec_limits limits;
 	codec *cod = NULL;
 	valctl_wire wire = {0};
 	unsigned char *value = NULL;
 	char *raw = NULL, *token = NULL;
-	size_t value_len = 0, raw_len = 0, i;
+	size_t value_len = 0, raw_len = 0;
 	char request_id[REQUEST_ID_SIZE];
 	char errstr[512];
 	const char *rid;
@@ -882,69 +526,30 @@ int valctl_cmd_provision(int argc, char **argv)
 		goto done;
 	}
 
-	if (o.file != NULL && load_file(&req, o.file, errstr, sizeof errstr) != 0) {
+	if (o.file != NULL && request_load_file(&req, o.file, errstr, sizeof errstr) != 0) {
 		valctl_err(sub, "%s", errstr);
 		goto done;
 	}
 	if (o.token_file != NULL) {
-		token = read_token_file(o.token_file, errstr, sizeof errstr);
+		token = request_read_token(o.token_file, errstr, sizeof errstr);
 		if (token == NULL) {
 			valctl_err(sub, "%s", errstr);
 			goto done;
 		}
 	}
-	if ((o.requester != NULL && set_str(&req.requester_identity, o.requester) != 0) ||
-	    (o.endpoint != NULL && set_str(&req.endpoint, o.endpoint) != 0) ||
-	    (o.token != NULL && set_str(&req.access_token, o.token) != 0) ||
-	    (token != NULL && set_str(&req.access_token, token) != 0) ||
-	    (o.request_id != NULL && set_str(&req.request_id, o.request_id) != 0) ||
-	    (o.supp_feat != NULL && set_str(&req.supp_feat, o.supp_feat) != 0)) {
-		valctl_err(sub, "out of memory");
+	flags.requester = o.requester;
+	flags.endpoint = o.endpoint;
+	flags.token = o.token != NULL ? o.token : token;
+	flags.request_id = o.request_id;
+	flags.supp_feat = o.supp_feat;
+	flags.services = o.services;
+	flags.service_count = o.service_count;
+	flags.contents = o.contents;
+	flags.content_count = o.content_count;
+	rc = request_apply(&req, &flags, sub);
+	if (rc != 0)
 		goto done;
-	}
-	if (o.service_count > 0) {
-		for (i = 0; i < req.service_count; i++)
-			service_clear(&req.services[i]);
-		req.service_count = 0;
-	}
-	for (i = 0; i < o.service_count; i++) {
-		if (find_service(&req, o.services[i].id) != NULL) {
-			rc = valctl_usage(sub, "--service %s given twice", o.services[i].id);
-			goto done;
-		}
-		if (add_service(&req, o.services[i].id, o.services[i].format,
-		                o.services[i].version) == NULL) {
-			valctl_err(sub, "out of memory");
-			goto done;
-		}
-	}
-	for (i = 0; i < o.content_count; i++) {
-		codec_val_service *s = find_service(&req, o.contents[i].id);
-
-		if (s == NULL) {
-			rc = valctl_usage(sub, "--content %s: no --service %s", o.contents[i].id,
-			                  o.contents[i].id);
-			goto done;
-		}
-		if (set_content(s, o.contents[i].key, o.contents[i].value) != 0) {
-			valctl_err(sub, "out of memory");
-			goto done;
-		}
-	}
-	if (req.requester_identity == NULL || req.endpoint == NULL || req.access_token == NULL) {
-		rc = valctl_usage(sub, "the request lacks requesterIdentity, endpoint or "
-		                       "accessToken (from --file or flags)");
-		goto done;
-	}
-	if (req.request_id == NULL) {
-		if (valctl_uuid_v4(request_id, errstr, sizeof errstr) != 0 ||
-		    set_str(&req.request_id, request_id) != 0) {
-			valctl_err(sub, "cannot make a request id");
-			goto done;
-		}
-	}
-	if (req.sent_at == 0)
-		req.sent_at = valctl_now_ms();
+	rc = VALCTL_EXIT_RUNTIME;
 
 	codec_limits_default(&limits);
 	cod = codec_new(&limits, errstr, sizeof errstr);
@@ -971,8 +576,8 @@ done:
 	}
 	free(raw);
 	request_clear(&req);
-	specs_free(o.services, o.service_count);
-	specs_free(o.contents, o.content_count);
+	request_specs_free(o.services, o.service_count);
+	request_specs_free(o.contents, o.content_count);
 	valctl_common_free(&common);
 	return rc;
 }
