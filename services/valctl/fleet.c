@@ -5,13 +5,13 @@
  * server's requests share its key, so the order in which its Results come
  * back can be checked against the order they were sent.
  *
- * Every requestId is made before the first send and put in an
- * open-addressing table that no one changes afterwards; the sender thread
- * writes only the send time of an entry, the reader thread only what
- * concerns its Result, so the two need no lock. The reader starts at the
- * reply topic's high watermarks taken before the first send. At the end: a
- * summary of counts, causes, throughput and latency (send to Result), and
- * the rate between the first and the last Result.
+ * Every requestId is made before the first send and put in a table
+ * (fleet_table.c) that no one changes afterwards; the sender thread writes
+ * only the send time of an entry, the reader thread only what concerns its
+ * Result, so the two need no lock. The reader starts at the reply topic's
+ * high watermarks taken before the first send. At the end: a summary
+ * (fleet_summary.c) of counts, causes, throughput and latency (send to
+ * Result), and the rate between the first and the last Result.
  *
  * With --acked-file, fleet says when the broker holds every request: a
  * benchmark can pre-produce a backlog with no KM-S running, start the KM-S
@@ -34,6 +34,8 @@
 #include "codec.h"
 #include "commands.h"
 #include "file.h"
+#include "fleet_summary.h"
+#include "fleet_table.h"
 #include "jwt.h"
 #include "kafka.h"
 #include "num.h"
@@ -41,13 +43,12 @@
 #include "util.h"
 #include "wire.h"
 
-#define MAX_SERVERS      100000
-#define MAX_REQUESTS     1000000
-#define MAX_TOTAL        2000000
-#define MAX_SERVICES     64
-#define KEY_FILE_MAX     (1024 * 1024)
-#define READ_BATCH       256
-#define REQUEST_ID_BYTES 37
+#define MAX_SERVERS  100000
+#define MAX_REQUESTS 1000000
+#define MAX_TOTAL    2000000
+#define MAX_SERVICES 64
+#define KEY_FILE_MAX (1024 * 1024)
+#define READ_BATCH   256
 
 static const char fleet_help[] =
     "Usage: valctl fleet --servers N --requests M --key PEM --iss ISS --vsp-id VSP [OPTIONS]\n"
@@ -99,30 +100,9 @@ enum {
 	OPT_JSON
 };
 
-/* One request. The sender writes sent_us and delivery_failed; the reader
- * writes the rest but id, server and seq, which are fixed before either
- * starts. */
-typedef struct {
-	char id[REQUEST_ID_BYTES];
-	uint32_t server;
-	uint32_t seq;
-	int64_t sent_us; /* monotonic; 0: not sent */
-	int delivery_failed;
-	int64_t recv_us; /* monotonic; 0: no Result yet */
-	int result;      /* codec_result of the first Result */
-	int cause;       /* codec_cause of the first Result */
-} entry;
-
-typedef struct {
-	entry *entries;
-	size_t count;
-	uint32_t *slots; /* index + 1 into entries; 0 is empty */
-	size_t mask;     /* slot count - 1, a power of two minus one */
-} table;
-
 typedef struct {
 	/* Fixed before the reader starts. */
-	table tab;
+	fleet_table tab;
 	valctl_tail *tail;
 	codec *decoder;    /* the reader's own: a codec is not shared by threads */
 	valctl_wire dwire; /* the reader's, over decoder */
@@ -137,71 +117,13 @@ typedef struct {
 	size_t delivery_errors;
 } fleet;
 
-static uint32_t hash_id(const char *s)
-{
-	uint32_t h = 2166136261u; /* FNV-1a */
-
-	while (*s != '\0') {
-		h ^= (unsigned char)*s++;
-		h *= 16777619u;
-	}
-	return h;
-}
-
-static int table_init(table *t, size_t count)
-{
-	size_t slots = 16;
-
-	while (slots < count * 2)
-		slots *= 2;
-	t->entries = calloc(count, sizeof *t->entries);
-	t->slots = calloc(slots, sizeof *t->slots);
-	t->count = count;
-	t->mask = slots - 1;
-	return t->entries != NULL && t->slots != NULL ? 0 : -1;
-}
-
-static void table_free(table *t)
-{
-	free(t->entries);
-	free(t->slots);
-}
-
-/* Put entries[index] in its slot; -1 if its id is there already. */
-static int table_insert(table *t, size_t index)
-{
-	size_t i = hash_id(t->entries[index].id) & t->mask;
-
-	while (t->slots[i] != 0) {
-		if (strcmp(t->entries[t->slots[i] - 1].id, t->entries[index].id) == 0)
-			return -1;
-		i = (i + 1) & t->mask;
-	}
-	t->slots[i] = (uint32_t)index + 1;
-	return 0;
-}
-
-static entry *table_find(const table *t, const char *id)
-{
-	size_t i = hash_id(id) & t->mask;
-
-	while (t->slots[i] != 0) {
-		entry *e = &t->entries[t->slots[i] - 1];
-
-		if (strcmp(e->id, id) == 0)
-			return e;
-		i = (i + 1) & t->mask;
-	}
-	return NULL;
-}
-
 static void on_result(fleet *f, const rd_kafka_message_t *m, int64_t now_us)
 {
 	codec_response_owned *r = NULL;
 	const void *corr = NULL;
 	size_t corr_len = 0;
 	char errstr[256];
-	entry *e;
+	fleet_entry *e;
 
 	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR)
 		return;
@@ -210,7 +132,7 @@ static void on_result(fleet *f, const rd_kafka_message_t *m, int64_t now_us)
 		f->undecodable++;
 		return;
 	}
-	e = table_find(&f->tab, r->request_id);
+	e = fleet_table_find(&f->tab, r->request_id);
 	/* Ours only if it also echoes the correlation id we sent with it. */
 	if (e != NULL &&
 	    (valctl_header_get(m, "kafka_correlationId", &corr, &corr_len) != 0 || corr == NULL ||
@@ -256,7 +178,7 @@ static void *reader_main(void *arg)
 static void on_delivery(const rd_kafka_message_t *m, void *user)
 {
 	fleet *f = user;
-	entry *e = m->_private;
+	fleet_entry *e = m->_private;
 
 	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR && e != NULL && !e->delivery_failed) {
 		e->delivery_failed = 1;
@@ -288,139 +210,6 @@ static int split_list(const char *list, char **buf, char **items, int max)
 			return n;
 		p = comma + 1;
 	}
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of sorted values, in ms. */
-static double percentile_ms(const int64_t *sorted, size_t n, double p)
-{
-	size_t rank;
-
-	if (n == 0)
-		return 0;
-	rank = (size_t)(p / 100.0 * (double)n + 0.999999);
-	if (rank < 1)
-		rank = 1;
-	if (rank > n)
-		rank = n;
-	return (double)sorted[rank - 1] / 1000.0;
-}
-
-typedef struct {
-	size_t servers, requests, sent;
-	int64_t first_send_us, last_send_us;
-	int as_json;
-} run_info;
-
-static int print_summary(const fleet *f, const run_info *ri)
-{
-	size_t by_result[2] = {0, 0}, by_cause[CODEC_CAUSE__COUNT];
-	size_t results = atomic_load(&((fleet *)(uintptr_t)f)->received), n = 0, i;
-	int64_t *lat = NULL, first_recv = 0, last_recv = 0;
-	double elapsed_s = 0, send_s = 0, rps = 0, p50, p95, p99, max_ms;
-	double first_s = 0, last_s = 0, drain_s = 0, drain_rps = 0;
-	json_t *o = NULL, *jr, *jc;
-	int rc = -1;
-
-	memset(by_cause, 0, sizeof by_cause);
-	lat = malloc((results > 0 ? results : 1) * sizeof *lat);
-	if (lat == NULL)
-		return -1;
-	for (i = 0; i < f->tab.count; i++) {
-		const entry *e = &f->tab.entries[i];
-
-		if (e->recv_us == 0 || e->sent_us == 0)
-			continue;
-		if (n < results)
-			lat[n++] = e->recv_us - e->sent_us;
-		if (e->result >= 0 && e->result < 2)
-			by_result[e->result]++;
-		if (e->cause >= 0 && e->cause < CODEC_CAUSE__COUNT)
-			by_cause[e->cause]++;
-		if (first_recv == 0 || e->recv_us < first_recv)
-			first_recv = e->recv_us;
-		if (e->recv_us > last_recv)
-			last_recv = e->recv_us;
-	}
-	qsort(lat, n, sizeof *lat, cmp_i64);
-	p50 = percentile_ms(lat, n, 50);
-	p95 = percentile_ms(lat, n, 95);
-	p99 = percentile_ms(lat, n, 99);
-	max_ms = n > 0 ? (double)lat[n - 1] / 1000.0 : 0;
-	if (ri->sent > 0)
-		send_s = (double)(ri->last_send_us - ri->first_send_us) / 1e6;
-	if (n > 0 && last_recv > ri->first_send_us) {
-		elapsed_s = (double)(last_recv - ri->first_send_us) / 1e6;
-		rps = (double)n / elapsed_s;
-	}
-	/* n Results over the time between the first and the last one are n - 1
-	 * intervals; a KM-S started on a backlog is measured without its start. */
-	if (n > 0) {
-		first_s = (double)(first_recv - ri->first_send_us) / 1e6;
-		last_s = (double)(last_recv - ri->first_send_us) / 1e6;
-		drain_s = (double)(last_recv - first_recv) / 1e6;
-	}
-	if (n > 1 && drain_s > 0)
-		drain_rps = (double)(n - 1) / drain_s;
-
-	if (!ri->as_json) {
-		rc = printf("sent=%zu results=%zu missing=%zu duplicates=%zu out_of_order=%zu "
-		            "delivery_errors=%zu\n",
-		            ri->sent, n, ri->sent - n, f->duplicates, f->out_of_order,
-		            f->delivery_errors) < 0;
-		rc |= printf("result SUCCESS=%zu FAILURE=%zu\n", by_result[0], by_result[1]) < 0;
-		rc |= printf("cause") < 0;
-		for (i = 0; i < CODEC_CAUSE__COUNT; i++) {
-			if (by_cause[i] > 0)
-				rc |= printf(" %s=%zu", codec_cause_name((codec_cause)i),
-				             by_cause[i]) < 0;
-		}
-		if (by_result[1] == 0)
-			rc |= printf(" none") < 0;
-		rc |= printf("\nservers=%zu requests_per_server=%zu send_s=%.3f elapsed_s=%.3f "
-		             "requests_per_second=%.1f\n",
-		             ri->servers, ri->requests, send_s, elapsed_s, rps) < 0;
-		rc |= printf("latency_ms p50=%.2f p95=%.2f p99=%.2f max=%.2f\n", p50, p95, p99,
-		             max_ms) < 0;
-		rc |= printf("drain first_result_s=%.3f last_result_s=%.3f drain_s=%.3f "
-		             "drain_requests_per_second=%.1f\n",
-		             first_s, last_s, drain_s, drain_rps) < 0;
-		rc = rc ? -1 : 0;
-		goto done;
-	}
-	jr = json_pack("{s:I, s:I}", "SUCCESS", (json_int_t)by_result[0], "FAILURE",
-	               (json_int_t)by_result[1]);
-	jc = json_object();
-	for (i = 0; jc != NULL && i < CODEC_CAUSE__COUNT; i++) {
-		if (by_cause[i] > 0)
-			json_object_set_new(jc, codec_cause_name((codec_cause)i),
-			                    json_integer((json_int_t)by_cause[i]));
-	}
-	o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:f, s:f, "
-	              "s:f, s:{s:f, s:f, s:f, s:f}, s:f, s:f, s:f, s:f}",
-	              "servers", (json_int_t)ri->servers, "requests_per_server",
-	              (json_int_t)ri->requests, "sent", (json_int_t)ri->sent, "results",
-	              (json_int_t)n, "missing", (json_int_t)(ri->sent - n), "duplicates",
-	              (json_int_t)f->duplicates, "out_of_order", (json_int_t)f->out_of_order,
-	              "delivery_errors", (json_int_t)f->delivery_errors, "undecodable",
-	              (json_int_t)f->undecodable, "foreign", (json_int_t)f->foreign, "by_result",
-	              jr, "by_cause", jc, "send_s", send_s, "elapsed_s", elapsed_s,
-	              "requests_per_second", rps, "latency_ms", "p50", p50, "p95", p95, "p99", p99,
-	              "max", max_ms, "first_result_s", first_s, "last_result_s", last_s, "drain_s",
-	              drain_s, "drain_requests_per_second", drain_rps);
-	if (o == NULL)
-		goto done;
-	rc = valctl_print_json(stdout, o);
-done:
-	json_decref(o);
-	free(lat);
-	return rc;
 }
 
 typedef struct {
@@ -477,7 +266,7 @@ static int run(const valctl_common *c, const fleet_opts *o)
 {
 	const char *sub = "fleet";
 	fleet f;
-	run_info ri;
+	fleet_summary ri;
 	valctl_kctx kctx;
 	codec_limits limits;
 	codec *encoder = NULL;
@@ -537,7 +326,7 @@ static int run(const valctl_common *c, const fleet_opts *o)
 	}
 	tokens = calloc(o->servers, sizeof *tokens);
 	f.last_seq = malloc(o->servers * sizeof *f.last_seq);
-	if (tokens == NULL || f.last_seq == NULL || table_init(&f.tab, total) != 0) {
+	if (tokens == NULL || f.last_seq == NULL || fleet_table_init(&f.tab, total) != 0) {
 		valctl_err(sub, "out of memory for %zu requests", total);
 		goto done;
 	}
@@ -563,7 +352,7 @@ static int run(const valctl_common *c, const fleet_opts *o)
 	/* Request j of server i is entry j * servers + i: the send order. */
 	for (j = 0; j < o->requests; j++) {
 		for (i = 0; i < o->servers; i++) {
-			entry *e = &f.tab.entries[j * o->servers + i];
+			fleet_entry *e = &f.tab.entries[j * o->servers + i];
 
 			e->server = (uint32_t)i;
 			e->seq = (uint32_t)j;
@@ -573,7 +362,7 @@ static int run(const valctl_common *c, const fleet_opts *o)
 				valctl_err(sub, "%s", errstr);
 				goto done;
 			}
-			if (table_insert(&f.tab, j * o->servers + i) != 0) {
+			if (fleet_table_insert(&f.tab, j * o->servers + i) != 0) {
 				valctl_err(sub, "two random request ids are equal");
 				goto done;
 			}
@@ -626,7 +415,7 @@ static int run(const valctl_common *c, const fleet_opts *o)
 
 	ri.first_send_us = valctl_mono_us();
 	for (k = 0; k < total && valctl_run; k++) {
-		entry *e = &f.tab.entries[k];
+		fleet_entry *e = &f.tab.entries[k];
 		codec_request req;
 		rd_kafka_headers_t *h;
 		unsigned char *value = NULL;
@@ -710,7 +499,13 @@ static int run(const valctl_common *c, const fleet_opts *o)
 
 	if (!valctl_run)
 		valctl_err(sub, "interrupted");
-	if (print_summary(&f, &ri) != 0 || fflush(stdout) != 0) {
+	ri.received = atomic_load(&f.received);
+	ri.duplicates = f.duplicates;
+	ri.out_of_order = f.out_of_order;
+	ri.foreign = f.foreign;
+	ri.undecodable = f.undecodable;
+	ri.delivery_errors = f.delivery_errors;
+	if (fleet_summary_print(&f.tab, &ri) != 0 || fflush(stdout) != 0) {
 		valctl_err(sub, "cannot write the summary to stdout");
 		goto done;
 	}
@@ -746,7 +541,7 @@ done:
 		free(key_pem);
 	}
 	free(f.last_seq);
-	table_free(&f.tab);
+	fleet_table_free(&f.tab);
 	free(svc_buf);
 	free(fmt_buf);
 	return rc;
