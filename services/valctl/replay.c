@@ -7,7 +7,8 @@
  * access token re-minted by a development key (resign.c).
  *
  * A broken recording produces nothing: a file is read twice, once to check
- * every line (and learn what --keep-partitions needs of the topics), then to
+ * every line (and learn what --keep-partitions needs of the topics:
+ * replay_topics.c), then to
  * send, so a bad line at the end does not leave half a replay behind. Only
  * stdin, which cannot be read twice, is sent as it is read. --skip-bad sends
  * the good lines and counts the others. A last line without its newline that
@@ -30,6 +31,7 @@
 #include "kafka.h"
 #include "num.h"
 #include "recording.h"
+#include "replay_topics.h"
 #include "resign.h"
 #include "util.h"
 #include "wire.h"
@@ -109,14 +111,6 @@ typedef struct {
 	const char *resign_key, *iss, *kid, *verify_issuers;
 } replay_opts;
 
-/* The partitions a topic has, and the highest one the recording uses. */
-typedef struct {
-	char *topic;
-	int32_t partitions; /* -1 until asked */
-	int32_t max_used;
-	size_t first_line; /* the first line that uses max_used */
-} topic_info;
-
 typedef struct {
 	const replay_opts *o;
 	const char *sub;
@@ -128,8 +122,7 @@ typedef struct {
 	regex_t re;
 	int have_re;
 	unsigned need;
-	topic_info *topics;
-	size_t topic_count;
+	replay_topics topics; /* with --keep-partitions */
 	/* counts */
 	int checked;        /* the first pass ran: the file is known good */
 	size_t lines_seen;  /* the last line number the first pass read */
@@ -229,59 +222,6 @@ static int key_selected(const replay_run *s, const valctl_recline *l)
 	       regexec(&s->re, (const char *)l->key, 0, NULL, 0) == 0;
 }
 
-static topic_info *topic_of(replay_run *s, const char *name)
-{
-	topic_info *grown;
-	size_t i;
-
-	for (i = 0; i < s->topic_count; i++) {
-		if (strcmp(s->topics[i].topic, name) == 0)
-			return &s->topics[i];
-	}
-	grown = realloc(s->topics, (s->topic_count + 1) * sizeof *grown);
-	if (grown == NULL)
-		return NULL;
-	s->topics = grown;
-	grown[s->topic_count].topic = strdup(name);
-	if (grown[s->topic_count].topic == NULL)
-		return NULL;
-	grown[s->topic_count].partitions = -1;
-	grown[s->topic_count].max_used = -1;
-	grown[s->topic_count].first_line = 0;
-	return &grown[s->topic_count++];
-}
-
-/* How many partitions the topic has; -1 with errstr filled. */
-static int32_t partition_count(replay_run *s, topic_info *t, char *errstr, size_t errstr_size)
-{
-	const struct rd_kafka_metadata *md = NULL;
-	rd_kafka_topic_t *rkt;
-	rd_kafka_resp_err_t err;
-
-	if (t->partitions >= 0)
-		return t->partitions;
-	rkt = rd_kafka_topic_new(s->rk, t->topic, NULL);
-	if (rkt == NULL) {
-		snprintf(errstr, errstr_size, "cannot use topic %s", t->topic);
-		return -1;
-	}
-	err = rd_kafka_metadata(s->rk, 0, rkt, &md, (int)(s->o->timeout_s * 1000));
-	if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
-	    md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
-		t->partitions = md->topics[0].partition_cnt;
-	else if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1)
-		err = md->topics[0].err;
-	if (md != NULL)
-		rd_kafka_metadata_destroy(md);
-	rd_kafka_topic_destroy(rkt);
-	if (t->partitions < 0) {
-		snprintf(errstr, errstr_size, "cannot read the partitions of %s: %s", t->topic,
-		         rd_kafka_err2str(err));
-		return -1;
-	}
-	return t->partitions;
-}
-
 /* The outcome of looking at one line. */
 typedef enum {
 	LINE_OK,     /* sent, filtered out, or (dry) fit to send */
@@ -301,7 +241,7 @@ static line_status one_line(replay_run *s, const char *text, size_t len, size_t 
 	const unsigned char *value;
 	size_t value_len, i;
 	const char *topic, *why;
-	topic_info *t;
+	replay_topic *t;
 	int64_t deadline_us, shift_s;
 	line_status rc = LINE_FATAL;
 
@@ -315,7 +255,7 @@ static line_status one_line(replay_run *s, const char *text, size_t len, size_t 
 	}
 	topic = s->o->topic != NULL ? s->o->topic : l.topic;
 	if (s->o->keep_partitions) {
-		t = topic_of(s, topic);
+		t = replay_topics_get(&s->topics, topic);
 		if (t == NULL) {
 			snprintf(errstr, errstr_size, "out of memory");
 			goto done;
@@ -326,7 +266,8 @@ static line_status one_line(replay_run *s, const char *text, size_t len, size_t 
 		}
 		/* Streaming: each line is checked as it comes. */
 		if (!dry && !s->checked) {
-			int32_t n = partition_count(s, t, errstr, errstr_size);
+			int32_t n = replay_topics_partitions(
+			    t, s->rk, (int)(s->o->timeout_s * 1000), errstr, errstr_size);
 
 			if (n < 0)
 				goto done;
@@ -523,9 +464,10 @@ static int check_partitions(replay_run *s)
 	char errstr[512];
 	size_t i;
 
-	for (i = 0; i < s->topic_count; i++) {
-		topic_info *t = &s->topics[i];
-		int32_t n = partition_count(s, t, errstr, sizeof errstr);
+	for (i = 0; i < s->topics.count; i++) {
+		replay_topic *t = &s->topics.items[i];
+		int32_t n = replay_topics_partitions(t, s->rk, (int)(s->o->timeout_s * 1000),
+		                                     errstr, sizeof errstr);
 
 		if (n < 0) {
 			valctl_err(s->sub, "%s", errstr);
@@ -584,7 +526,6 @@ static int run(valctl_common *common, const replay_opts *o)
 	const char **xprops = NULL;
 	int64_t deadline_us;
 	char errstr[512];
-	size_t i;
 	int r, rc = VALCTL_EXIT_RUNTIME;
 
 	memset(&s, 0, sizeof s);
@@ -715,9 +656,7 @@ done:
 	if (s.have_wire)
 		valctl_wire_close(&s.wire);
 	codec_destroy(s.cod);
-	for (i = 0; i < s.topic_count; i++)
-		free(s.topics[i].topic);
-	free(s.topics);
+	replay_topics_free(&s.topics);
 	if (s.have_re)
 		regfree(&s.re);
 	free(xprops);
