@@ -70,14 +70,10 @@ int cmd_provider_list(PGconn *c, const cli *o)
 	if (o->json) {
 		json_t *arr = json_array();
 		for (int i = 0; i < PQntuples(r) && arr != NULL; i++)
-			if (json_array_append_new(arr,
-			                          json_pack("{s:o, s:o, s:o}", "vsp_id",
-			                                    out_str(db_cell(r, i, 0)), "name",
-			                                    out_str(db_cell(r, i, 1)), "enabled",
-			                                    out_bool(db_cell(r, i, 2)))) != 0) {
-				json_decref(arr);
-				arr = NULL;
-			}
+			arr = out_append(arr, json_pack("{s:o, s:o, s:o}", "vsp_id",
+			                                out_str(db_cell(r, i, 0)), "name",
+			                                out_str(db_cell(r, i, 1)), "enabled",
+			                                out_bool(db_cell(r, i, 2))));
 		rc = out_print_json(arr);
 	} else {
 		static const char *const h[] = {"VSP_ID",     "NAME",        "ENABLED",

@@ -30,22 +30,18 @@ int cmd_records_audit(PGconn *c, const cli *o)
 	if (o->json) {
 		json_t *arr = json_array();
 		for (int i = 0; i < PQntuples(r) && arr != NULL; i++)
-			if (json_array_append_new(
-			        arr,
-			        json_pack(
-			            "{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, "
-			            "s:o, s:o}",
-			            "topic", out_str(db_cell(r, i, 0)), "partition",
-			            out_int(db_cell(r, i, 1)), "offset", out_int(db_cell(r, i, 2)),
-			            "request_id", out_str(db_cell(r, i, 3)), "outcome",
-			            out_str(db_cell(r, i, 4)), "result", out_str(db_cell(r, i, 5)),
-			            "cause", out_str(db_cell(r, i, 6)), "detail",
-			            out_str(db_cell(r, i, 7)), "kms_id", out_str(db_cell(r, i, 8)),
-			            "processed_at", out_int(db_cell(r, i, 9)), "reply_note",
-			            out_str(db_cell(r, i, 10)))) != 0) {
-				json_decref(arr);
-				arr = NULL;
-			}
+			arr = out_append(
+			    arr, json_pack(
+			             "{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, "
+			             "s:o, s:o}",
+			             "topic", out_str(db_cell(r, i, 0)), "partition",
+			             out_int(db_cell(r, i, 1)), "offset", out_int(db_cell(r, i, 2)),
+			             "request_id", out_str(db_cell(r, i, 3)), "outcome",
+			             out_str(db_cell(r, i, 4)), "result", out_str(db_cell(r, i, 5)),
+			             "cause", out_str(db_cell(r, i, 6)), "detail",
+			             out_str(db_cell(r, i, 7)), "kms_id", out_str(db_cell(r, i, 8)),
+			             "processed_at", out_int(db_cell(r, i, 9)), "reply_note",
+			             out_str(db_cell(r, i, 10))));
 		rc = out_print_json(arr);
 	} else {
 		static const char *const h[] = {
@@ -213,19 +209,15 @@ int cmd_records_admin_audit(PGconn *c, const cli *o)
 	if (o->json) {
 		json_t *arr = json_array();
 		for (int i = 0; i < PQntuples(r) && arr != NULL; i++)
-			if (json_array_append_new(
-			        arr, json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id",
-			                       out_int(db_cell(r, i, 0)), "changed_at",
-			                       out_str(db_cell(r, i, 1)), "actor",
-			                       out_str(db_cell(r, i, 2)), "db_role",
-			                       out_str(db_cell(r, i, 3)), "action",
-			                       out_str(db_cell(r, i, 4)), "subject",
-			                       out_str(db_cell(r, i, 5)), "before",
-			                       out_parse(db_cell(r, i, 6)), "after",
-			                       out_parse(db_cell(r, i, 7)))) != 0) {
-				json_decref(arr);
-				arr = NULL;
-			}
+			arr = out_append(arr, json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+			                                "id", out_int(db_cell(r, i, 0)),
+			                                "changed_at", out_str(db_cell(r, i, 1)),
+			                                "actor", out_str(db_cell(r, i, 2)),
+			                                "db_role", out_str(db_cell(r, i, 3)),
+			                                "action", out_str(db_cell(r, i, 4)),
+			                                "subject", out_str(db_cell(r, i, 5)),
+			                                "before", out_parse(db_cell(r, i, 6)),
+			                                "after", out_parse(db_cell(r, i, 7))));
 		rc = out_print_json(arr);
 	} else {
 		static const char *const h[] = {"ID",     "CHANGED_AT", "ACTOR",  "DB_ROLE",

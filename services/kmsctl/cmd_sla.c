@@ -232,19 +232,16 @@ int cmd_sla_list(PGconn *c, const cli *o)
 	if (o->json) {
 		json_t *arr = json_array();
 		for (int i = 0; i < PQntuples(r) && arr != NULL; i++)
-			if (json_array_append_new(
-			        arr, json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "sla_id",
-			                       out_int(db_cell(r, i, 0)), "vsp_id",
-			                       out_str(db_cell(r, i, 1)), "services",
-			                       out_parse(db_cell(r, i, 2)), "key_formats",
-			                       out_parse(db_cell(r, i, 3)), "max_val_servers",
-			                       out_int(db_cell(r, i, 4)), "valid_from",
-			                       out_str(db_cell(r, i, 5)), "valid_until",
-			                       out_str(db_cell(r, i, 6)), "revoked",
-			                       out_bool(db_cell(r, i, 7)))) != 0) {
-				json_decref(arr);
-				arr = NULL;
-			}
+			arr =
+			    out_append(arr, json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+			                              "sla_id", out_int(db_cell(r, i, 0)), "vsp_id",
+			                              out_str(db_cell(r, i, 1)), "services",
+			                              out_parse(db_cell(r, i, 2)), "key_formats",
+			                              out_parse(db_cell(r, i, 3)),
+			                              "max_val_servers", out_int(db_cell(r, i, 4)),
+			                              "valid_from", out_str(db_cell(r, i, 5)),
+			                              "valid_until", out_str(db_cell(r, i, 6)),
+			                              "revoked", out_bool(db_cell(r, i, 7))));
 		rc = out_print_json(arr);
 	} else {
 		static const char *const h[] = {

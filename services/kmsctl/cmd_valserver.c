@@ -147,18 +147,15 @@ int cmd_valserver_show(PGconn *c, const cli *o)
 		json_t *obj = json_array_get(arr, 0);
 		json_t *hist = json_array();
 		for (int i = 0; i < PQntuples(h) && hist != NULL; i++)
-			if (json_array_append_new(
-			        hist, json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-			                        "val_service_id", out_str(db_cell(h, i, 0)),
-			                        "version", out_int(db_cell(h, i, 1)), "format_type",
-			                        out_str(db_cell(h, i, 2)), "format_version",
-			                        out_str(db_cell(h, i, 3)), "content",
-			                        out_parse(db_cell(h, i, 4)), "request_id",
-			                        out_str(db_cell(h, i, 5)), "provisioned_at",
-			                        out_str(db_cell(h, i, 6)))) != 0) {
-				json_decref(hist);
-				hist = NULL;
-			}
+			hist = out_append(hist,
+			                  json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+			                            "val_service_id", out_str(db_cell(h, i, 0)),
+			                            "version", out_int(db_cell(h, i, 1)),
+			                            "format_type", out_str(db_cell(h, i, 2)),
+			                            "format_version", out_str(db_cell(h, i, 3)),
+			                            "content", out_parse(db_cell(h, i, 4)),
+			                            "request_id", out_str(db_cell(h, i, 5)),
+			                            "provisioned_at", out_str(db_cell(h, i, 6))));
 		if (obj == NULL || hist == NULL || json_object_set_new(obj, "history", hist) != 0) {
 			json_decref(arr);
 			rc = out_print_json(NULL);

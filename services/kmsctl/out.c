@@ -95,6 +95,20 @@ int out_print_table(table *t)
 	return CLI_EXIT_OK;
 }
 
+json_t *out_append(json_t *arr, json_t *item)
+{
+	if (arr == NULL) {
+		json_decref(item);
+		return NULL;
+	}
+	/* json_array_append_new() drops item when it fails */
+	if (json_array_append_new(arr, item) != 0) {
+		json_decref(arr);
+		return NULL;
+	}
+	return arr;
+}
+
 table *out_row(table *t, const char *const *cells)
 {
 	if (t != NULL && table_add(t, cells) != 0) {

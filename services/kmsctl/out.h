@@ -29,6 +29,11 @@ int out_print_json(json_t *j) __attribute__((warn_unused_result));
  * CLI_EXIT_OK or CLI_EXIT_RUNTIME with the failure printed. */
 int out_print_table(table *t) __attribute__((warn_unused_result));
 
+/* Append item (stolen; NULL when its building ran out of memory) to the
+ * JSON array arr. Out of memory, arr is dropped and NULL returned, for
+ * out_print_json() to report; arr NULL stays NULL. */
+json_t *out_append(json_t *arr, json_t *item) __attribute__((warn_unused_result));
+
 /* Add a row to t; out of memory, t is destroyed and NULL returned, for
  * out_print_table() to report. t NULL stays NULL. */
 table *out_row(table *t, const char *const *cells) __attribute__((warn_unused_result));

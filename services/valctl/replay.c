@@ -8,12 +8,11 @@
  *
  * A broken recording produces nothing: a file is read twice, once to check
  * every line (and learn what --keep-partitions needs of the topics:
- * replay_topics.c), then to
- * send, so a bad line at the end does not leave half a replay behind. Only
- * stdin, which cannot be read twice, is sent as it is read. --skip-bad sends
- * the good lines and counts the others. A last line without its newline that
- * does not parse is what a recorder killed mid-write leaves: it is reported
- * and skipped, never an error.
+ * replay_topics.c), then to send, so a bad line at the end does not leave
+ * half a replay behind. Only stdin, which cannot be read twice, is sent as
+ * it is read. --skip-bad sends the good lines and counts the others. A last
+ * line without its newline that does not parse is what a recorder killed
+ * mid-write leaves: it is reported and skipped, never an error.
  */
 #include <errno.h>
 #include <getopt.h>
