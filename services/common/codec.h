@@ -36,6 +36,12 @@
 
 #include "embedded.h"
 
+#if defined(__GNUC__)
+#define CODEC_MUST_CHECK __attribute__((warn_unused_result))
+#else
+#define CODEC_MUST_CHECK
+#endif
+
 /* KeyFormatType, in the order of the schema's symbols. */
 typedef enum {
 	CODEC_KF_RAW = 0,
@@ -262,6 +268,10 @@ char *codec_canonical_form(const char *schema_json, char *errstr, size_t errstr_
  * joined by dots ("" only when allow_empty). */
 bool codec_name_part_ok(const char *s, size_t n);
 bool codec_dotted_name_ok(const char *s, bool allow_empty);
+/* The full name name stands for in namespace ns (NULL or "": the null
+ * namespace): a dotted name is full already. Returns a malloc'd string the
+ * caller frees, or NULL when out of memory. */
+char *codec_full_name(const char *name, const char *ns) CODEC_MUST_CHECK;
 /* CRC-64-AVRO (Rabin) fingerprint of bytes. */
 uint64_t codec_crc64_avro(const void *data, size_t len);
 
