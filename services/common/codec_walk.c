@@ -158,10 +158,8 @@ static int walk_value(walker *w, avro_schema_t s, const char *field, int depth)
 	const unsigned char *bytes;
 	int64_t v;
 
-	in->mark = in->pos;
-	if (depth > CODEC_MAX_DEPTH)
-		return datum_fail(in, CODEC_ERR_LIMIT, field, "data nested deeper than %d",
-		                  CODEC_MAX_DEPTH);
+	if (datum_enter(in, field, depth, CODEC_MAX_DEPTH) != 0)
+		return -1;
 	switch (avro_typeof(s)) {
 	case AVRO_NULL:
 		return 0;

@@ -28,6 +28,15 @@ int datum_fail(datum_cursor *c, codec_status st, const char *field, const char *
 	return -1;
 }
 
+int datum_enter(datum_cursor *c, const char *field, int depth, int max_depth)
+{
+	c->mark = c->pos;
+	if (depth > max_depth)
+		return datum_fail(c, CODEC_ERR_LIMIT, field, "data nested deeper than %d",
+		                  max_depth);
+	return 0;
+}
+
 /* A zigzag varint of at most max_bytes bytes whose value fits in bits bits. */
 static int read_varint(datum_cursor *c, const char *field, int max_bytes, int bits, int64_t *out)
 {

@@ -42,6 +42,10 @@ typedef struct {
 int datum_fail(datum_cursor *c, codec_status st, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Begin a value at depth levels of nesting: c->mark is where it begins;
+ * deeper than max_depth is CODEC_ERR_LIMIT. */
+int datum_enter(datum_cursor *c, const char *field, int depth, int max_depth) DATUM_MUST_CHECK;
+
 /* A zigzag varint: a long of at most 10 bytes, an int of at most 5 whose
  * value fits in 32 bits. */
 int datum_read_long(datum_cursor *c, const char *field, int64_t *out) DATUM_MUST_CHECK;

@@ -12,7 +12,8 @@
  * verdict on the value: decode it again later).
  *
  * Every answer is hostile input: bodies are bounded, JSON parsed with
- * jansson, schemas checked by resolve.c. A handle is used by one thread.
+ * jansson, schemas checked by the resolve module. A handle is used by one
+ * thread.
  */
 #ifndef KMS_REGISTRY_H
 #define KMS_REGISTRY_H
