@@ -123,7 +123,7 @@ $(BUILD)/tests/smoke: $(OBJ)/tests/integration/smoke.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# resolve.c on the command line, for the round trips against fastavro.
+# The resolve module on the command line, for the round trips against fastavro.
 $(BUILD)/tests/resolve_tool: $(OBJ)/tests/integration/resolve_tool.o $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -36,6 +36,12 @@
 
 #include "embedded.h"
 
+#if defined(__GNUC__)
+#define CODEC_MUST_CHECK __attribute__((warn_unused_result))
+#else
+#define CODEC_MUST_CHECK
+#endif
+
 /* KeyFormatType, in the order of the schema's symbols. */
 typedef enum {
 	CODEC_KF_RAW = 0,
@@ -71,8 +77,8 @@ const char *codec_key_format_type_name(codec_key_format_type t);
 const char *codec_result_name(codec_result r);
 const char *codec_cause_name(codec_cause c); /* "" for CODEC_CAUSE_NONE */
 /* Parse a symbol name; returns 0 and sets *out, or -1 if unknown. */
-int codec_key_format_type_parse(const char *name, codec_key_format_type *out);
-int codec_cause_parse(const char *name, codec_cause *out);
+int codec_key_format_type_parse(const char *name, codec_key_format_type *out) CODEC_MUST_CHECK;
+int codec_cause_parse(const char *name, codec_cause *out) CODEC_MUST_CHECK;
 
 typedef struct {
 	char *key;
@@ -199,7 +205,7 @@ codec_framing codec_framing_of(const void *value, size_t len);
 
 /* The schema id of a Confluent-framed value: 0 and *id, or -1 when the value
  * does not begin with 00 or ends inside the 5-byte header. */
-int codec_confluent_id(const void *value, size_t len, uint32_t *id);
+int codec_confluent_id(const void *value, size_t len, uint32_t *id) CODEC_MUST_CHECK;
 
 /* How an encoded value is framed: schema_id is the registry's id of the
  * current schema, used with CODEC_FRAMING_CONFLUENT only. */
@@ -212,19 +218,19 @@ typedef struct {
  * Fails when a current schema is missing, lacks the fields and symbols this
  * module knows, or an older version cannot be resolved to it. Caller frees
  * with codec_destroy(). NULL on failure with errstr filled. */
-codec *codec_new(const codec_limits *limits, char *errstr, size_t errstr_size);
+codec *codec_new(const codec_limits *limits, char *errstr, size_t errstr_size) CODEC_MUST_CHECK;
 /* The same from the given schema files (base name and JSON text, as in
  * embedded.h) instead of the compiled-in ones: for tests of schema versions.
  * Files whose name does not end in .avsc are skipped. The files are borrowed
  * and must outlive the codec. */
 codec *codec_new_from_files(const embedded_file *files, size_t count, const codec_limits *limits,
-                            char *errstr, size_t errstr_size);
+                            char *errstr, size_t errstr_size) CODEC_MUST_CHECK;
 /* codec_new() plus every .avsc file of the folder dir (more versions of the
  * request and response schemas, known by fingerprint; a file of the same
  * name as a compiled-in one is refused). dir NULL or "" is codec_new(). The
  * codec keeps the files' texts. */
 codec *codec_new_with_dir(const codec_limits *limits, const char *dir, char *errstr,
-                          size_t errstr_size);
+                          size_t errstr_size) CODEC_MUST_CHECK;
 void codec_destroy(codec *c); /* NULL is a no-op */
 
 /* The JSON text of the current request and response schemas (what a
@@ -243,7 +249,7 @@ typedef struct codec_writer codec_writer;
  * record, or a record of neither kind), CODEC_ERR_RESOLVE (cannot be read as
  * the current schema). Caller frees with codec_writer_destroy(). */
 codec_status codec_writer_new(const codec *c, const char *json, size_t len, codec_writer **out,
-                              char *errstr, size_t errstr_size);
+                              char *errstr, size_t errstr_size) CODEC_MUST_CHECK;
 void codec_writer_destroy(codec_writer *w); /* NULL is a no-op */
 /* CODEC_OK for a usable writer, else the status every value gets. */
 codec_status codec_writer_status(const codec_writer *w);
@@ -255,13 +261,18 @@ uint64_t codec_response_fingerprint(const codec *c);
 
 /* Parsing Canonical Form of a schema given as JSON text. Returns a malloc'd
  * string the caller frees, or NULL with errstr filled. */
-char *codec_canonical_form(const char *schema_json, char *errstr, size_t errstr_size);
+char *codec_canonical_form(const char *schema_json, char *errstr,
+                           size_t errstr_size) CODEC_MUST_CHECK;
 
 /* Avro names (the specification's rules, shared by the schema readers): a
  * simple name [A-Za-z_][A-Za-z0-9_]* of n bytes; a dotted name, simple names
  * joined by dots ("" only when allow_empty). */
 bool codec_name_part_ok(const char *s, size_t n);
 bool codec_dotted_name_ok(const char *s, bool allow_empty);
+/* The full name name stands for in namespace ns (NULL or "": the null
+ * namespace): a dotted name is full already. Returns a malloc'd string the
+ * caller frees, or NULL when out of memory. */
+char *codec_full_name(const char *name, const char *ns) CODEC_MUST_CHECK;
 /* CRC-64-AVRO (Rabin) fingerprint of bytes. */
 uint64_t codec_crc64_avro(const void *data, size_t len);
 
@@ -275,7 +286,7 @@ uint64_t codec_crc64_avro(const void *data, size_t len);
  * value: decode it again later. */
 codec_status codec_decode_request(const codec *c, const void *value, size_t len,
                                   codec_request **out, codec_salvage *salvage, char *errstr,
-                                  size_t errstr_size);
+                                  size_t errstr_size) CODEC_MUST_CHECK;
 void codec_request_free(codec_request *r); /* NULL is a no-op */
 
 /* Decode a Confluent-framed request whose schema id named the writer w
@@ -286,24 +297,25 @@ void codec_request_free(codec_request *r); /* NULL is a no-op */
 codec_status codec_decode_request_confluent(const codec *c, const codec_writer *w,
                                             const void *value, size_t len, codec_request **out,
                                             codec_salvage *salvage, char *errstr,
-                                            size_t errstr_size);
+                                            size_t errstr_size) CODEC_MUST_CHECK;
 void codec_salvage_free(codec_salvage *s); /* frees the members; NULL ok */
 
 /* Encode a request (valctl and tests). Returns 0 and a malloc'd buffer in
  * *out / *out_len, or -1 with errstr filled. */
 int codec_encode_request(const codec *c, const codec_request *r, unsigned char **out,
-                         size_t *out_len, char *errstr, size_t errstr_size);
+                         size_t *out_len, char *errstr, size_t errstr_size) CODEC_MUST_CHECK;
 
 /* Encode a response. Deterministic: the same fields give the same bytes.
  * Returns 0 and a malloc'd buffer, or -1 with errstr filled. */
 int codec_encode_response(const codec *c, const codec_response *r, unsigned char **out,
-                          size_t *out_len, char *errstr, size_t errstr_size);
+                          size_t *out_len, char *errstr, size_t errstr_size) CODEC_MUST_CHECK;
 
 /* Decode a response value. Returns CODEC_OK and *out (free with
  * codec_response_owned_free()), or another status with errstr filled
  * (CODEC_ERR_NOMEM when an allocation failed). */
 codec_status codec_decode_response(const codec *c, const void *value, size_t len,
-                                   codec_response_owned **out, char *errstr, size_t errstr_size);
+                                   codec_response_owned **out, char *errstr,
+                                   size_t errstr_size) CODEC_MUST_CHECK;
 void codec_response_owned_free(codec_response_owned *r); /* NULL ok */
 
 /* Decode a Confluent-framed response whose schema id named w (NULL:
@@ -311,14 +323,15 @@ void codec_response_owned_free(codec_response_owned *r); /* NULL ok */
 codec_status codec_decode_response_confluent(const codec *c, const codec_writer *w,
                                              const void *value, size_t len,
                                              codec_response_owned **out, char *errstr,
-                                             size_t errstr_size);
+                                             size_t errstr_size) CODEC_MUST_CHECK;
 
 /* codec_encode_request() and codec_encode_response() in the given framing
  * (NULL: single-object). */
 int codec_encode_request_as(const codec *c, const codec_frame *f, const codec_request *r,
-                            unsigned char **out, size_t *out_len, char *errstr, size_t errstr_size);
+                            unsigned char **out, size_t *out_len, char *errstr,
+                            size_t errstr_size) CODEC_MUST_CHECK;
 int codec_encode_response_as(const codec *c, const codec_frame *f, const codec_response *r,
                              unsigned char **out, size_t *out_len, char *errstr,
-                             size_t errstr_size);
+                             size_t errstr_size) CODEC_MUST_CHECK;
 
 #endif

@@ -12,7 +12,8 @@
  * verdict on the value: decode it again later).
  *
  * Every answer is hostile input: bodies are bounded, JSON parsed with
- * jansson, schemas checked by resolve.c. A handle is used by one thread.
+ * jansson, schemas checked by the resolve module. A handle is used by one
+ * thread.
  */
 #ifndef KMS_REGISTRY_H
 #define KMS_REGISTRY_H
@@ -21,6 +22,12 @@
 #include <stdint.h>
 
 #include "codec.h"
+
+#if defined(__GNUC__)
+#define REGISTRY_MUST_CHECK __attribute__((warn_unused_result))
+#else
+#define REGISTRY_MUST_CHECK
+#endif
 
 typedef enum {
 	REGISTRY_OK = 0,
@@ -41,7 +48,7 @@ typedef struct registry registry;
  * each HTTP exchange. Caller frees with registry_destroy(). NULL with errstr
  * filled when the URL is not http(s) or libcurl cannot start. */
 registry *registry_new(const char *url, const codec *c, long timeout_ms, char *errstr,
-                       size_t errstr_size);
+                       size_t errstr_size) REGISTRY_MUST_CHECK;
 void registry_destroy(registry *r); /* NULL is a no-op */
 
 /* While offline, calls that would ask the registry answer
@@ -53,7 +60,7 @@ void registry_set_offline(registry *r, int offline);
  * next call on r), REGISTRY_NOT_FOUND (*w NULL), or an outage or bad answer
  * with errstr filled. */
 registry_status registry_writer(registry *r, uint32_t id, const codec_writer **w, char *errstr,
-                                size_t errstr_size);
+                                size_t errstr_size) REGISTRY_MUST_CHECK;
 
 /* The id of schema_json under subject: looked up, and registered first when
  * absent and register_missing is set (REGISTRY_NOT_FOUND otherwise).
@@ -61,19 +68,20 @@ registry_status registry_writer(registry *r, uint32_t id, const codec_writer **w
  * rule). *registered says whether this call registered it (may be NULL). */
 registry_status registry_schema_id(registry *r, const char *subject, const char *schema_json,
                                    int register_missing, uint32_t *id, int *registered,
-                                   char *errstr, size_t errstr_size);
+                                   char *errstr, size_t errstr_size) REGISTRY_MUST_CHECK;
 
 /* Set the subject's compatibility level (e.g. "BACKWARD"). */
 registry_status registry_set_compatibility(registry *r, const char *subject, const char *level,
-                                           char *errstr, size_t errstr_size);
+                                           char *errstr, size_t errstr_size) REGISTRY_MUST_CHECK;
 
 /* Decode a Confluent-framed value, its writer fetched as needed. As
  * codec_decode_request_confluent(), plus CODEC_ERR_UNAVAILABLE when the
  * registry could not be asked (errstr says why; nothing salvaged). */
 codec_status registry_decode_request(registry *r, const void *value, size_t len,
                                      codec_request **out, codec_salvage *salvage, char *errstr,
-                                     size_t errstr_size);
+                                     size_t errstr_size) REGISTRY_MUST_CHECK;
 codec_status registry_decode_response(registry *r, const void *value, size_t len,
-                                      codec_response_owned **out, char *errstr, size_t errstr_size);
+                                      codec_response_owned **out, char *errstr,
+                                      size_t errstr_size) REGISTRY_MUST_CHECK;
 
 #endif

@@ -29,6 +29,12 @@
 
 #include "codec.h"
 
+#if defined(__GNUC__)
+#define RESOLVE_MUST_CHECK __attribute__((warn_unused_result))
+#else
+#define RESOLVE_MUST_CHECK
+#endif
+
 /* Limits on a schema given as JSON. */
 #define RESOLVE_MAX_SCHEMA_BYTES (256 * 1024)
 #define RESOLVE_MAX_NODES        4096
@@ -42,7 +48,7 @@ typedef struct resolve_schema resolve_schema;
  * limit, or when out of memory (then *nomem is set, when nomem is not
  * NULL: no verdict on the schema). */
 resolve_schema *resolve_schema_parse(const char *json, size_t len, int *nomem, char *errstr,
-                                     size_t errstr_size);
+                                     size_t errstr_size) RESOLVE_MUST_CHECK;
 void resolve_schema_destroy(resolve_schema *s); /* NULL is a no-op */
 
 /* The full name of the schema's top-level record; NULL when the schema is
@@ -62,7 +68,7 @@ typedef struct resolve_plan resolve_plan;
  * (*nomem set, when nomem is not NULL). Caller frees with
  * resolve_plan_destroy(). */
 resolve_plan *resolve_plan_new(const resolve_schema *writer, const resolve_schema *reader,
-                               int *nomem, char *errstr, size_t errstr_size);
+                               int *nomem, char *errstr, size_t errstr_size) RESOLVE_MUST_CHECK;
 void resolve_plan_destroy(resolve_plan *p); /* NULL is a no-op */
 
 typedef struct {
@@ -80,6 +86,6 @@ typedef struct {
  * reader cannot take), CODEC_ERR_NOMEM (no verdict on the datum). */
 codec_status resolve_datum(const resolve_plan *p, const resolve_limits *lim, const void *datum,
                            size_t len, size_t base_offset, unsigned char **out, size_t *out_len,
-                           char *errstr, size_t errstr_size);
+                           char *errstr, size_t errstr_size) RESOLVE_MUST_CHECK;
 
 #endif

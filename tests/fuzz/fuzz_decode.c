@@ -6,12 +6,11 @@
  * begins with 00 is read as the Confluent wire format, its schema id's last
  * byte choosing the writer: none (an unknown id), the current schema, or an
  * evolved one (a field dropped, one added, fields in another order), so the
- * schema resolution of resolve.c is fuzzed too.
+ * schema resolution of the resolve module is fuzzed too.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iservices/common \
- *     tests/fuzz/fuzz_decode.c services/common/codec.c build/gen/schemas.c \
- *     $(pkg-config --cflags --libs avro-c jansson)
- *   ./a.out -max_total_time=60 tests/fuzz/corpus/decode
+ *   make fuzz FUZZ_SECONDS=60   (scripts/fuzz.sh builds it with the
+ *                                project's sources and runs it on
+ *                                tests/fuzz/corpus/decode)
  */
 #include <stddef.h>
 #include <stdint.h>

@@ -1,6 +1,6 @@
 /*
- * resolve_tool: resolve.c on the command line, for the round-trip tests
- * against fastavro (tests/python/test_resolve_fastavro.py).
+ * resolve_tool: the resolve module on the command line, for the round-trip
+ * tests against fastavro (tests/python/test_resolve_fastavro.py).
  *
  *   resolve_tool WRITER.avsc READER.avsc < datums
  *

@@ -1,4 +1,4 @@
-"""The KM-S's schema resolution (services/common/resolve.c) against fastavro's.
+"""The KM-S's schema resolution (services/common/resolve_*.c) against fastavro's.
 
 For each pair of schemas (writer, reader), fastavro generates data of the
 writer schema and encodes it; ``build/tests/resolve_tool`` rewrites each datum

@@ -376,7 +376,7 @@ static int test_decode_response_every_allocation(void)
 }
 
 /* The request schema with one more field a newer writer has: its data are
- * read through resolve.c. */
+ * read through resolve.h. */
 static char *newer_schema(void)
 {
 	const char *cur = codec_request_schema_json(cod);

@@ -1,5 +1,5 @@
 /*
- * test_resolve: schema resolution (resolve.c) and the codec's Confluent
+ * test_resolve: schema resolution (resolve.h) and the codec's Confluent
  * framing, without a registry. Hostile schemas (nesting, size, names, unions,
  * defaults) are refused at parse or plan time; hostile datums get a status;
  * a writer from elsewhere reads as the current schema, or refuses every
