@@ -194,6 +194,9 @@ int svc_produce_result(svc *s, slot *sl, int use_default);
 int svc_produce_dlq(svc *s, slot *sl);
 /* A delivery error that says the record is too large for the broker. */
 int svc_too_large(rd_kafka_resp_err_t err);
+/* How many of the batch's Results and DLQ records are still on their way,
+ * and how many failed. */
+void svc_count_sends(const svc *s, size_t *pending, size_t *failed);
 /* Step 4 without transactions: publish and wait until the broker has it
  * all. Returns -1 when the graceful stop ran out of time. */
 int svc_publish(svc *s) __attribute__((warn_unused_result));

@@ -153,6 +153,18 @@ int svc_too_large(rd_kafka_resp_err_t err)
 	       err == RD_KAFKA_RESP_ERR_INVALID_RECORD;
 }
 
+void svc_count_sends(const svc *s, size_t *pending, size_t *failed)
+{
+	*pending = *failed = 0;
+	for (size_t i = 0; i < s->nslots; i++) {
+		const slot *sl = &s->slots[i];
+		*pending +=
+		    (sl->result_send.state == SEND_PENDING) + (sl->dlq_send.state == SEND_PENDING);
+		*failed +=
+		    (sl->result_send.state == SEND_FAILED) + (sl->dlq_send.state == SEND_FAILED);
+	}
+}
+
 /* Publish what the batch owes and wait until the broker has it all. A
  * Result the reply topic refuses goes to the default results topic; anything
  * else that fails is sent again with backoff. Returns -1 when the graceful
@@ -170,14 +182,8 @@ int svc_publish(svc *s)
 	int64_t started = mono_ms();
 	for (;;) {
 		rd_kafka_poll(s->producer, 50);
-		size_t pending = 0, failed = 0;
-		for (size_t i = 0; i < s->nslots; i++) {
-			slot *sl = &s->slots[i];
-			pending += (sl->result_send.state == SEND_PENDING) +
-			           (sl->dlq_send.state == SEND_PENDING);
-			failed += (sl->result_send.state == SEND_FAILED) +
-			          (sl->dlq_send.state == SEND_FAILED);
-		}
+		size_t pending, failed;
+		svc_count_sends(s, &pending, &failed);
 		if (pending == 0 && failed == 0)
 			break;
 		if (pending == 0 && failed > 0) {

@@ -279,14 +279,8 @@ static int txn_attempt(svc *s)
 		rd_kafka_poll(s->producer, 50);
 		if (s->fatal || s->producer_broken || svc_out_of_time(s))
 			return stuck(s);
-		size_t pending = 0, failed = 0;
-		for (size_t i = 0; i < s->nslots; i++) {
-			slot *sl = &s->slots[i];
-			pending += (sl->result_send.state == SEND_PENDING) +
-			           (sl->dlq_send.state == SEND_PENDING);
-			failed += (sl->result_send.state == SEND_FAILED) +
-			          (sl->dlq_send.state == SEND_FAILED);
-		}
+		size_t pending, failed;
+		svc_count_sends(s, &pending, &failed);
 		if (failed > 0) {
 			/* librdkafka makes the transaction abortable at the first
 			 * record that fails */
