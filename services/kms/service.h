@@ -23,6 +23,7 @@ enum {
  * Kafka error stops it too, without committing anything more. cfg and
  * derived (config_validate()'s, of cfg) are borrowed for the call. Returns
  * a SERVICE_EXIT_ code. */
-int service_run(const kms_config *cfg, const config_derived *derived);
+int service_run(const kms_config *cfg, const config_derived *derived)
+    __attribute__((warn_unused_result));
 
 #endif
