@@ -2,6 +2,9 @@
  * config: every KM-S setting is one row of the table below (name, type,
  * default, offset into kms_config, help). Loading walks the sources in
  * order of precedence: defaults, the file, the environment, the flags.
+ * Validation checks what the table cannot and derives, once, what the
+ * strings mean (config_derived: the compiled reply-topic pattern, the
+ * algorithm mask, the log level), so that nothing parses them again.
  */
 #include "config.h"
 
