@@ -89,15 +89,20 @@ $(CORE_LIB): $(CORE_OBJ)
 $(BUILD)/kms: $(OBJ)/services/kms/main.o $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# The KM-S of the crash tests: service.c built with -DKMS_FAILPOINTS, so that
-# KMS_FAILPOINT=NAME kills the process at that point. The production binary
-# has no failpoint.
-$(OBJ)/failpoints/services/kms/service.o: services/kms/service.c
+# The KM-S of the crash tests: every file with a failpoint (the ones that
+# test KMS_FAILPOINTS) built with -DKMS_FAILPOINTS, so that
+# KMS_FAILPOINT=NAME kills the process at that point. Linked from objects
+# only, those in place of their normal builds: with the archive, a normal
+# build could be pulled in beside them. The production binary has no
+# failpoint.
+FAILPOINT_SRC := $(shell grep -l KMS_FAILPOINTS $(CORE_SRC))
+FAILPOINT_OBJ := $(FAILPOINT_SRC:%.c=$(OBJ)/failpoints/%.o)
+$(OBJ)/failpoints/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -DKMS_FAILPOINTS $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/tests/kms-failpoints: $(OBJ)/services/kms/main.o \
-		$(OBJ)/failpoints/services/kms/service.o $(CORE_LIB)
+$(BUILD)/tests/kms-failpoints: $(OBJ)/services/kms/main.o $(FAILPOINT_OBJ) \
+		$(filter-out $(FAILPOINT_SRC:%.c=$(OBJ)/%.o),$(CORE_OBJ))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

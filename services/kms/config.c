@@ -2,6 +2,9 @@
  * config: every KM-S setting is one row of the table below (name, type,
  * default, offset into kms_config, help). Loading walks the sources in
  * order of precedence: defaults, the file, the environment, the flags.
+ * Validation checks what the table cannot and derives, once, what the
+ * strings mean (config_derived: the compiled reply-topic pattern, the
+ * algorithm mask, the log level), so that nothing parses them again.
  */
 #include "config.h"
 
@@ -19,6 +22,7 @@
 
 #include "dsn.h"
 #include "jwt.h"
+#include "log.h"
 #include "num.h"
 
 typedef enum { OPT_STR, OPT_INT, OPT_BOOL } opt_type;
@@ -375,7 +379,8 @@ int config_load(kms_config *cfg, int argc, char **argv, char *errstr, size_t err
 	return 0;
 }
 
-int config_alg_mask(const kms_config *cfg, unsigned *mask, char *errstr, size_t errstr_size)
+/* The allow-list of token algorithms as a bit set of (1u << jwt_alg). */
+static int alg_mask(const kms_config *cfg, unsigned *mask, char *errstr, size_t errstr_size)
 {
 	*mask = 0;
 	const char *p = cfg->jwt_algs;
@@ -407,7 +412,7 @@ int config_alg_mask(const kms_config *cfg, unsigned *mask, char *errstr, size_t 
 	return 0;
 }
 
-int config_validate(const kms_config *cfg, char *errstr, size_t errstr_size)
+static int validate(const kms_config *cfg, config_derived *d, char *errstr, size_t errstr_size)
 {
 	if (cfg->bootstrap[0] == '\0' || cfg->dsn[0] == '\0' || cfg->group_id[0] == '\0') {
 		snprintf(errstr, errstr_size, "bootstrap, dsn and group_id must not be empty");
@@ -437,12 +442,12 @@ int config_validate(const kms_config *cfg, char *errstr, size_t errstr_size)
 		return -1;
 	}
 	if (cfg->reply_topic_pattern[0] != '\0') {
-		regex_t re;
-		if (regcomp(&re, cfg->reply_topic_pattern, REG_EXTENDED | REG_NOSUB) != 0) {
+		if (regcomp(&d->reply_re, cfg->reply_topic_pattern, REG_EXTENDED | REG_NOSUB) !=
+		    0) {
 			snprintf(errstr, errstr_size, "reply_topic_pattern is not a valid regex");
 			return -1;
 		}
-		regfree(&re);
+		d->has_reply_re = 1;
 	}
 	unsigned char addr[sizeof(struct in6_addr)];
 	if (inet_pton(AF_INET, cfg->health_address, addr) != 1 &&
@@ -455,10 +460,37 @@ int config_validate(const kms_config *cfg, char *errstr, size_t errstr_size)
 		snprintf(errstr, errstr_size, "registry_url must begin with http:// or https://");
 		return -1;
 	}
-	unsigned mask;
-	if (config_alg_mask(cfg, &mask, errstr, errstr_size) != 0)
+	if (alg_mask(cfg, &d->alg_mask, errstr, errstr_size) != 0)
 		return -1;
+	if (log_level_parse(cfg->log_level, &d->log_level) != 0) {
+		snprintf(errstr, errstr_size, "log_level must be debug, info, warn or error");
+		return -1;
+	}
 	return 0;
+}
+
+int config_validate(const kms_config *cfg, config_derived *out, char *errstr, size_t errstr_size)
+{
+	/* compiled in place: POSIX does not say a regex_t may be copied */
+	config_derived local, *d = out != NULL ? out : &local;
+	memset(d, 0, sizeof *d);
+	d->log_level = LOG_INFO;
+	if (validate(cfg, d, errstr, errstr_size) != 0) {
+		config_derived_free(d);
+		return -1;
+	}
+	if (d == &local)
+		config_derived_free(&local);
+	return 0;
+}
+
+void config_derived_free(config_derived *d)
+{
+	if (d == NULL)
+		return;
+	if (d->has_reply_re)
+		regfree(&d->reply_re);
+	memset(d, 0, sizeof *d);
 }
 
 /* A URL with its user information (user:password@) masked. */

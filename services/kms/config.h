@@ -8,8 +8,11 @@
 #ifndef KMS_CONFIG_H
 #define KMS_CONFIG_H
 
+#include <regex.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "log.h"
 
 #define CONFIG_MAX_RDKAFKA 64
 
@@ -55,14 +58,27 @@ typedef struct {
  * subcommand removed). Returns 0, 1 when --help was asked (usage printed to
  * stdout), or -1 with errstr filled (misuse). Caller frees with
  * config_free(). */
-int config_load(kms_config *cfg, int argc, char **argv, char *errstr, size_t errstr_size);
+int config_load(kms_config *cfg, int argc, char **argv, char *errstr, size_t errstr_size)
+    __attribute__((warn_unused_result));
 void config_free(kms_config *cfg);
 
-/* Check values once: ranges, the regex, the algorithm list. */
-int config_validate(const kms_config *cfg, char *errstr, size_t errstr_size);
+/* What the settings' strings mean, worked out once by config_validate()
+ * and passed down const: no other code parses those strings again. */
+typedef struct {
+	unsigned alg_mask;   /* jwt_algs as a bit set of (1u << jwt_alg) */
+	log_level log_level; /* log_level */
+	int has_reply_re;    /* reply_topic_pattern is set ... */
+	regex_t reply_re;    /* ... and compiled (REG_EXTENDED | REG_NOSUB) */
+} config_derived;
 
-/* The allow-list of token algorithms as a bit set of (1u << jwt_alg). */
-int config_alg_mask(const kms_config *cfg, unsigned *mask, char *errstr, size_t errstr_size);
+/* Check the values the table cannot (the connection string, the regex, the
+ * algorithm list, the log level, ...) and derive what they mean into *out
+ * (NULL: check only). Returns 0, or -1 with errstr filled and *out holding
+ * nothing to free. On success the caller frees *out with
+ * config_derived_free(). */
+int config_validate(const kms_config *cfg, config_derived *out, char *errstr, size_t errstr_size)
+    __attribute__((warn_unused_result));
+void config_derived_free(config_derived *d); /* NULL is a no-op */
 
 /* Print every setting as "name = value" to f, passwords in connection strings
  * masked. */

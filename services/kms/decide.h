@@ -40,7 +40,7 @@ typedef struct decide_state decide_state;
 
 /* An empty state. Caller frees with decide_state_destroy(). NULL when out of
  * memory. */
-decide_state *decide_state_new(void);
+decide_state *decide_state_new(void) __attribute__((warn_unused_result));
 void decide_state_destroy(decide_state *st); /* NULL is a no-op */
 
 /* Each returns 0, or -1 when out of memory. */

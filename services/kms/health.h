@@ -40,8 +40,8 @@ typedef enum {
  * the health: it is served on /metrics and its stall check is part of
  * readiness. Caller frees with health_destroy(). NULL with errstr filled when
  * the address is not a literal or cannot be bound. */
-health *health_new(const char *address, unsigned port, metrics *m, char *errstr,
-                   size_t errstr_size);
+health *health_new(const char *address, unsigned port, metrics *m, char *errstr, size_t errstr_size)
+    __attribute__((warn_unused_result));
 void health_destroy(health *h); /* NULL is a no-op */
 
 /* Set one fact (thread-safe). h may be NULL. */

@@ -131,22 +131,17 @@ int main(int argc, char **argv)
 	}
 
 	kms_config cfg;
+	config_derived derived;
 	char errstr[512];
 	int rc = config_load(&cfg, argc - first, argv + first, errstr, sizeof errstr);
-	if (rc == 0 && config_validate(&cfg, errstr, sizeof errstr) != 0)
+	if (rc == 0 && config_validate(&cfg, &derived, errstr, sizeof errstr) != 0)
 		rc = -1;
 	if (rc != 0) {
 		fprintf(stderr, "kms: %s (try kms --help)\n", errstr);
 		config_free(&cfg);
 		return SERVICE_EXIT_MISUSE;
 	}
-	log_level level = LOG_INFO;
-	if (log_level_parse(cfg.log_level, &level) != 0) {
-		fprintf(stderr, "kms: log_level must be debug, info, warn or error\n");
-		config_free(&cfg);
-		return SERVICE_EXIT_MISUSE;
-	}
-	log_set_level(level);
+	log_set_level(derived.log_level);
 	log_set_service("kms");
 
 	if (strcmp(cmd, "config") == 0) {
@@ -155,8 +150,9 @@ int main(int argc, char **argv)
 	} else if (strcmp(cmd, "migrate") == 0) {
 		rc = migrate(&cfg);
 	} else {
-		rc = service_run(&cfg);
+		rc = service_run(&cfg, &derived);
 	}
+	config_derived_free(&derived);
 	config_free(&cfg);
 	return rc;
 }

@@ -58,7 +58,7 @@ typedef enum {
  * Caller frees with metrics_destroy(). NULL with errstr filled when out of
  * memory. */
 metrics *metrics_new(const char *requests_topic, int64_t stall_timeout_ms, char *errstr,
-                     size_t errstr_size);
+                     size_t errstr_size) __attribute__((warn_unused_result));
 void metrics_destroy(metrics *m); /* NULL is a no-op */
 
 /* Milliseconds of CLOCK_MONOTONIC, and nanoseconds for phase timings. */
@@ -110,6 +110,6 @@ int metrics_stalled(metrics *m, int64_t now_ms, char *reason, size_t reason_size
 
 /* The registry in the text exposition format 0.0.4, as a new string of *len
  * bytes (caller frees with free()). NULL when out of memory. */
-char *metrics_render(metrics *m, int64_t now_ms, size_t *len);
+char *metrics_render(metrics *m, int64_t now_ms, size_t *len) __attribute__((warn_unused_result));
 
 #endif

@@ -20,8 +20,10 @@ enum {
 /* Run until SIGTERM or SIGINT. The first signal stops fetching, finishes the
  * batch in hand (decision, Results, offsets), leaves the group and returns;
  * a second one exits the process at once. With cfg->exactly_once a fatal
- * Kafka error stops it too, without committing anything more. Returns a
- * SERVICE_EXIT_ code. */
-int service_run(const kms_config *cfg);
+ * Kafka error stops it too, without committing anything more. cfg and
+ * derived (config_validate()'s, of cfg) are borrowed for the call. Returns
+ * a SERVICE_EXIT_ code. */
+int service_run(const kms_config *cfg, const config_derived *derived)
+    __attribute__((warn_unused_result));
 
 #endif

@@ -51,6 +51,6 @@ typedef struct {
  * Rules 1 to 4 fail with NOT_ALLOWED_BY_SLA, rule 5 with
  * KEY_FORMAT_NOT_ALLOWED. */
 codec_cause sla_evaluate(const sla_context *ctx, const codec_val_service *services, size_t n,
-                         char *detail, size_t detail_size);
+                         char *detail, size_t detail_size) __attribute__((warn_unused_result));
 
 #endif

@@ -22,25 +22,26 @@ typedef struct store store;
 
 /* Connect with a libpq connection string. Caller frees with store_destroy().
  * NULL with errstr filled on failure. */
-store *store_new(const char *dsn, char *errstr, size_t errstr_size);
+store *store_new(const char *dsn, char *errstr, size_t errstr_size)
+    __attribute__((warn_unused_result));
 void store_destroy(store *s); /* NULL is a no-op */
 
 /* Is the connection usable? Reconnects when it is not. Returns 0 when usable,
  * -1 with errstr filled otherwise. */
-int store_ping(store *s, char *errstr, size_t errstr_size);
+int store_ping(store *s, char *errstr, size_t errstr_size) __attribute__((warn_unused_result));
 
 /* Open a new connection with the same connection string (so that libpq
  * reads its TLS files, sslrootcert, sslcert, sslkey and sslcrl, again) and,
  * once it is up, close the old one; between batches only. Returns 0, or -1
  * with errstr filled and the old connection kept as it was. */
-int store_reconnect(store *s, char *errstr, size_t errstr_size);
+int store_reconnect(store *s, char *errstr, size_t errstr_size) __attribute__((warn_unused_result));
 
 /* Create or upgrade the schema from the versioned SQL migrations compiled
  * into the binary (services/kms/migrations/NNN_name.sql), each in its own
  * transaction, recorded in schema_migrations. Safe to run twice; safe to run
  * from two processes at once (advisory lock). Returns the number applied, or
  * -1 with errstr filled. */
-int store_migrate(store *s, char *errstr, size_t errstr_size);
+int store_migrate(store *s, char *errstr, size_t errstr_size) __attribute__((warn_unused_result));
 
 /* What happened to one message. */
 typedef enum {
@@ -104,6 +105,6 @@ typedef struct {
  * batch: the batch is split until that message is alone, and it is audited
  * with outcome STORE_OUTCOME_ERROR, cause INTERNAL_ERROR. */
 int store_decide_batch(store *s, store_item *items, size_t n, const char *kms_id, int64_t now_ms,
-                       char *errstr, size_t errstr_size);
+                       char *errstr, size_t errstr_size) __attribute__((warn_unused_result));
 
 #endif

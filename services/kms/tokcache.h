@@ -50,7 +50,7 @@ typedef struct {
  * (every lookup misses), so a caller needs no special case to turn it off.
  * Caller frees with tokcache_destroy(). NULL with errstr filled when out of
  * memory or capacity is above 2^24 (16,777,216). */
-tokcache *tokcache_new(size_t capacity, char *errstr, size_t errstr_size);
+tokcache *tokcache_new(size_t capacity, char *errstr, size_t errstr_size) TOKCACHE_MUST_CHECK;
 void tokcache_destroy(tokcache *c); /* NULL is a no-op */
 
 /* The claims cached for token, or NULL (a miss) when there are none, they

@@ -52,7 +52,7 @@ typedef struct {
 
 /* An empty trust (every token refused). Caller frees with trust_destroy(),
  * which also stops the refresher. NULL with errstr filled on failure. */
-trust *trust_new(const trust_settings *settings, char *errstr, size_t errstr_size);
+trust *trust_new(const trust_settings *settings, char *errstr, size_t errstr_size) TRUST_MUST_CHECK;
 void trust_destroy(trust *t); /* NULL is a no-op */
 
 /* Read the issuers file at path and put it in force, whole: PEM and JWKS

@@ -29,7 +29,7 @@ int validate_absolute_uri(const char *s);
 /* Check the request's form. Returns 0 when valid; -1 with detail filled with
  * one sentence (never a secret) when not. */
 int validate_request(const codec_request *r, const validate_limits *l, char *detail,
-                     size_t detail_size);
+                     size_t detail_size) __attribute__((warn_unused_result));
 
 /* SHA-256 over the request's content: requesterIdentity, endpoint, the VAL
  * services in order (ID, format type, format version, content entries sorted

@@ -35,7 +35,7 @@ static int test_defaults(void)
 	CHECK_INT(c.leeway_s, 30);
 	CHECK_INT(c.max_value_bytes, 1048576);
 	CHECK(strncmp(c.kms_id, "kms-", 4) == 0);
-	CHECK_INT(config_validate(&c, err, sizeof err), 0);
+	CHECK_INT(config_validate(&c, NULL, err, sizeof err), 0);
 	config_free(&c);
 	return 0;
 }
@@ -145,7 +145,7 @@ static int test_bad_alg_list(void)
 	kms_config c;
 	char err[256] = "";
 	CHECK_INT(config_load(&c, 2, argv, err, sizeof err), 0);
-	CHECK_INT(config_validate(&c, err, sizeof err), -1);
+	CHECK_INT(config_validate(&c, NULL, err, sizeof err), -1);
 	CHECK(strstr(err, "HS256") != NULL);
 	config_free(&c);
 	return 0;
@@ -157,7 +157,7 @@ static int test_malformed_dsn_is_misuse(void)
 	kms_config c;
 	char err[256] = "";
 	CHECK_INT(config_load(&c, 2, argv, err, sizeof err), 0);
-	CHECK_INT(config_validate(&c, err, sizeof err), -1);
+	CHECK_INT(config_validate(&c, NULL, err, sizeof err), -1);
 	CHECK(strstr(err, "dsn is not a valid connection string") != NULL);
 	CHECK(strstr(err, "s3cret") == NULL);
 	config_free(&c);
@@ -256,7 +256,7 @@ static int test_exactly_once(void)
 	long_id[sizeof long_id - 1] = '\0';
 	char *too_long[] = {"--transactional-id", long_id, NULL};
 	CHECK_INT(config_load(&c, 2, too_long, err, sizeof err), 0);
-	CHECK_INT(config_validate(&c, err, sizeof err), -1);
+	CHECK_INT(config_validate(&c, NULL, err, sizeof err), -1);
 	config_free(&c);
 	return 0;
 }
@@ -275,7 +275,7 @@ static int test_health_address_and_stall_timeout(void)
 		char *argv[] = {"--health-address", (char *)good[i], "--stall-timeout-ms", "0",
 		                NULL};
 		CHECK_INT(config_load(&c, 4, argv, err, sizeof err), 0);
-		CHECK_INT(config_validate(&c, err, sizeof err), 0);
+		CHECK_INT(config_validate(&c, NULL, err, sizeof err), 0);
 		CHECK_STR(c.health_address, good[i]);
 		CHECK_INT(c.stall_timeout_ms, 0);
 		config_free(&c);
@@ -284,7 +284,7 @@ static int test_health_address_and_stall_timeout(void)
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		char *argv[] = {"--health-address", (char *)bad[i], NULL};
 		CHECK_INT(config_load(&c, 2, argv, err, sizeof err), 0);
-		CHECK_INT(config_validate(&c, err, sizeof err), -1);
+		CHECK_INT(config_validate(&c, NULL, err, sizeof err), -1);
 		CHECK(strstr(err, "health_address") != NULL);
 		config_free(&c);
 	}
