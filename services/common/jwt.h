@@ -8,6 +8,11 @@
  * must match the algorithm (no algorithm confusion); header and payload must be
  * JSON objects without duplicate members; base64url must be canonical and
  * unpadded; the whole token is bounded in size.
+ *
+ * The code is in one file per job: jwt_b64url.c (base64url), jwt_keys.c
+ * (algorithms and key classes), jwt_sign.c (signing), jwt_verifier.c (the
+ * trusted keys) and jwt_verify.c (verification); jwt_int.h is what they
+ * share.
  */
 #ifndef KMS_JWT_H
 #define KMS_JWT_H
