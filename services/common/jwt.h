@@ -10,8 +10,8 @@
  * unpadded; the whole token is bounded in size.
  *
  * The code is in one file per job: jwt_b64url.c (base64url), jwt_keys.c
- * (algorithms and key classes), jwt_sign.c (signing), jwt_verifier.c (the
- * trusted keys) and jwt_verify.c (verification); jwt_int.h is what they
+ * (algorithms, key classes, PEM text), jwt_sign.c (signing), jwt_verifier.c
+ * (the trusted keys) and jwt_verify.c (verification); jwt_int.h is what they
  * share.
  */
 #ifndef KMS_JWT_H
@@ -19,6 +19,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <openssl/types.h>
 
 #if defined(__GNUC__)
 #define JWT_MUST_CHECK __attribute__((warn_unused_result))
@@ -88,6 +90,19 @@ char *jwt_signer_sign_raw(const jwt_signer *s, jwt_alg alg, const char *header_j
  * *out_len, -1 for malformed input or JWT_ERR_NOMEM, with *out NULL. */
 char *jwt_base64url_encode(const void *data, size_t len);
 int jwt_base64url_decode(const char *in, size_t in_len, unsigned char **out, size_t *out_len);
+
+/* ---- keys as PEM text (jwks, valctl keygen) ---- */
+
+typedef enum {
+	JWT_PEM_PUBLIC = 0, /* SubjectPublicKeyInfo */
+	JWT_PEM_PRIVATE     /* PKCS#8, not encrypted */
+} jwt_pem_part;
+
+/* The PEM text of one part of pkey (borrowed). Returns a malloc'd
+ * NUL-terminated string and its length in *len (len may be NULL), or NULL
+ * when out of memory or when OpenSSL cannot write the key. The caller frees
+ * it, wiping a private key's text first with OPENSSL_cleanse(). */
+char *jwt_key_pem(const EVP_PKEY *pkey, jwt_pem_part part, size_t *len);
 
 /* ---- verification (kms) ---- */
 

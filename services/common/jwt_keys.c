@@ -6,15 +6,19 @@
  * binding, which is what stops a token from choosing how our key is used
  * (algorithm confusion). The OpenSSL settings of each algorithm (digest,
  * RSA padding, the size of an ECDSA signature) live here so that the signer
- * and the verifier cannot disagree on them.
+ * and the verifier cannot disagree on them. Keys also go out as PEM text
+ * here, for the JWK Set reader and for valctl keygen.
  */
 #include "jwt_int.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/bio.h>
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/rsa.h>
 
 #include "errstr.h"
@@ -153,4 +157,41 @@ int jwt_no_passphrase(char *buf, int size, int rwflag, void *u)
 	(void)rwflag;
 	(void)u;
 	return -1;
+}
+
+char *jwt_key_pem(const EVP_PKEY *pkey, jwt_pem_part part, size_t *len)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	char *data = NULL, *out = NULL;
+	long n = 0;
+	int ok;
+
+	if (len != NULL)
+		*len = 0;
+	if (bio == NULL || pkey == NULL)
+		goto done;
+	if (part == JWT_PEM_PRIVATE)
+		ok = PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL);
+	else
+		ok = PEM_write_bio_PUBKEY(bio, pkey);
+	if (ok != 1)
+		goto done;
+	n = BIO_get_mem_data(bio, &data);
+	if (n <= 0)
+		goto done;
+	out = malloc((size_t)n + 1);
+	if (out == NULL)
+		goto done;
+	memcpy(out, data, (size_t)n);
+	out[n] = '\0';
+	if (len != NULL)
+		*len = (size_t)n;
+done:
+	/* The memory BIO's buffer may hold a private key: clear it before
+	 * it goes back to the allocator. */
+	if (data != NULL && n > 0)
+		OPENSSL_cleanse(data, (size_t)n);
+	BIO_free(bio);
+	ERR_clear_error();
+	return out;
 }
