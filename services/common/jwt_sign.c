@@ -147,12 +147,26 @@ int jwt_signer_fits(const jwt_signer *s, jwt_alg alg)
 	return jwt_key_fits_alg(s->cls, alg);
 }
 
+/* "a.b", malloc'd; NULL when out of memory. */
+static char *join_dot(const char *a, const char *b)
+{
+	size_t a_len = strlen(a), b_len = strlen(b);
+	char *out = malloc(a_len + 1 + b_len + 1);
+
+	if (out == NULL)
+		return NULL;
+	memcpy(out, a, a_len);
+	out[a_len] = '.';
+	memcpy(out + a_len + 1, b, b_len + 1);
+	return out;
+}
+
 char *jwt_signer_sign_raw(const jwt_signer *s, jwt_alg alg, const char *header_json,
                           const char *payload_json, char *errstr, size_t errstr_size)
 {
 	char *h64 = NULL, *p64 = NULL, *s64 = NULL, *input = NULL, *token = NULL;
 	unsigned char *sig = NULL;
-	size_t sig_len = 0, h_len, p_len, in_len, s_len;
+	size_t sig_len = 0;
 
 	if (s == NULL || header_json == NULL || payload_json == NULL ||
 	    (unsigned)alg >= JWT_ALG__COUNT) {
@@ -170,34 +184,24 @@ char *jwt_signer_sign_raw(const jwt_signer *s, jwt_alg alg, const char *header_j
 		errstr_set(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
-	h_len = strlen(h64);
-	p_len = strlen(p64);
-	in_len = h_len + 1 + p_len;
-	input = malloc(in_len + 1);
+	input = join_dot(h64, p64);
 	if (input == NULL) {
 		errstr_set(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
-	memcpy(input, h64, h_len);
-	input[h_len] = '.';
-	memcpy(input + h_len + 1, p64, p_len + 1);
-	if (sign_bytes(s->pkey, alg, (const unsigned char *)input, in_len, &sig, &sig_len, errstr,
-	               errstr_size) != 0)
+	if (sign_bytes(s->pkey, alg, (const unsigned char *)input, strlen(input), &sig, &sig_len,
+	               errstr, errstr_size) != 0)
 		goto fail;
 	s64 = jwt_base64url_encode(sig, sig_len);
 	if (s64 == NULL) {
 		errstr_set(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
-	s_len = strlen(s64);
-	token = malloc(in_len + 1 + s_len + 1);
+	token = join_dot(input, s64);
 	if (token == NULL) {
 		errstr_set(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
-	memcpy(token, input, in_len);
-	token[in_len] = '.';
-	memcpy(token + in_len + 1, s64, s_len + 1);
 fail:
 	free(h64);
 	free(p64);
