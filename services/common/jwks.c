@@ -18,13 +18,11 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
-#include <openssl/pem.h>
 
 #include "errstr.h"
 #include "jwt.h"
@@ -358,28 +356,6 @@ static key_verdict key_purpose(const json_t *jwk, const char *kty, unsigned *alg
 	return KEY_OK;
 }
 
-static char *pem_of(EVP_PKEY *pkey)
-{
-	BIO *b = BIO_new(BIO_s_mem());
-	char *data = NULL, *out = NULL;
-	long n;
-
-	if (b == NULL || PEM_write_bio_PUBKEY(b, pkey) != 1)
-		goto done;
-	n = BIO_get_mem_data(b, &data);
-	if (n <= 0)
-		goto done;
-	out = malloc((size_t)n + 1);
-	if (out == NULL)
-		goto done;
-	memcpy(out, data, (size_t)n);
-	out[n] = '\0';
-done:
-	BIO_free(b);
-	ERR_clear_error();
-	return out;
-}
-
 /* One entry of "keys": KEY_OK with *key filled, KEY_SKIP / KEY_BAD with why,
  * KEY_NOMEM. */
 static key_verdict read_key(const json_t *jwk, jwks_key *key, char *why, size_t why_size)
@@ -425,7 +401,7 @@ static key_verdict read_key(const json_t *jwk, jwks_key *key, char *why, size_t 
 	if (v != KEY_OK)
 		goto done;
 	v = KEY_NOMEM;
-	key->pem = pem_of(pkey);
+	key->pem = jwt_key_pem(pkey, JWT_PEM_PUBLIC, NULL);
 	key->kid = kid != NULL ? strdup(kid) : NULL;
 	if (key->pem == NULL || (kid != NULL && key->kid == NULL))
 		goto done;

@@ -8,12 +8,19 @@
  * must match the algorithm (no algorithm confusion); header and payload must be
  * JSON objects without duplicate members; base64url must be canonical and
  * unpadded; the whole token is bounded in size.
+ *
+ * The code is in one file per job: jwt_b64url.c (base64url), jwt_keys.c
+ * (algorithms, key classes, PEM text), jwt_sign.c (signing), jwt_verifier.c
+ * (the trusted keys) and jwt_verify.c (verification); jwt_int.h is what they
+ * share.
  */
 #ifndef KMS_JWT_H
 #define KMS_JWT_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <openssl/types.h>
 
 #if defined(__GNUC__)
 #define JWT_MUST_CHECK __attribute__((warn_unused_result))
@@ -33,7 +40,7 @@ typedef enum {
 
 const char *jwt_alg_name(jwt_alg a);
 /* Returns 0 and *out, or -1 for an unknown or unsupported name. */
-int jwt_alg_parse(const char *name, jwt_alg *out);
+int jwt_alg_parse(const char *name, jwt_alg *out) JWT_MUST_CHECK;
 
 /* ---- signing (valctl token, tests) ---- */
 
@@ -42,14 +49,14 @@ int jwt_alg_parse(const char *name, jwt_alg *out);
  * private key whose type fits alg. Returns a malloc'd token the caller frees,
  * or NULL with errstr filled. */
 char *jwt_sign(const char *key_pem, jwt_alg alg, const char *kid, const char *payload_json,
-               char *errstr, size_t errstr_size);
+               char *errstr, size_t errstr_size) JWT_MUST_CHECK;
 
 /* Sign header_json and payload_json exactly as given, neither checked (so
  * that tests can build tokens with odd headers or payloads): the header's
  * "alg" need not match alg, which is what the signature is made with. Returns
  * a malloc'd token the caller frees, or NULL with errstr filled. */
 char *jwt_sign_raw(const char *key_pem, jwt_alg alg, const char *header_json,
-                   const char *payload_json, char *errstr, size_t errstr_size);
+                   const char *payload_json, char *errstr, size_t errstr_size) JWT_MUST_CHECK;
 
 /* A private key read once and used for many signatures (reading a PEM key
  * costs far more than signing with it). Caller frees with
@@ -57,7 +64,7 @@ char *jwt_sign_raw(const char *key_pem, jwt_alg alg, const char *header_json,
  * private key. */
 typedef struct jwt_signer jwt_signer;
 
-jwt_signer *jwt_signer_new(const char *key_pem, char *errstr, size_t errstr_size);
+jwt_signer *jwt_signer_new(const char *key_pem, char *errstr, size_t errstr_size) JWT_MUST_CHECK;
 void jwt_signer_destroy(jwt_signer *s); /* NULL is a no-op */
 /* 1 when the key can sign with alg (the same binding verification
  * enforces: P-256 for ES256, P-384 for ES384, RSA of at least 2048 bits for
@@ -65,7 +72,8 @@ void jwt_signer_destroy(jwt_signer *s); /* NULL is a no-op */
 int jwt_signer_fits(const jwt_signer *s, jwt_alg alg);
 /* jwt_sign_raw() with the signer's key. */
 char *jwt_signer_sign_raw(const jwt_signer *s, jwt_alg alg, const char *header_json,
-                          const char *payload_json, char *errstr, size_t errstr_size);
+                          const char *payload_json, char *errstr,
+                          size_t errstr_size) JWT_MUST_CHECK;
 
 /* The largest clock skew leeway, in seconds: TS 33.434 Annex A says it must
  * not exceed 30. Larger leeways given to the functions below are capped. */
@@ -81,8 +89,22 @@ char *jwt_signer_sign_raw(const jwt_signer *s, jwt_alg alg, const char *header_j
  * is strict (alphabet only, no padding or whitespace, no length 4n+1, unused
  * trailing bits zero): returns 0 with *out malloc'd (caller frees) and
  * *out_len, -1 for malformed input or JWT_ERR_NOMEM, with *out NULL. */
-char *jwt_base64url_encode(const void *data, size_t len);
-int jwt_base64url_decode(const char *in, size_t in_len, unsigned char **out, size_t *out_len);
+char *jwt_base64url_encode(const void *data, size_t len) JWT_MUST_CHECK;
+int jwt_base64url_decode(const char *in, size_t in_len, unsigned char **out,
+                         size_t *out_len) JWT_MUST_CHECK;
+
+/* ---- keys as PEM text (jwks, valctl keygen) ---- */
+
+typedef enum {
+	JWT_PEM_PUBLIC = 0, /* SubjectPublicKeyInfo */
+	JWT_PEM_PRIVATE     /* PKCS#8, not encrypted */
+} jwt_pem_part;
+
+/* The PEM text of one part of pkey (borrowed). Returns a malloc'd
+ * NUL-terminated string and its length in *len (len may be NULL), or NULL
+ * when out of memory or when OpenSSL cannot write the key. The caller frees
+ * it, wiping a private key's text first with OPENSSL_cleanse(). */
+char *jwt_key_pem(const EVP_PKEY *pkey, jwt_pem_part part, size_t *len) JWT_MUST_CHECK;
 
 /* ---- verification (kms) ---- */
 
@@ -92,7 +114,7 @@ typedef struct jwt_verifier jwt_verifier;
  * max_token_bytes bounds the whole token (default 8192 when 0, at most 1 MiB). Caller frees
  * with jwt_verifier_destroy(). */
 jwt_verifier *jwt_verifier_new(unsigned allow_mask, size_t max_token_bytes, char *errstr,
-                               size_t errstr_size);
+                               size_t errstr_size) JWT_MUST_CHECK;
 void jwt_verifier_destroy(jwt_verifier *v); /* NULL is a no-op */
 
 /* Trust a public key (PEM, SubjectPublicKeyInfo) for issuer iss, under key id
@@ -102,7 +124,8 @@ void jwt_verifier_destroy(jwt_verifier *v); /* NULL is a no-op */
  * without kid is matched to its issuer's key only when there is one. The
  * strings and the PEM are copied. Returns 0, or -1 with errstr filled. */
 int jwt_verifier_add_key(jwt_verifier *v, const char *iss, const char *kid,
-                         const char *public_key_pem, char *errstr, size_t errstr_size);
+                         const char *public_key_pem, char *errstr,
+                         size_t errstr_size) JWT_MUST_CHECK;
 
 /* jwt_verifier_add_key() for a key meant for some algorithms only (the "alg"
  * of a JWK, RFC 7517 section 4.4): algs is a bit set of (1u << jwt_alg), 0
@@ -111,7 +134,7 @@ int jwt_verifier_add_key(jwt_verifier *v, const char *iss, const char *kid,
  * algorithm of the key's type is in is refused. */
 int jwt_verifier_add_key_algs(jwt_verifier *v, const char *iss, const char *kid,
                               const char *public_key_pem, unsigned algs, char *errstr,
-                              size_t errstr_size);
+                              size_t errstr_size) JWT_MUST_CHECK;
 
 /* Whether a token of issuer iss naming kid (NULL: no kid) would find its
  * key in v, by the rules of jwt_verify(). */
@@ -131,7 +154,8 @@ int jwt_peek(const char *token, size_t max_token_bytes, char *iss, size_t iss_si
  * relative path is taken from the file's folder; other members are refused.
  * Returns the number of keys added, or -1 with errstr filled and no key of
  * the file added. */
-int jwt_verifier_load_file(jwt_verifier *v, const char *path, char *errstr, size_t errstr_size);
+int jwt_verifier_load_file(jwt_verifier *v, const char *path, char *errstr,
+                           size_t errstr_size) JWT_MUST_CHECK;
 
 /* The verified claims that authorization needs. Strings are owned; free with
  * jwt_claims_free(). A claim absent from the token is NULL / has_x == 0. */

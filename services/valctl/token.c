@@ -13,7 +13,6 @@
 #include <jansson.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -287,40 +286,6 @@ done:
 	return rc;
 }
 
-/* The PEM text of the private (PKCS#8) or public (SubjectPublicKeyInfo) part
- * of a key; malloc'd, NULL on failure. */
-static char *key_pem_text(EVP_PKEY *pkey, int private_part, size_t *len)
-{
-	BIO *bio = BIO_new(BIO_s_mem());
-	char *data = NULL, *out = NULL;
-	long n = 0;
-	int ok;
-
-	if (bio == NULL)
-		return NULL;
-	if (private_part)
-		ok = PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL);
-	else
-		ok = PEM_write_bio_PUBKEY(bio, pkey);
-	if (ok != 1)
-		goto done;
-	n = BIO_get_mem_data(bio, &data);
-	if (n <= 0)
-		goto done;
-	out = malloc((size_t)n + 1);
-	if (out == NULL)
-		goto done;
-	memcpy(out, data, (size_t)n);
-	out[n] = '\0';
-	*len = (size_t)n;
-done:
-	/* The memory BIO's buffer held the private key: clear it first. */
-	if (data != NULL && n > 0)
-		OPENSSL_cleanse(data, (size_t)n);
-	BIO_free(bio);
-	return out;
-}
-
 static EVP_PKEY *generate(jwt_alg alg)
 {
 	switch (alg) {
@@ -394,8 +359,8 @@ int valctl_cmd_keygen(int argc, char **argv)
 		           e != 0 ? ERR_reason_error_string(e) : "unsupported");
 		goto done;
 	}
-	priv = key_pem_text(pkey, 1, &priv_len);
-	pub = key_pem_text(pkey, 0, &pub_len);
+	priv = jwt_key_pem(pkey, JWT_PEM_PRIVATE, &priv_len);
+	pub = jwt_key_pem(pkey, JWT_PEM_PUBLIC, &pub_len);
 	if (priv == NULL || pub == NULL) {
 		valctl_err(sub, "cannot write the key as PEM");
 		goto done;

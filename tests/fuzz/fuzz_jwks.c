@@ -7,7 +7,9 @@
  * fail there).
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iservices/common \
- *     tests/fuzz/fuzz_jwks.c services/common/jwks.c services/common/jwt.c \
+ *     tests/fuzz/fuzz_jwks.c services/common/jwks.c services/common/jwt_*.c \
+ *     services/common/jsonfile.c services/common/file.c services/common/errstr.c \
+ *     services/common/utf8.c \
  *     $(pkg-config --cflags --libs openssl jansson)
  */
 #include <stdint.h>

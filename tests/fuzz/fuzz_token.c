@@ -15,7 +15,9 @@
  * what jwt_verify accepts.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iservices/common \
- *     -Iservices/kms tests/fuzz/fuzz_token.c services/common/jwt.c \
+ *     -Iservices/kms tests/fuzz/fuzz_token.c services/common/jwt_*.c \
+ *     services/common/jsonfile.c services/common/file.c services/common/errstr.c \
+ *     services/common/utf8.c \
  *     $(pkg-config --cflags --libs openssl jansson)
  */
 #include <stdint.h>
