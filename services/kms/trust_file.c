@@ -15,6 +15,7 @@
 #include "errstr.h"
 #include "fetch.h"
 #include "file.h"
+#include "jsonfile.h"
 #include "jwks.h"
 #include "log.h"
 #include "trust_int.h"
@@ -59,21 +60,6 @@ void trust_conf_free(trust_conf *c)
 	free(c->v);
 	free(c->bind);
 	free(c);
-}
-
-/* path taken from dir (the issuers file's folder) unless absolute. */
-static char *resolve(const char *dir, size_t dir_len, const char *path)
-{
-	size_t n;
-	char *full;
-
-	if (path[0] == '/' || dir_len == 0)
-		return strdup(path);
-	n = dir_len + 1 + strlen(path) + 1;
-	full = malloc(n);
-	if (full != NULL)
-		snprintf(full, n, "%.*s/%s", (int)dir_len, dir, path);
-	return full;
 }
 
 void trust_note_skip(void *ctx, size_t index, const char *kid, const char *why)
@@ -213,7 +199,7 @@ static int same_binding(const issuer *a, const issuer *b)
 
 /* One entry into *is (zeroed by the caller; freed by the caller on failure).
  * why receives the fault. */
-static int read_entry(const json_t *e, const char *dir, size_t dir_len, issuer *is, char *why,
+static int read_entry(const json_t *e, const char *list_path, issuer *is, char *why,
                       size_t why_size)
 {
 	const char *name, *iss, *kid = NULL, *pem_file, *jwks_file, *uri, *ca;
@@ -287,7 +273,7 @@ static int read_entry(const json_t *e, const char *dir, size_t dir_len, issuer *
 
 	if (pem_file != NULL) {
 		is->kind = SRC_PEM;
-		path = resolve(dir, dir_len, pem_file);
+		path = jsonfile_resolve(list_path, pem_file);
 		if (path == NULL) {
 			errstr_set(why, why_size, "out of memory");
 			goto done;
@@ -308,7 +294,7 @@ static int read_entry(const json_t *e, const char *dir, size_t dir_len, issuer *
 		trust_skips sc = {0};
 
 		is->kind = SRC_JWKS_FILE;
-		path = resolve(dir, dir_len, jwks_file);
+		path = jsonfile_resolve(list_path, jwks_file);
 		if (path == NULL) {
 			errstr_set(why, why_size, "out of memory");
 			goto done;
@@ -353,7 +339,7 @@ static int read_entry(const json_t *e, const char *dir, size_t dir_len, issuer *
 		is->max_stale_ms *= 1000;
 		is->refetch_min_ms *= 1000;
 		is->url = strdup(uri);
-		is->ca_file = ca != NULL ? resolve(dir, dir_len, ca) : NULL;
+		is->ca_file = ca != NULL ? jsonfile_resolve(list_path, ca) : NULL;
 		if (is->url == NULL || (ca != NULL && is->ca_file == NULL)) {
 			errstr_set(why, why_size, "out of memory");
 			goto done;
@@ -396,40 +382,25 @@ static int merge_entry(issuer *into, issuer *is, char *why, size_t why_size)
 trust_conf *trust_conf_read(const char *path, char *errstr, size_t errstr_size)
 {
 	trust_conf *c = NULL;
-	char *buf = NULL;
-	size_t len = 0, i, dir_len = 0;
-	json_t *root = NULL;
+	size_t i;
+	json_t *root;
 	const json_t *e;
-	json_error_t jerr;
-	const char *slash;
 	char why[512];
 
-	if ((buf = file_read(path, MAX_ISSUERS_FILE_BYTES, &len, errstr, errstr_size)) == NULL)
+	if ((root = jsonfile_read_array(path, MAX_ISSUERS_FILE_BYTES, errstr, errstr_size)) == NULL)
 		return NULL;
-	root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (root == NULL) {
-		errstr_set(errstr, errstr_size, "%s: line %d: %s", path, jerr.line, jerr.text);
-		goto fail;
-	}
-	if (!json_is_array(root)) {
-		errstr_set(errstr, errstr_size, "%s: not a JSON array", path);
-		goto fail;
-	}
 	c = calloc(1, sizeof *c);
 	if (c == NULL || (c->v = calloc(json_array_size(root) + 1, sizeof *c->v)) == NULL) {
 		errstr_set(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
-	slash = strrchr(path, '/');
-	if (slash != NULL)
-		dir_len = slash == path ? 1 : (size_t)(slash - path);
 	json_array_foreach(root, i, e)
 	{
 		issuer is;
 		size_t k;
 
 		memset(&is, 0, sizeof is);
-		if (read_entry(e, path, dir_len, &is, why, sizeof why) != 0) {
+		if (read_entry(e, path, &is, why, sizeof why) != 0) {
 			issuer_clear(&is);
 			errstr_set(errstr, errstr_size, "%s: entry %zu: %s", path, i + 1, why);
 			goto fail;
@@ -474,11 +445,9 @@ trust_conf *trust_conf_read(const char *path, char *errstr, size_t errstr_size)
 		c->bind[i].n_vsp_ids = c->v[i].n_vsp;
 	}
 	json_decref(root);
-	free(buf);
 	return c;
 fail:
 	trust_conf_free(c);
 	json_decref(root);
-	free(buf);
 	return NULL;
 }
