@@ -107,7 +107,8 @@ $(BUILD)/kmsctl: $(patsubst %.c,$(OBJ)/%.o,$(wildcard services/kmsctl/*.c)) $(CO
 $(BUILD)/valctl: $(patsubst %.c,$(OBJ)/%.o,$(wildcard services/valctl/*.c)) $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(CORE_LIB)
+# Every unit test links the tests' key helper (tests/unit/testkeys.c).
+$(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(OBJ)/tests/unit/testkeys.o $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
