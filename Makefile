@@ -58,6 +58,7 @@ PROGRAMS := $(BUILD)/kms $(BUILD)/kmsctl $(BUILD)/valctl $(BUILD)/tests/smoke \
 	$(BUILD)/tests/kms-failpoints $(BUILD)/tests/resolve_tool
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+UNIT_HELPER_OBJ := $(patsubst %.c,$(OBJ)/%.o,$(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c)))
 # C suites that need the stack (run by scripts/test.sh's integration layer).
 INTEGRATION_SRC := $(wildcard tests/integration/test_*.c)
 INTEGRATION_BIN := $(INTEGRATION_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
@@ -113,8 +114,9 @@ $(BUILD)/kmsctl: $(patsubst %.c,$(OBJ)/%.o,$(wildcard services/kmsctl/*.c)) $(CO
 $(BUILD)/valctl: $(patsubst %.c,$(OBJ)/%.o,$(wildcard services/valctl/*.c)) $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# Every unit test links the tests' key helper (tests/unit/testkeys.c).
-$(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(OBJ)/tests/unit/testkeys.o $(CORE_LIB)
+# Every unit test links the tests' shared helpers: the files of tests/unit
+# that are not suites (testkeys.c, testcodec.c).
+$(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(UNIT_HELPER_OBJ) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
