@@ -12,6 +12,11 @@
  * the 2nd, ... allocation of one call, until the call needs no more than
  * that, and checks what came back each time; under valgrind it also checks
  * that no failure path leaks.
+ *
+ * Over 800 lines on purpose: the wrappers are linked per binary (the
+ * Makefile's --wrap for test_oom), and every case drives the one counter of
+ * failing allocations; decoding, the content hash, token verification and
+ * the batch decision are its sections.
  */
 #include <stdint.h>
 #include <stdio.h>
