@@ -3,7 +3,10 @@
 #   make                      build every binary into build/
 #   make SANITIZE=address,undefined   the same with sanitizers, into build/san/
 #   make test                 install what is missing, start the stack, run
-#                             every test layer, stop the stack
+#                             every test layer, stop the stack (a stack that
+#                             was already running is left running)
+#   make unit                 the C unit tests (no I/O, no stack)
+#   make integration          the C integration suites, against the stack
 #   make run / make stop      the service and a demo on the local stack
 #   make bench                the benchmark
 #   make fuzz FUZZ_SECONDS=N  each libFuzzer target for N seconds
@@ -55,9 +58,13 @@ PROGRAMS := $(BUILD)/kms $(BUILD)/kmsctl $(BUILD)/valctl $(BUILD)/tests/smoke \
 	$(BUILD)/tests/kms-failpoints $(BUILD)/tests/resolve_tool
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+UNIT_HELPER_OBJ := $(patsubst %.c,$(OBJ)/%.o,$(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c)))
+# C suites that need the stack (run by scripts/test.sh's integration layer).
+INTEGRATION_SRC := $(wildcard tests/integration/test_*.c)
+INTEGRATION_BIN := $(INTEGRATION_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
 
-.PHONY: all test unit run stop bench fuzz golden format format-check clean
-all: $(PROGRAMS) $(UNIT_BIN)
+.PHONY: all test unit integration run stop bench fuzz golden format format-check clean
+all: $(PROGRAMS) $(UNIT_BIN) $(INTEGRATION_BIN)
 
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -112,7 +119,9 @@ $(BUILD)/kmsctl: $(patsubst %.c,$(OBJ)/%.o,$(wildcard services/kmsctl/*.c)) $(CO
 $(BUILD)/valctl: $(patsubst %.c,$(OBJ)/%.o,$(wildcard services/valctl/*.c)) $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(CORE_LIB)
+# Every unit test links the tests' shared helpers: the files of tests/unit
+# that are not suites (testkeys.c, testcodec.c).
+$(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(UNIT_HELPER_OBJ) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -122,6 +131,12 @@ $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(CORE_LIB)
 comma := ,
 OOM_WRAP := malloc calloc realloc strdup strndup
 $(BUILD)/tests/test_oom: LDFLAGS += $(addprefix -Wl$(comma)--wrap=,$(OOM_WRAP))
+
+# The integration suites share the unit tests' check.h.
+$(OBJ)/tests/integration/%.o: CPPFLAGS += -Itests/unit
+$(BUILD)/tests/integration/%: $(OBJ)/tests/integration/%.o $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The smoke test of the stack's libraries (run by the integration layer).
 $(BUILD)/tests/smoke: $(OBJ)/tests/integration/smoke.o
@@ -136,6 +151,10 @@ $(BUILD)/tests/resolve_tool: $(OBJ)/tests/integration/resolve_tool.o $(CORE_LIB)
 # C unit tests only (no stack needed).
 unit: $(UNIT_BIN)
 	@scripts/run-unit.sh $(UNIT_BIN)
+
+# The C integration suites, against the stack of `eval "$(scripts/stack env)"`.
+integration: $(INTEGRATION_BIN)
+	@scripts/run-unit.sh $(INTEGRATION_BIN)
 
 test:
 	@scripts/test.sh

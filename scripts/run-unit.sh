@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Run the C unit tests given as arguments; under valgrind memcheck (leaks are
+# Run the C test suites given as arguments (the unit tests, or the C
+# integration suites against the stack); under valgrind memcheck (leaks are
 # errors) when VALGRIND=1. Prints each suite's lines and a closing
 # "N passed, N failed" over all suites; exits non-zero on any failure.
 set -uo pipefail
+# shellcheck source=scripts/lib/counts.sh
+. "$(dirname "$0")/lib/counts.sh"
 passed=0
 failed=0
 for t in "$@"; do
@@ -15,18 +18,14 @@ for t in "$@"; do
 	fi
 	rc=$?
 	printf '%s\n' "$out" | grep -v -E '^[0-9]+ passed, [0-9]+ failed$' | sed "s/^/[$name] /"
-	line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
-	if [ -z "$line" ]; then
+	if ! counts_read "$out"; then
 		echo "[$name] no result line (exit $rc)"
 		failed=$((failed + 1))
 		continue
 	fi
-	p=${line%% passed*}
-	f=${line#*, }
-	f=${f%% failed*}
-	passed=$((passed + p))
-	failed=$((failed + f))
-	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+	passed=$((passed + counts_passed))
+	failed=$((failed + counts_failed))
+	if [ "$rc" -ne 0 ] && [ "$counts_failed" -eq 0 ]; then
 		echo "[$name] exit $rc (memory errors or leaks)"
 		failed=$((failed + 1))
 	fi

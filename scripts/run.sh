@@ -4,11 +4,16 @@
 # VAL servers provisioned (some succeed, one fails on its SLA, one on its
 # token), their Results, and what the admin command shows stored.
 # make stop (run.sh stop): stop the KM-S and the stack.
+#
+# KMS_HEALTH_PORT sets the demo KM-S's health port (default 18090: not the
+# registry's default 18080, nor 18081, the port the stack gives the
+# registry's management interface). The demo shows only its own provider's
+# VAL servers, not the thousands a `make test` leaves in the database.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 state=${KMS_STACK_DIR:-$(pwd)/.stack}
 demo="$state/demo"
-health_port=${KMS_HEALTH_PORT:-18080}
+health_port=${KMS_HEALTH_PORT:-18090}
 
 stop_kms() {
 	if [ -f "$demo/kms.pid" ]; then
@@ -36,6 +41,12 @@ make -s -j"$(nproc)"
 KMS_SKIP_DEPS=1 scripts/stack up >/dev/null
 eval "$(scripts/stack env)"
 export KMS_BOOTSTRAP KMS_DSN
+case ${KMS_REGISTRY_URL:-} in
+*":$health_port/"*)
+	echo "run.sh: the health port $health_port is the registry's; set KMS_HEALTH_PORT to another" >&2
+	exit 2
+	;;
+esac
 # With the stack's schema registry, the KM-S also reads Confluent-framed
 # requests, and migrate registers the schemas there.
 registry=()
@@ -96,8 +107,8 @@ provision val-drone-001 "$(token val-drone-001)" drones.flight-plan:JWK
 echo "(a token minted for another VAL server:)"
 provision val-truck-004 "$(token val-truck-999)" v2x.platooning:JWK
 
-say "4. What the KM-S stored"
-build/kmsctl --dsn "$KMS_DSN" valserver list
+say "4. What the KM-S stored for demo-vsp"
+build/kmsctl --dsn "$KMS_DSN" valserver list --provider demo-vsp
 say "   and the audit trail of val-drone-001"
 build/kmsctl --dsn "$KMS_DSN" audit val-drone-001
 

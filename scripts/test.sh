@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # make test: install what is missing, build, bring the stack up, run every
 # test layer (C unit tests under valgrind, the fuzz targets briefly, then the
-# integration, end-to-end and fault tests against the real broker and
-# database), bring the stack down whatever happened, and end with one line
-# "N passed, N failed" over all layers.
+# integration layer against the real broker and database: the C integration
+# suites under valgrind, and the integration, end-to-end and fault tests of
+# pytest), and end with one line "N passed, N failed" over all layers.
+#
+# The stack is left as it was found: components this run started are stopped
+# at the end whatever happened; a stack (or part of one) that was already
+# running stays up, so a developer's stack survives a `make test`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
@@ -21,24 +25,50 @@ export KMS_BUILD="$top/$build"
 cache=${KMS_CACHE:-$HOME/.cache/seal-kms}
 venv=${KMS_VENV:-$cache/venv}
 
+# shellcheck source=scripts/lib/counts.sh
+. scripts/lib/counts.sh
 total_passed=0
 total_failed=0
-add_counts() { # "N passed, N failed" line on stdin
-	local line p f
-	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
-	if [ -z "$line" ]; then
+add_counts() { # FILE: a layer's output, ending with its "N passed, N failed"
+	if counts_read "$(cat "$1")"; then
+		total_passed=$((total_passed + counts_passed))
+		total_failed=$((total_failed + counts_failed))
+	else
 		total_failed=$((total_failed + 1))
+	fi
+}
+
+# The C suites, named from their sources so that a stale binary in build/
+# (a suite since moved or removed) is not run.
+unit=()
+for src in tests/unit/test_*.c; do unit+=("$build/tests/$(basename "$src" .c)"); done
+integration=()
+for src in tests/integration/test_*.c; do
+	[ -e "$src" ] && integration+=("$build/tests/integration/$(basename "$src" .c)")
+done
+valgrind=1
+[ -z "$SANITIZE" ] || valgrind=0
+
+# What of the stack runs before this run (kafka, postgres, registry).
+was_running=$(scripts/stack status 2>/dev/null | sed -n -E 's/^(kafka|postgres|registry): running.*/\1/p' |
+	tr '\n' ' ')
+# Stop what this run started, leave what was running before.
+stack_restore() {
+	local c
+	if [ -z "$was_running" ]; then
+		scripts/stack down >/dev/null 2>&1
 		return
 	fi
-	p=${line%% passed*}
-	f=${line#*, }
-	f=${f%% failed*}
-	total_passed=$((total_passed + p))
-	total_failed=$((total_failed + f))
+	for c in kafka postgres registry; do
+		case " $was_running" in
+		*" $c "*) ;;
+		*) scripts/stack "${c/postgres/pg}-stop" >/dev/null 2>&1 ;;
+		esac
+	done
 }
 
 log=$(mktemp -d)
-trap 'scripts/stack down >/dev/null 2>&1; rm -rf "$log"' EXIT
+trap 'stack_restore; rm -rf "$log"' EXIT
 
 echo "== stack"
 if ! KMS_SKIP_DEPS=1 scripts/stack up; then
@@ -49,17 +79,19 @@ if ! KMS_SKIP_DEPS=1 scripts/stack up; then
 fi
 eval "$(scripts/stack env)"
 
-echo "== C unit tests (the store's against the stack's database)"
-if [ -n "$SANITIZE" ]; then
-	scripts/run-unit.sh "$build"/tests/test_* | tee "$log/unit"
-else
-	VALGRIND=1 scripts/run-unit.sh "$build"/tests/test_* | tee "$log/unit"
-fi
-add_counts <"$log/unit"
+echo "== C unit tests"
+VALGRIND=$valgrind scripts/run-unit.sh "${unit[@]}" | tee "$log/unit"
+add_counts "$log/unit"
 
 echo "== fuzz targets (${KMS_FUZZ_SECONDS:-15} s each)"
 scripts/fuzz.sh "${KMS_FUZZ_SECONDS:-15}" | tee "$log/fuzz"
-add_counts <"$log/fuzz"
+add_counts "$log/fuzz"
+
+if [ ${#integration[@]} -gt 0 ]; then
+	echo "== C integration tests (against the stack's database)"
+	VALGRIND=$valgrind scripts/run-unit.sh "${integration[@]}" | tee "$log/integration"
+	add_counts "$log/integration"
+fi
 
 echo "== integration, end-to-end and fault tests"
 "$venv/bin/python" -m pytest -p no:cacheprovider -q -rfEs --junitxml="$log/junit.xml" tests/python "$@"
@@ -77,7 +109,8 @@ skipped = sum(int(s.get("skipped", 0)) for s in suites)
 print(f"pytest: {tests - bad - skipped} passed, {bad} failed, {skipped} skipped")
 print(f"{tests - bad - skipped} passed, {bad + (1 if tests == 0 else 0)} failed")
 PY
-add_counts <"$log/pycount"
+add_counts "$log/pycount"
 
+[ -z "$was_running" ] || echo "== the stack stays up as it was found (${was_running% })"
 echo "$total_passed passed, $total_failed failed"
 [ "$total_failed" -eq 0 ]

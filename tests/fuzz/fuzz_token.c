@@ -15,9 +15,9 @@
  * what jwt_verify accepts.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iservices/common \
- *     -Iservices/kms tests/fuzz/fuzz_token.c services/common/jwt_*.c \
- *     services/common/jsonfile.c services/common/file.c services/common/errstr.c \
- *     services/common/utf8.c \
+ *     -Iservices/kms -Itests/unit tests/fuzz/fuzz_token.c tests/unit/testkeys.c \
+ *     services/common/jwt_*.c services/common/jsonfile.c services/common/file.c \
+ *     services/common/errstr.c services/common/utf8.c \
  *     $(pkg-config --cflags --libs openssl jansson)
  */
 #include <stdint.h>
@@ -25,13 +25,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 
 #include "jwt.h"
+#include "testkeys.h"
 
 #define FUZZ_ISS "https://as.example"
 #define FUZZ_NOW INT64_C(1700000000)
@@ -42,31 +41,16 @@ static jwt_verifier *verifier;
 static EVP_PKEY *signing_key;
 static char *header64; /* {"alg":"ES256","typ":"JWT"} */
 
-static char *bio_text(BIO *b)
-{
-	char *p = NULL, *out;
-	long n = BIO_get_mem_data(b, &p);
-	if (n <= 0)
-		return NULL;
-	out = malloc((size_t)n + 1);
-	if (out == NULL)
-		return NULL;
-	memcpy(out, p, (size_t)n);
-	out[n] = '\0';
-	return out;
-}
-
 static void setup(void)
 {
 	static const char header[] = "{\"alg\":\"ES256\",\"typ\":\"JWT\"}";
-	BIO *b = BIO_new(BIO_s_mem());
 	char err[256];
 	char *pub = NULL;
 
 	signing_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-	if (signing_key == NULL || b == NULL || PEM_write_bio_PUBKEY(b, signing_key) != 1)
+	if (signing_key == NULL)
 		abort();
-	pub = bio_text(b);
+	pub = testkeys_pem(signing_key, 0);
 	header64 = jwt_base64url_encode(header, strlen(header));
 	/* Every algorithm allowed, so inputs get past the allow-list to the
 	 * key-type check. */
@@ -75,7 +59,6 @@ static void setup(void)
 	    jwt_verifier_add_key(verifier, FUZZ_ISS, NULL, pub, err, sizeof err) != 0)
 		abort();
 	free(pub);
-	BIO_free(b);
 }
 
 /* An ES256 token over payload with the trusted key; malloc'd. */

@@ -11,53 +11,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/bio.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 
 #include "authz.h"
 #include "check.h"
 #include "jwt.h"
+#include "testkeys.h"
 #include "tokcache.h"
 
 #define NOW INT64_C(1700000000)
 #define ISS "https://as.example"
 
-static EVP_PKEY *pkey;
-static char *priv_pem, *pub_pem;
-
-static char *bio_text(BIO *b)
-{
-	char *data = NULL, *out;
-	long n = BIO_get_mem_data(b, &data);
-	if (n <= 0)
-		return NULL;
-	out = malloc((size_t)n + 1);
-	if (out == NULL)
-		return NULL;
-	memcpy(out, data, (size_t)n);
-	out[n] = '\0';
-	return out;
-}
+static testkeys_pair key;
 
 static int key_setup(void)
 {
-	BIO *a = BIO_new(BIO_s_mem()), *b = BIO_new(BIO_s_mem());
-	int rc = -1;
-
-	pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-	if (pkey == NULL || a == NULL || b == NULL)
-		goto done;
-	if (PEM_write_bio_PrivateKey(a, pkey, NULL, NULL, 0, NULL, NULL) != 1 ||
-	    PEM_write_bio_PUBKEY(b, pkey) != 1)
-		goto done;
-	priv_pem = bio_text(a);
-	pub_pem = bio_text(b);
-	rc = priv_pem != NULL && pub_pem != NULL ? 0 : -1;
-done:
-	BIO_free(a);
-	BIO_free(b);
-	return rc;
+	return testkeys_pair_fill(&key, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"));
 }
 
 static jwt_verifier *make_verifier(void)
@@ -66,7 +35,7 @@ static jwt_verifier *make_verifier(void)
 	jwt_verifier *v = jwt_verifier_new(1u << JWT_ALG_ES256, 0, err, sizeof err);
 	if (v == NULL)
 		return NULL;
-	if (jwt_verifier_add_key(v, ISS, NULL, pub_pem, err, sizeof err) != 0) {
+	if (jwt_verifier_add_key(v, ISS, NULL, key.pub_pem, err, sizeof err) != 0) {
 		fprintf(stderr, "    add_key: %s\n", err);
 		jwt_verifier_destroy(v);
 		return NULL;
@@ -89,7 +58,7 @@ static char *token(const char *fmt, ...)
 	va_end(ap);
 	if (n < 0 || n >= (int)sizeof p)
 		return NULL;
-	t = jwt_sign(priv_pem, JWT_ALG_ES256, NULL, p, err, sizeof err);
+	t = jwt_sign(key.priv_pem, JWT_ALG_ES256, NULL, p, err, sizeof err);
 	if (t == NULL)
 		fprintf(stderr, "    jwt_sign: %s\n", err);
 	return t;
@@ -682,8 +651,6 @@ int main(void)
 		return 1;
 	}
 	rc = check_run("authz", cases, sizeof cases / sizeof cases[0]);
-	EVP_PKEY_free(pkey);
-	free(priv_pem);
-	free(pub_pem);
+	testkeys_pair_free(&key);
 	return rc;
 }

@@ -10,6 +10,11 @@
  * the pure checks' refusals, each SLA refusal, the VAL server limit (also
  * filling up inside the batch), the same VAL server or requestId twice in a
  * batch, and the helpers of the header.
+ *
+ * Over 800 lines on purpose: one suite for one pure function
+ * (decide_batch). Every case builds its state and items with the builders
+ * and checks at the top of the file; split, they would become a shared
+ * header for no gain to a reader, who finds each behaviour by its section.
  */
 #include <stdarg.h>
 #include <stdint.h>

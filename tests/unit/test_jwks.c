@@ -11,15 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 
 #include "check.h"
 #include "jwks.h"
 #include "jwt.h"
+#include "testkeys.h"
 
 #define NOW      INT64_C(1700000000)
 #define ISS      "https://as.example"
@@ -126,24 +125,9 @@ static char *doc(int n, ...)
 	return out;
 }
 
-static char *priv_pem(EVP_PKEY *k)
-{
-	BIO *b = BIO_new(BIO_s_mem());
-	char *data = NULL, *out = NULL;
-	long n;
-
-	if (b != NULL && PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL) == 1 &&
-	    (n = BIO_get_mem_data(b, &data)) > 0 && (out = malloc((size_t)n + 1)) != NULL) {
-		memcpy(out, data, (size_t)n);
-		out[n] = '\0';
-	}
-	BIO_free(b);
-	return out;
-}
-
 static char *token_by(EVP_PKEY *k, jwt_alg alg, const char *kid)
 {
-	char *pem = priv_pem(k), *t;
+	char *pem = testkeys_pem(k, 1), *t;
 	char payload[256];
 
 	snprintf(payload, sizeof payload,

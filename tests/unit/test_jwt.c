@@ -6,6 +6,11 @@
  * and algorithm mismatch, malformed base64url, duplicate members) are built
  * by hand. Each refusal is checked for its sentence and for not quoting the
  * token.
+ *
+ * Over 800 lines on purpose: one suite for the jwt module (jwt.h), its
+ * sections the round trips and the hostile tokens. The key pairs, RSA
+ * among them, are made once per process, which under valgrind costs
+ * seconds; a second suite would pay that again.
  */
 #include <stdarg.h>
 #include <stdint.h>
@@ -15,79 +20,30 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/bio.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 
 #include "check.h"
 #include "jwt.h"
+#include "testkeys.h"
 
 #define NOW  INT64_C(1700000000)
 #define ISS  "https://as.example"
 #define ISS1 "https://single.example"
 #define ALL  ((1u << JWT_ALG__COUNT) - 1)
 
-typedef struct {
-	EVP_PKEY *pkey;
-	char *priv_pem;
-	char *pub_pem;
-} keypair;
-
-static keypair k_p256, k_p384, k_rsa, k_ed, k_rogue, k_rsa1024;
+static testkeys_pair k_p256, k_p384, k_rsa, k_ed, k_rogue, k_rsa1024;
 static int keys_ready;
-
-static char *bio_text(BIO *b)
-{
-	char *data = NULL, *out;
-	long n = BIO_get_mem_data(b, &data);
-	if (n <= 0)
-		return NULL;
-	out = malloc((size_t)n + 1);
-	if (out == NULL)
-		return NULL;
-	memcpy(out, data, (size_t)n);
-	out[n] = '\0';
-	return out;
-}
-
-static int keypair_fill(keypair *k, EVP_PKEY *pkey)
-{
-	BIO *a = BIO_new(BIO_s_mem()), *b = BIO_new(BIO_s_mem());
-	int rc = -1;
-
-	k->pkey = pkey;
-	if (pkey == NULL || a == NULL || b == NULL)
-		goto done;
-	if (PEM_write_bio_PrivateKey(a, pkey, NULL, NULL, 0, NULL, NULL) != 1 ||
-	    PEM_write_bio_PUBKEY(b, pkey) != 1)
-		goto done;
-	k->priv_pem = bio_text(a);
-	k->pub_pem = bio_text(b);
-	rc = k->priv_pem != NULL && k->pub_pem != NULL ? 0 : -1;
-done:
-	BIO_free(a);
-	BIO_free(b);
-	return rc;
-}
-
-static void keypair_free(keypair *k)
-{
-	EVP_PKEY_free(k->pkey);
-	free(k->priv_pem);
-	free(k->pub_pem);
-	memset(k, 0, sizeof *k);
-}
 
 static int keys_setup(void)
 {
 	if (keys_ready)
 		return 0;
-	if (keypair_fill(&k_p256, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) != 0 ||
-	    keypair_fill(&k_p384, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384")) != 0 ||
-	    keypair_fill(&k_rsa, EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048)) != 0 ||
-	    keypair_fill(&k_ed, EVP_PKEY_Q_keygen(NULL, NULL, "ED25519")) != 0 ||
-	    keypair_fill(&k_rogue, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) != 0 ||
-	    keypair_fill(&k_rsa1024, EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024)) != 0)
+	if (testkeys_pair_fill(&k_p256, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) != 0 ||
+	    testkeys_pair_fill(&k_p384, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384")) != 0 ||
+	    testkeys_pair_fill(&k_rsa, EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048)) != 0 ||
+	    testkeys_pair_fill(&k_ed, EVP_PKEY_Q_keygen(NULL, NULL, "ED25519")) != 0 ||
+	    testkeys_pair_fill(&k_rogue, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) != 0 ||
+	    testkeys_pair_fill(&k_rsa1024, EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024)) != 0)
 		return -1;
 	keys_ready = 1;
 	return 0;
@@ -133,7 +89,7 @@ static const char *good_payload(const char *iss)
 	return payload_buf;
 }
 
-static char *sign(const keypair *k, jwt_alg alg, const char *kid, const char *payload)
+static char *sign(const testkeys_pair *k, jwt_alg alg, const char *kid, const char *payload)
 {
 	char err[256];
 	char *t = jwt_sign(k->priv_pem, alg, kid, payload, err, sizeof err);
@@ -241,7 +197,7 @@ static long sig_bytes(const char *token)
 
 /* ---- round trips ---- */
 
-static int round_trip(const keypair *k, jwt_alg alg, const char *kid, long want_sig)
+static int round_trip(const testkeys_pair *k, jwt_alg alg, const char *kid, long want_sig)
 {
 	jwt_verifier *v = verifier();
 	char *t;
@@ -303,7 +259,7 @@ static int test_round_trip_eddsa(void)
 static int test_signer_reused(void)
 {
 	static const struct {
-		keypair *k;
+		testkeys_pair *k;
 		jwt_alg alg;
 		const char *kid;
 	} cases[] = {{&k_p256, JWT_ALG_ES256, "es256"},
@@ -1392,11 +1348,11 @@ int main(void)
 		return 1;
 	}
 	rc = check_run("jwt", cases, sizeof cases / sizeof cases[0]);
-	keypair_free(&k_p256);
-	keypair_free(&k_p384);
-	keypair_free(&k_rsa);
-	keypair_free(&k_ed);
-	keypair_free(&k_rogue);
-	keypair_free(&k_rsa1024);
+	testkeys_pair_free(&k_p256);
+	testkeys_pair_free(&k_p384);
+	testkeys_pair_free(&k_rsa);
+	testkeys_pair_free(&k_ed);
+	testkeys_pair_free(&k_rogue);
+	testkeys_pair_free(&k_rsa1024);
 	return rc;
 }

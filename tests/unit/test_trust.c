@@ -12,14 +12,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/bio.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 
 #include "authz.h"
 #include "check.h"
 #include "jwt.h"
+#include "testkeys.h"
 #include "log.h"
 #include "trust.h"
 
@@ -30,23 +29,6 @@
 static char dir[200];
 static EVP_PKEY *key_a, *key_b, *key_a2;
 static char file[512];
-
-static char *pem_of(EVP_PKEY *k, int private_key)
-{
-	BIO *b = BIO_new(BIO_s_mem());
-	char *data = NULL, *out = NULL;
-	long n;
-	int ok =
-	    b != NULL && (private_key ? PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL)
-	                              : PEM_write_bio_PUBKEY(b, k)) == 1;
-
-	if (ok && (n = BIO_get_mem_data(b, &data)) > 0 && (out = malloc((size_t)n + 1)) != NULL) {
-		memcpy(out, data, (size_t)n);
-		out[n] = '\0';
-	}
-	BIO_free(b);
-	return out;
-}
 
 static int write_text(const char *name, const char *text)
 {
@@ -63,7 +45,7 @@ static int write_text(const char *name, const char *text)
 
 static int write_pem(const char *name, EVP_PKEY *k)
 {
-	char *pem = pem_of(k, 0);
+	char *pem = testkeys_pem(k, 0);
 	int rc = pem != NULL ? write_text(name, pem) : -1;
 	free(pem);
 	return rc;
@@ -111,7 +93,7 @@ static trust *new_trust(void)
 
 static char *token(EVP_PKEY *k, const char *iss, const char *kid, const char *vsp)
 {
-	char payload[512], *pem = pem_of(k, 1), *t;
+	char payload[512], *pem = testkeys_pem(k, 1), *t;
 
 	snprintf(payload, sizeof payload,
 	         "{\"iss\":\"%s\",\"client_id\":\"val-1\",\"scope\":\"ss-kpp\",\"SKeyProv\":true,"
