@@ -14,7 +14,7 @@ cflags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -st
 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iservices/common -Iservices/kms -Itests/unit"
 # The project's sources, minus the programs' main files and the I/O modules
 # a target does not need.
-core=$(ls services/common/*.c services/kms/*.c | grep -v -E '/(main|service|health|store|store_batch|trust|fetch)\.c$')
+core=$(ls services/common/*.c services/kms/*.c | grep -v -E '/(main|service(_[a-z]+)?|health|store(_[a-z]+)?|trust(_[a-z]+)?|fetch)\.c$')
 # The tests' key helper (fuzz_token makes its trusted key with it).
 core="$core tests/unit/testkeys.c"
 
