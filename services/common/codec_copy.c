@@ -337,3 +337,39 @@ codec_status codec_copy_response(const codec_schema *ks, const unsigned char *da
 	*out = NULL;
 	return read_and_copy(ks, datum, len, new_response, out, errstr, errstr_size);
 }
+
+/* The frees of what the copy-out allocates. */
+
+void codec_request_free(codec_request *r)
+{
+	if (r == NULL)
+		return;
+	free(r->request_id);
+	free(r->requester_identity);
+	free(r->endpoint);
+	free(r->access_token);
+	for (size_t i = 0; i < r->service_count; i++) {
+		codec_val_service *s = &r->services[i];
+		free(s->val_service_id);
+		free(s->format_version);
+		for (size_t k = 0; k < s->content_count; k++) {
+			free(s->content[k].key);
+			free(s->content[k].value);
+		}
+		free(s->content);
+	}
+	free(r->services);
+	free(r->supp_feat);
+	free(r);
+}
+
+void codec_response_owned_free(codec_response_owned *r)
+{
+	if (r == NULL)
+		return;
+	free(r->request_id);
+	free(r->requester_identity);
+	free(r->detail);
+	free(r->kms_id);
+	free(r);
+}

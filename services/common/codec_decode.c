@@ -176,29 +176,6 @@ codec_status codec_decode_request_confluent(const codec *c, const codec_writer *
 	return st;
 }
 
-void codec_request_free(codec_request *r)
-{
-	if (r == NULL)
-		return;
-	free(r->request_id);
-	free(r->requester_identity);
-	free(r->endpoint);
-	free(r->access_token);
-	for (size_t i = 0; i < r->service_count; i++) {
-		codec_val_service *s = &r->services[i];
-		free(s->val_service_id);
-		free(s->format_version);
-		for (size_t k = 0; k < s->content_count; k++) {
-			free(s->content[k].key);
-			free(s->content[k].value);
-		}
-		free(s->content);
-	}
-	free(r->services);
-	free(r->supp_feat);
-	free(r);
-}
-
 void codec_salvage_free(codec_salvage *s)
 {
 	if (s == NULL)
@@ -283,15 +260,4 @@ codec_status codec_decode_response_confluent(const codec *c, const codec_writer 
 	return read_response_datum(c, w->plan, v + CODEC_CONFLUENT_HEADER_LEN,
 	                           len - CODEC_CONFLUENT_HEADER_LEN, CODEC_CONFLUENT_HEADER_LEN,
 	                           out, errstr, errstr_size);
-}
-
-void codec_response_owned_free(codec_response_owned *r)
-{
-	if (r == NULL)
-		return;
-	free(r->request_id);
-	free(r->requester_identity);
-	free(r->detail);
-	free(r->kms_id);
-	free(r);
 }

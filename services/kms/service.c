@@ -29,7 +29,7 @@
  * (but for a set fetched for a token's unknown kid, used at once).
  *
  * This file holds the loop itself, its set-up and tear-down, the signals and
- * the trust's adoption; the steps live beside it (service_int.h lists them).
+ * the trust's reload; the steps live beside it (service_int.h lists them).
  */
 #include "service.h"
 
@@ -63,23 +63,7 @@ static void on_hangup(int sig)
 	reload_asked = 1;
 }
 
-/* ---- trust: adoption and reload ---- */
-
-/* Point the policy at the trust in force; when it changed, drop the cached
- * tokens, which only the keys that verified them vouch for. */
-void svc_adopt_trust(svc *s)
-{
-	uint64_t gen = trust_generation(s->trust);
-
-	s->policy.verifier = trust_verifier(s->trust);
-	s->policy.issuers = trust_issuers(s->trust, &s->policy.n_issuers);
-	if (gen == s->trust_gen)
-		return;
-	tokcache_clear(s->tokens);
-	if (s->trust_gen != 0)
-		log_event(LOG_INFO, "trust_changed", "{s:I}", "generation", (json_int_t)gen);
-	s->trust_gen = gen;
-}
+/* ---- trust: reload ---- */
 
 /* Readiness says when a JWKS URI issuer's keys are stale (at most once a
  * second, or now when force is set). */

@@ -5,9 +5,9 @@
  * here, then the -X properties on top. Their callbacks run on the loop's
  * thread, from its polls, and report into the loop's state: errors, the
  * delivery of each Result and DLQ record, statistics, and rebalances, which
- * take the batch's revoked messages away. Also here: waiting (for the
- * database, the broker, a backoff) while the consumer keeps polling, so the
- * group membership outlives any outage.
+ * take the batch's revoked messages away. Also here: reading a message's
+ * headers, and waiting (for the database, the broker, a backoff) while the
+ * consumer keeps polling, so the group membership outlives any outage.
  */
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
@@ -18,6 +18,25 @@
 
 #include "log.h"
 #include "service_int.h"
+
+/* ---- reading a message ---- */
+
+const rd_kafka_headers_t *svc_headers_of(const rd_kafka_message_t *m)
+{
+	rd_kafka_headers_t *h = NULL;
+	if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return NULL;
+	return h;
+}
+
+int svc_header(const rd_kafka_message_t *m, const char *name, const void **value, size_t *size)
+{
+	const rd_kafka_headers_t *h = svc_headers_of(m);
+	if (h == NULL)
+		return -1;
+	return rd_kafka_header_get_last(h, name, value, size) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0
+	                                                                                    : -1;
+}
 
 /* ---- Kafka callbacks ---- */
 

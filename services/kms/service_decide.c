@@ -5,7 +5,9 @@
  * writer schema from the registry), its validation and content hash, its
  * key, and its token. What it decides is the slot's store_item, which step 3
  * completes in the database; a message it cannot decide for want of memory
- * or of the registry is tried again after a backoff, never answered.
+ * or of the registry is tried again after a backoff, never answered. The
+ * trust the tokens are checked under is adopted here too (between batches,
+ * and at once when a token's unknown kid brought a new key set).
  */
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
@@ -16,21 +18,20 @@
 #include "log.h"
 #include "service_int.h"
 
-const rd_kafka_headers_t *svc_headers_of(const rd_kafka_message_t *m)
+/* Point the policy at the trust in force; when it changed, drop the cached
+ * tokens, which only the keys that verified them vouch for. */
+void svc_adopt_trust(svc *s)
 {
-	rd_kafka_headers_t *h = NULL;
-	if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR)
-		return NULL;
-	return h;
-}
+	uint64_t gen = trust_generation(s->trust);
 
-int svc_header(const rd_kafka_message_t *m, const char *name, const void **value, size_t *size)
-{
-	const rd_kafka_headers_t *h = svc_headers_of(m);
-	if (h == NULL)
-		return -1;
-	return rd_kafka_header_get_last(h, name, value, size) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0
-	                                                                                    : -1;
+	s->policy.verifier = trust_verifier(s->trust);
+	s->policy.issuers = trust_issuers(s->trust, &s->policy.n_issuers);
+	if (gen == s->trust_gen)
+		return;
+	tokcache_clear(s->tokens);
+	if (s->trust_gen != 0)
+		log_event(LOG_INFO, "trust_changed", "{s:I}", "generation", (json_int_t)gen);
+	s->trust_gen = gen;
 }
 
 static int topic_name_ok(const char *t, size_t n)

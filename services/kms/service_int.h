@@ -132,13 +132,13 @@ static inline int64_t mono_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* ---- service.c ---- */
-
-/* Point the policy at the trust in force (drops the cached tokens when it
- * changed). */
-void svc_adopt_trust(svc *s);
-
 /* ---- service_clients.c ---- */
+
+/* The message's headers, or NULL; borrowed from m. */
+const rd_kafka_headers_t *svc_headers_of(const rd_kafka_message_t *m);
+/* The last header called name: 0 with value and size borrowed from m, or
+ * -1 when there is none. */
+int svc_header(const rd_kafka_message_t *m, const char *name, const void **value, size_t *size);
 
 /* Another process with this transactional.id has taken over. */
 int svc_is_fenced(rd_kafka_resp_err_t err);
@@ -166,11 +166,9 @@ int svc_out_of_time(svc *s);
 
 /* ---- service_decide.c ---- */
 
-/* The message's headers, or NULL; borrowed from m. */
-const rd_kafka_headers_t *svc_headers_of(const rd_kafka_message_t *m);
-/* The last header called name: 0 with value and size borrowed from m, or
- * -1 when there is none. */
-int svc_header(const rd_kafka_message_t *m, const char *name, const void **value, size_t *size);
+/* Point the policy at the trust in force (drops the cached tokens when it
+ * changed). */
+void svc_adopt_trust(svc *s);
 /* Step 2 for every slot of the batch, retried until each has its verdict.
  * Returns -1 when the graceful stop ran out of time. */
 int svc_decide_pure_all(svc *s) __attribute__((warn_unused_result));
