@@ -4,10 +4,11 @@
  * hand, the run flag, and the steps one file calls in another. Not a public
  * interface: service.h is.
  *
- *   service.c          set-up, tear-down, the loop, trust adoption and reload
- *   service_clients.c  the Kafka clients, their callbacks, waiting while
- *                      keeping the group
- *   service_decide.c   step 2: the decisions made without I/O
+ *   service.c          set-up, tear-down, the loop, the trust's reload
+ *   service_clients.c  the Kafka clients, their callbacks, a message's
+ *                      headers, waiting while keeping the group
+ *   service_decide.c   step 2: the decisions made without I/O; the trust's
+ *                      adoption
  *   service_batch.c    steps 1 to 5 of one batch, in order
  *   service_publish.c  step 4 without transactions, step 5 (offsets)
  *   service_txn.c      step 4 with exactly_once: one transaction per batch

@@ -338,7 +338,7 @@ def pipeline_cases(c):
         c.ok(k, c.request(f"reply-refused/{i}", val, [("svc-a", "JWK")], vsp),
              headers=[("kafka_replyTopic", topic.encode())])
     # A kafka_replyPartition of 3 bytes: ignored, the reply topic kept (what
-    # service.c's route_reply does and the README's reply routing says).
+    # service_decide.c's route_reply does and the README's reply routing says).
     c.ok(k, c.request("reply-refused/partition", val, [("svc-a", "JWK")], vsp),
          headers=[("kafka_replyTopic", REPLY_TOPIC.encode()),
                   ("kafka_replyPartition", b"\x00\x01\x02")], topic="replies")

@@ -47,7 +47,7 @@ identity)``, ``audit_at(kms, coords)``, ``decision_rows(kms, request_id)``,
 ``serve_next(kms, identity, vsp)``: the KM-S still answers a valid request
 of the same VAL server (same partition, so it comes after what was sent
 before). ``valserver``, ``history``, ``audit``, ``decision`` read kmsctl's
-JSON (the shapes are in services/kmsctl/main.c).
+JSON (the shapes are in services/kmsctl/main.c and its cmd_*.c).
 """
 
 import base64

@@ -2,7 +2,7 @@
 the batch's consumer offsets in one Kafka transaction, committed after the
 PostgreSQL commit. These tests make the crashes that matter at the exact
 moment they matter, with the test build of the KM-S
-(``build/tests/kms-failpoints``, service.c compiled with -DKMS_FAILPOINTS),
+(``build/tests/kms-failpoints``, service_txn.c compiled with -DKMS_FAILPOINTS),
 and read the results topic as two kinds of client do:
 
 - read_committed (the contract's client, librdkafka's default): every
