@@ -4,7 +4,7 @@
 # it) on the local stack. Run it when the contract changes on purpose, then
 # read the new Results (git diff tests/fixtures/golden) before committing
 # them: the regression replay of make test holds every later build to them.
-# The stack is brought up if needed, and down again if it was not running.
+# The stack is brought up if needed; what this run started is stopped again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,11 +13,10 @@ venv=${KMS_VENV:-$cache/venv}
 make -s -j"$(nproc)"
 export KMS_BUILD=${KMS_BUILD:-build}
 
-was_up=1
-scripts/stack status >/dev/null 2>&1 || was_up=0
-if [ "$was_up" -eq 0 ]; then
-	scripts/stack up >/dev/null
-	trap 'scripts/stack down >/dev/null 2>&1' EXIT
-fi
+# shellcheck source=scripts/lib/stack-keep.sh
+. scripts/lib/stack-keep.sh
+stack_keep_note
+trap stack_keep_restore EXIT
+scripts/stack up >/dev/null
 eval "$(scripts/stack env)"
 "$venv/bin/python" tests/python/golden.py "$@"

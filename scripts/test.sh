@@ -27,6 +27,8 @@ venv=${KMS_VENV:-$cache/venv}
 
 # shellcheck source=scripts/lib/counts.sh
 . scripts/lib/counts.sh
+# shellcheck source=scripts/lib/stack-keep.sh
+. scripts/lib/stack-keep.sh
 total_passed=0
 total_failed=0
 add_counts() { # FILE: a layer's output, ending with its "N passed, N failed"
@@ -49,26 +51,11 @@ done
 valgrind=1
 [ -z "$SANITIZE" ] || valgrind=0
 
-# What of the stack runs before this run (kafka, postgres, registry).
-was_running=$(scripts/stack status 2>/dev/null | sed -n -E 's/^(kafka|postgres|registry): running.*/\1/p' |
-	tr '\n' ' ')
-# Stop what this run started, leave what was running before.
-stack_restore() {
-	local c
-	if [ -z "$was_running" ]; then
-		scripts/stack down >/dev/null 2>&1
-		return
-	fi
-	for c in kafka postgres registry; do
-		case " $was_running" in
-		*" $c "*) ;;
-		*) scripts/stack "${c/postgres/pg}-stop" >/dev/null 2>&1 ;;
-		esac
-	done
-}
+# What of the stack runs before this run: the rest is stopped at the end.
+stack_keep_note
 
 log=$(mktemp -d)
-trap 'stack_restore; rm -rf "$log"' EXIT
+trap 'stack_keep_restore; rm -rf "$log"' EXIT
 
 echo "== stack"
 if ! KMS_SKIP_DEPS=1 scripts/stack up; then
