@@ -98,21 +98,15 @@ int cmd_provider_list(PGconn *c, const cli *o)
 static int set_enabled(PGconn *c, const cli *o, int enable)
 {
 	const char *p[2] = {o->args[0], enable ? "t" : "f"};
-	int rc = CLI_EXIT_RUNTIME;
-	PGresult *b = NULL, *r = NULL;
-	if (db_begin(c) != 0)
-		return CLI_EXIT_RUNTIME;
-	/* the row as it is, locked until the change commits */
-	b = db_run(c,
-	           "SELECT (to_jsonb(p) - 'val_server_count')::text FROM providers p"
-	           " WHERE vsp_id = $1 FOR UPDATE",
-	           1, p);
+	int rc;
+	PGresult *r = NULL;
+	PGresult *b = db_lock_row(c,
+	                          "SELECT (to_jsonb(p) - 'val_server_count')::text FROM providers p"
+	                          " WHERE vsp_id = $1 FOR UPDATE",
+	                          1, p, "provider", &rc);
 	if (b == NULL)
-		goto fail;
-	if (PQntuples(b) == 0) {
-		rc = cli_fail(CLI_EXIT_NOT_FOUND, "no such provider", NULL);
-		goto fail;
-	}
+		return rc;
+	rc = CLI_EXIT_RUNTIME;
 	/* disabled_at keeps the first disabling */
 	r = db_run(c,
 	           "UPDATE providers SET enabled = $2,"

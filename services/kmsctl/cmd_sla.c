@@ -274,17 +274,14 @@ int cmd_sla_revoke(PGconn *c, const cli *o)
 	if (cmd_sla_check_revoke(o) != 0)
 		return CLI_EXIT_USAGE;
 	const char *p[1] = {o->args[0]};
-	int rc = CLI_EXIT_RUNTIME;
-	PGresult *b = NULL, *r = NULL;
-	if (db_begin(c) != 0)
-		return CLI_EXIT_RUNTIME;
-	b = db_run(c, "SELECT to_jsonb(s)::text FROM slas s WHERE sla_id = $1 FOR UPDATE", 1, p);
+	int rc;
+	PGresult *r = NULL;
+	PGresult *b =
+	    db_lock_row(c, "SELECT to_jsonb(s)::text FROM slas s WHERE sla_id = $1 FOR UPDATE", 1,
+	                p, "SLA", &rc);
 	if (b == NULL)
-		goto fail;
-	if (PQntuples(b) == 0) {
-		rc = cli_fail(CLI_EXIT_NOT_FOUND, "no such SLA", NULL);
-		goto fail;
-	}
+		return rc;
+	rc = CLI_EXIT_RUNTIME;
 	/* revoked_at keeps the first revocation */
 	r = db_run(c,
 	           "UPDATE slas SET revoked_at = COALESCE(revoked_at, now())"

@@ -5,6 +5,7 @@
  * choose their exit codes. The changes' admin audit rows are written here
  * too: every change goes through db_change(), so none can skip its row.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
@@ -75,6 +76,26 @@ int db_begin(PGconn *c)
 void db_rollback(PGconn *c)
 {
 	PQclear(PQexec(c, "ROLLBACK"));
+}
+
+PGresult *db_lock_row(PGconn *c, const char *sql, int n, const char *const *params,
+                      const char *what, int *rc)
+{
+	PGresult *b;
+	*rc = CLI_EXIT_RUNTIME;
+	if (db_begin(c) != 0)
+		return NULL;
+	b = db_run(c, sql, n, params);
+	if (b != NULL && PQntuples(b) == 0) {
+		char line[80];
+		snprintf(line, sizeof line, "no such %s", what);
+		*rc = cli_fail(CLI_EXIT_NOT_FOUND, line, NULL);
+		PQclear(b);
+		b = NULL;
+	}
+	if (b == NULL)
+		db_rollback(c);
+	return b;
 }
 
 /* COMMIT of a failed transaction answers "ROLLBACK" without an error:

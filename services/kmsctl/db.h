@@ -35,6 +35,15 @@ int db_begin(PGconn *c) __attribute__((warn_unused_result));
 /* ROLLBACK; nothing to report: the change is abandoned either way. */
 void db_rollback(PGconn *c);
 
+/* Begin a change of one row: BEGIN, then sql, a SELECT ... FOR UPDATE of the
+ * row as it is (its JSON text for the audit row's "before"), which locks it
+ * until the change commits. Returns that result (caller frees with
+ * PQclear()), or NULL with the transaction rolled back and *rc set:
+ * CLI_EXIT_NOT_FOUND with "no such WHAT" printed when there is no such row,
+ * CLI_EXIT_RUNTIME with the failure printed otherwise. */
+PGresult *db_lock_row(PGconn *c, const char *sql, int n, const char *const *params,
+                      const char *what, int *rc) __attribute__((warn_unused_result));
+
 /* A read-only snapshot for the reads of one command (a view of rows that
  * belong together); 0, or -1 with the failure printed. db_snapshot_end()
  * lets it go. */
