@@ -98,6 +98,6 @@ print(f"{tests - bad - skipped} passed, {bad + (1 if tests == 0 else 0)} failed"
 PY
 add_counts "$log/pycount"
 
-[ -z "$was_running" ] || echo "== the stack stays up as it was found (${was_running% })"
+[ -z "$stack_keep_running" ] || echo "== the stack stays up as it was found (${stack_keep_running% })"
 echo "$total_passed passed, $total_failed failed"
 [ "$total_failed" -eq 0 ]
