@@ -5,7 +5,10 @@
 
 # stack_keep_note: remember what of the stack runs now.
 stack_keep_note() {
-	stack_keep_running=$(scripts/stack status 2>/dev/null |
+	local status
+	# status exits non-zero when anything is stopped: that is an answer here
+	status=$(scripts/stack status 2>/dev/null) || true
+	stack_keep_running=$(printf '%s\n' "$status" |
 		sed -n -E 's/^(kafka|postgres|registry): running.*/\1/p' | tr '\n' ' ')
 }
 
