@@ -1,35 +1,20 @@
 /*
  * testkeys: the tests' key pairs and their PEM texts. The tests that sign
  * real tokens (authz, jwt, jwks, trust, oom, the token fuzz target) each
- * had their own copy of this; one copy keeps the PEM handling they trust
- * the same everywhere.
+ * had their own copy of this; the PEM text comes from jwt_key_pem(), the
+ * project's one writer of it.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/bio.h>
-#include <openssl/pem.h>
-
+#include "jwt.h"
 #include "testkeys.h"
 
 char *testkeys_pem(EVP_PKEY *k, int private_key)
 {
-	BIO *b;
-	char *data = NULL, *out = NULL;
-	long n;
-	int ok;
-
 	if (k == NULL)
 		return NULL;
-	b = BIO_new(BIO_s_mem());
-	ok = b != NULL && (private_key ? PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL)
-	                               : PEM_write_bio_PUBKEY(b, k)) == 1;
-	if (ok && (n = BIO_get_mem_data(b, &data)) > 0 && (out = malloc((size_t)n + 1)) != NULL) {
-		memcpy(out, data, (size_t)n);
-		out[n] = '\0';
-	}
-	BIO_free(b);
-	return out;
+	return jwt_key_pem(k, private_key ? JWT_PEM_PRIVATE : JWT_PEM_PUBLIC, NULL);
 }
 
 int testkeys_pair_fill(testkeys_pair *k, EVP_PKEY *pkey)
