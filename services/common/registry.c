@@ -39,25 +39,6 @@ struct registry {
 	char curl_err[CURL_ERROR_SIZE];
 };
 
-const char *registry_status_name(registry_status s)
-{
-	switch (s) {
-	case REGISTRY_OK:
-		return "ok";
-	case REGISTRY_NOT_FOUND:
-		return "not_found";
-	case REGISTRY_REFUSED:
-		return "refused";
-	case REGISTRY_UNAVAILABLE:
-		return "unavailable";
-	case REGISTRY_BAD_ANSWER:
-		return "bad_answer";
-	case REGISTRY_NOMEM:
-		return "out_of_memory";
-	}
-	return "unknown";
-}
-
 registry *registry_new(const char *url, const codec *c, long timeout_ms, char *errstr,
                        size_t errstr_size)
 {
@@ -286,8 +267,11 @@ static int subject_path(registry *r, const char *prefix, const char *subject, co
 
 /* ---- Schemas by id ---- */
 
-registry_status registry_writer(registry *r, uint32_t id, const codec_writer **w, char *errstr,
-                                size_t errstr_size)
+/* The writer of schema id: REGISTRY_OK and *w (borrowed; valid until the
+ * next call on r), REGISTRY_NOT_FOUND (*w NULL), or an outage or bad answer
+ * with errstr filled. */
+static registry_status writer_by_id(registry *r, uint32_t id, const codec_writer **w, char *errstr,
+                                    size_t errstr_size)
 {
 	char path[64];
 	json_t *answer = NULL;
@@ -410,7 +394,7 @@ static codec_status writer_of(registry *r, const void *value, size_t len, const 
 	*w = NULL;
 	if (codec_confluent_id(value, len, &id) != 0)
 		return CODEC_OK; /* the codec refuses the frame itself */
-	st = registry_writer(r, id, w, errstr, errstr_size);
+	st = writer_by_id(r, id, w, errstr, errstr_size);
 	switch (st) {
 	case REGISTRY_OK:
 	case REGISTRY_NOT_FOUND:

@@ -38,8 +38,6 @@ typedef enum {
 	REGISTRY_NOMEM
 } registry_status;
 
-const char *registry_status_name(registry_status s);
-
 typedef struct registry registry;
 
 /* A client of the registry at url (its Confluent-compatible API's base, e.g.
@@ -55,12 +53,6 @@ void registry_destroy(registry *r); /* NULL is a no-op */
  * REGISTRY_UNAVAILABLE at once (what is kept is still given): a caller that
  * just saw an outage need not wait out a time-out per value. */
 void registry_set_offline(registry *r, int offline);
-
-/* The writer of schema id: REGISTRY_OK and *w (borrowed; valid until the
- * next call on r), REGISTRY_NOT_FOUND (*w NULL), or an outage or bad answer
- * with errstr filled. */
-registry_status registry_writer(registry *r, uint32_t id, const codec_writer **w, char *errstr,
-                                size_t errstr_size) REGISTRY_MUST_CHECK;
 
 /* The id of schema_json under subject: looked up, and registered first when
  * absent and register_missing is set (REGISTRY_NOT_FOUND otherwise).

@@ -13,7 +13,8 @@
 #include "cli.h"
 #include "errstr.h"
 #include "utf8.h"
-void cli_usage(FILE *f)
+/* The help, on f. */
+static void usage(FILE *f)
 {
 	fputs("usage: kmsctl [--dsn DSN] [--json] COMMAND [ARGS]\n"
 	      "\n"
@@ -126,7 +127,7 @@ int cli_parse(int argc, char **argv, cli *o)
 			o->json = 1;
 			break;
 		case 'h':
-			cli_usage(stdout);
+			usage(stdout);
 			return CLI_EXIT_OK;
 		case 'n':
 			o->name = optarg, o->given |= CLI_OPT_NAME;

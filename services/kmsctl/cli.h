@@ -50,9 +50,6 @@ typedef struct {
 	int nargs;
 } cli;
 
-/* The help, on f. */
-void cli_usage(FILE *f);
-
 /* "kmsctl: WHAT (see kmsctl --help)" on stderr; returns CLI_EXIT_USAGE. */
 int cli_misuse(const char *what) __attribute__((warn_unused_result));
 

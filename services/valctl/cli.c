@@ -63,7 +63,9 @@ int valctl_usage(const char *sub, const char *fmt, ...)
 	return VALCTL_EXIT_USAGE;
 }
 
-int valctl_getopt_error(const char *sub, int opt, char *const argv[])
+/* The hint for getopt_long's '?' (unknown option) or ':' (missing value);
+ * returns VALCTL_EXIT_USAGE. */
+static int getopt_error(const char *sub, int opt, char *const argv[])
 {
 	/* getopt_long leaves the offending word just before optind. */
 	const char *word = optind > 0 ? argv[optind - 1] : "?";
@@ -176,7 +178,7 @@ int valctl_parse(valctl_common *common, const char *sub, const char *help,
 		/* getopt's '?' and ':' are no subcommand's option codes */
 		r = opt == '?' || opt == ':' ? VALCTL_NOT_MINE : own(ctx, sub, opt, optarg);
 		if (r == VALCTL_NOT_MINE)
-			return valctl_getopt_error(sub, opt, argv);
+			return getopt_error(sub, opt, argv);
 		if (r != VALCTL_GO_ON)
 			return r;
 	}

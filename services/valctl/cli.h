@@ -35,9 +35,6 @@ extern volatile sig_atomic_t valctl_run;
 /* Print "valctl SUB: MESSAGE (try 'valctl SUB --help')" on stderr; returns
  * VALCTL_EXIT_USAGE. */
 int valctl_usage(const char *sub, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* The hint for getopt_long's '?' (unknown option) or ':' (missing value);
- * returns VALCTL_EXIT_USAGE. */
-int valctl_getopt_error(const char *sub, int opt, char *const argv[]);
 /* Print "valctl SUB: MESSAGE" on stderr. */
 void valctl_err(const char *sub, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
